@@ -1,0 +1,9 @@
+//! Touchpoint and Connection specs.
+//!
+//! One definition, two homes: these are the portal model's definitions (stored as JSON by
+//! `hookplane serve`) and, on Kubernetes, the `spec` of the `Touchpoint` and `Connection`
+//! custom resources. Field names are `camelCase` on the wire in both homes.
+
+pub mod v1alpha1;
+
+pub use v1alpha1::*;
