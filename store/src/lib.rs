@@ -1,1 +1,189 @@
-//! placeholder
+//! Durable storage for Hookplane on SQLite (embedded) or PostgreSQL (cluster).
+//!
+//! [`Store`] holds the portal model (organization, connections, touchpoints with a draft and a
+//! published spec, write-only secrets), each touchpoint's resync bucket (the events, which
+//! double as the sync worker's queue) and its log bucket.
+//!
+//! Guarantees to the next step:
+//! - [`Store::append_events`] returns only after the events are committed (SQLite:
+//!   `synchronous=FULL` in WAL mode, so committed means on disk). Appends, log appends and
+//!   outcome records go through one group-commit writer ([`writer`]): concurrent callers share
+//!   a transaction and its fsync, and each caller's request is applied all or nothing.
+//! - [`Store::claim_due_events`] never hands the same event to two claimers while a lease holds.
+//! - [`Store::subscribe`] delivers a [`Change`] only after the change is committed, so a
+//!   subscriber that loads the row sees it.
+//! - Ids are UUIDv7: ordering by id is ordering by creation time, on both backends.
+
+#![forbid(unsafe_code)]
+
+mod change;
+mod connect;
+mod connections;
+mod entity;
+mod error;
+mod events;
+mod logs;
+mod migration;
+mod organization;
+mod page;
+mod secrets;
+pub mod testing;
+mod time;
+mod touchpoints;
+mod writer;
+
+use std::sync::Arc;
+
+use sea_orm::{
+    DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use tokio::sync::broadcast;
+
+use crate::{change::Feed, migration::Migrator, writer::Writer};
+pub use crate::{
+    change::{Change, ChangeKind},
+    connections::Connection,
+    error::StoreError,
+    events::{
+        Appended, Event, EventQuery, EventStatus, NewEvent, Outcome, ParseStatusError, StatusCounts,
+    },
+    logs::{LogEntry, LogLevel, LogQuery, NewLog, ParseLevelError},
+    organization::Organization,
+    page::Page,
+    touchpoints::{Published, Touchpoint},
+    writer::WriterStats,
+};
+
+/// Tuning for [`Store::open`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Connections in the pool used for reads and for writes outside the group-commit
+    /// writer. The writer has its own connection on SQLite and borrows from this pool on
+    /// PostgreSQL.
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_connections: 8 }
+    }
+}
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// The store: cheap to clone, every clone shares the pools, the writer and the change feed.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    /// The writer's own pool (SQLite files); the same pool as `db` otherwise.
+    writer_db: DatabaseConnection,
+    backend: Backend,
+    writer: Writer,
+    feed: Feed,
+}
+
+impl Store {
+    /// Opens a database: `sqlite://path/to/file.db` (created if missing), a bare file path,
+    /// `sqlite::memory:` (one connection, gone when the store closes) or `postgres://...`.
+    ///
+    /// SQLite runs in WAL mode with `synchronous=FULL` (acknowledged means durable), a 5 s
+    /// busy timeout and foreign keys on. Does not migrate: call [`Store::migrate`].
+    pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        let pools = connect::connect(url, &options).await?;
+        let feed = Feed::new();
+        let writer = Writer::spawn(pools.writer.clone(), pools.backend, feed.clone());
+        tracing::debug!(backend = ?pools.backend, "store opened");
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db: pools.db,
+                writer_db: pools.writer,
+                backend: pools.backend,
+                writer,
+                feed,
+            }),
+        })
+    }
+
+    /// The backend this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Applies every pending migration (the same set on both backends).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.inner.db, None)
+            .await
+            .map_err(StoreError::Migrate)
+    }
+
+    /// Ready when the database answers and no migration is pending ([`StoreError::NotMigrated`]
+    /// otherwise). Creates nothing.
+    pub async fn check_ready(&self) -> Result<(), StoreError> {
+        self.inner.db.ping().await.map_err(StoreError::CheckReady)?;
+        let pending = Migrator::get_pending_migrations_read_only(&self.inner.db)
+            .await
+            .map_err(StoreError::CheckReady)?;
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::NotMigrated)
+        }
+    }
+
+    /// The in-process change feed: one [`Change`] per created or updated event and per created
+    /// log entry, sent after its transaction committed. A receiver that falls more than 4096
+    /// changes behind gets `RecvError::Lagged` and should reload what it shows.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.inner.feed.subscribe()
+    }
+
+    /// How the group-commit writer has batched so far.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.inner.writer.stats()
+    }
+
+    /// Stops the writer after it has committed everything queued before this call, then
+    /// closes the pools. Later writes fail with [`StoreError::WriterClosed`]; later reads fail.
+    pub async fn close(&self) {
+        self.inner.writer.shutdown().await;
+        if let Err(error) = self.inner.writer_db.close_by_ref().await {
+            tracing::warn!(error = %error, "closing the writer's database pool failed");
+        }
+        if let Err(error) = self.inner.db.close_by_ref().await {
+            tracing::warn!(error = %error, "closing the database pool failed");
+        }
+    }
+
+    fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    /// A transaction for a write outside the group-commit writer. On SQLite it is
+    /// `BEGIN IMMEDIATE`: it takes the write lock up front (waiting up to the busy timeout), so
+    /// a transaction that reads before it writes never fails to upgrade its lock.
+    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        begin_immediate(self.db()).await
+    }
+}
+
+/// `BEGIN IMMEDIATE` on SQLite, a plain `BEGIN` elsewhere.
+pub(crate) async fn begin_immediate(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}

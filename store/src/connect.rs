@@ -1,0 +1,204 @@
+//! From a database URL to configured pools.
+//!
+//! SQLite files get two pools: `db` (reads, and the few writes outside the group-commit
+//! writer, which wait on the 5 s busy timeout) and a one-connection pool the writer owns, so a
+//! batch never waits behind readers for a connection. Every SQLite connection runs WAL with
+//! `synchronous=FULL`: a commit is on disk when it returns. An in-memory SQLite database lives
+//! in one connection, so it gets one pool of one connection that is never recycled.
+//! PostgreSQL gets one pool that the writer borrows from.
+
+use std::{str::FromStr, time::Duration};
+
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, SqlxSqliteConnector,
+    sqlx::{
+        ConnectOptions as _,
+        sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    },
+};
+
+use crate::{Backend, StoreError, StoreOptions};
+
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The pools a store runs on.
+pub(crate) struct Pools {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) writer: DatabaseConnection,
+    pub(crate) backend: Backend,
+}
+
+/// What a URL names.
+#[derive(Debug, PartialEq)]
+enum Target {
+    Postgres(String),
+    /// A `sqlite:` URL (with its query parameters).
+    SqliteUrl(String),
+    /// A bare file path.
+    SqliteFile(String),
+    /// `sqlite::memory:` or `mode=memory`.
+    SqliteMemory(String),
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_owned()))
+        } else if url.starts_with("sqlite:") {
+            if url.contains(":memory:") || url.contains("mode=memory") {
+                Ok(Self::SqliteMemory(url.to_owned()))
+            } else {
+                Ok(Self::SqliteUrl(url.to_owned()))
+            }
+        } else if url.contains("://") || url.is_empty() {
+            Err(StoreError::Unsupported {
+                url: without_password(url),
+            })
+        } else {
+            Ok(Self::SqliteFile(url.to_owned()))
+        }
+    }
+}
+
+pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<Pools, StoreError> {
+    let max_connections = options.max_connections.max(1);
+    match Target::parse(url)? {
+        Target::Postgres(url) => {
+            let mut connect = ConnectOptions::new(url);
+            connect
+                .max_connections(max_connections)
+                .min_connections(0)
+                .connect_timeout(CONNECT_TIMEOUT)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .sqlx_logging(false);
+            let db = Database::connect(connect)
+                .await
+                .map_err(StoreError::OpenDatabase)?;
+            Ok(Pools {
+                writer: db.clone(),
+                db,
+                backend: Backend::Postgres,
+            })
+        }
+        Target::SqliteUrl(url) => {
+            let options = SqliteConnectOptions::from_str(&url).map_err(sqlx_open_error)?;
+            // `?mode=rwc` for the user, unless they chose a mode themselves.
+            let create = !url.contains("mode=");
+            sqlite_file_pools(options.create_if_missing(create), max_connections).await
+        }
+        Target::SqliteFile(path) => {
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true);
+            sqlite_file_pools(options, max_connections).await
+        }
+        Target::SqliteMemory(url) => {
+            let options = SqliteConnectOptions::from_str(&url).map_err(sqlx_open_error)?;
+            sqlite_memory_pool(options).await
+        }
+    }
+}
+
+fn sqlite_options(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    options
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .foreign_keys(true)
+        .disable_statement_logging()
+}
+
+async fn sqlite_file_pools(
+    options: SqliteConnectOptions,
+    max_connections: u32,
+) -> Result<Pools, StoreError> {
+    let options = sqlite_options(options);
+    // The writer's pool first: its connection creates the file and switches it to WAL.
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.clone())
+        .await
+        .map_err(sqlx_open_error)?;
+    let db = SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(sqlx_open_error)?;
+    Ok(Pools {
+        db: SqlxSqliteConnector::from_sqlx_sqlite_pool(db),
+        writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+        backend: Backend::Sqlite,
+    })
+}
+
+async fn sqlite_memory_pool(options: SqliteConnectOptions) -> Result<Pools, StoreError> {
+    // The database lives as long as its connection: keep exactly one, forever.
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(sqlite_options(options))
+        .await
+        .map_err(sqlx_open_error)?;
+    let db = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+    Ok(Pools {
+        writer: db.clone(),
+        db,
+        backend: Backend::Sqlite,
+    })
+}
+
+fn sqlx_open_error(error: sea_orm::sqlx::Error) -> StoreError {
+    StoreError::OpenDatabase(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+        std::sync::Arc::new(error),
+    )))
+}
+
+/// The URL with any password replaced, for error messages.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Cannot fail: the URL has a password, so it has a host and credentials.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => url.split('@').next_back().unwrap_or_default().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!(
+            Target::parse("postgres://u@h/db").ok(),
+            Some(Target::Postgres("postgres://u@h/db".into()))
+        );
+        assert_eq!(
+            Target::parse("sqlite://data/hp.db").ok(),
+            Some(Target::SqliteUrl("sqlite://data/hp.db".into()))
+        );
+        assert_eq!(
+            Target::parse("data/hp.db").ok(),
+            Some(Target::SqliteFile("data/hp.db".into()))
+        );
+        assert!(matches!(
+            Target::parse("mysql://u:pw@h/db"),
+            Err(StoreError::Unsupported { url }) if !url.contains("pw")
+        ));
+        assert!(matches!(
+            Target::parse("sqlite::memory:"),
+            Ok(Target::SqliteMemory(_))
+        ));
+        assert!(Target::parse("").is_err());
+    }
+}

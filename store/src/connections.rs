@@ -1,0 +1,82 @@
+//! Connections: a source app and a destination app, stored as their spec (JSON text).
+
+use chrono::{DateTime, Utc};
+use hookplane_crds::ConnectionSpec;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QueryOrder};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{Store, StoreError, entity::connection, time};
+
+/// A stored connection.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    /// Its id (the `connectionRef` of its touchpoints).
+    pub id: Uuid,
+    /// What it connects.
+    pub spec: ConnectionSpec,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<connection::Model> for Connection {
+    type Error = StoreError;
+
+    fn try_from(row: connection::Model) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            spec: serde_json::from_str(&row.spec)
+                .map_err(|error| StoreError::invalid_row("connections", error))?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+impl Store {
+    /// Creates a connection.
+    pub async fn create_connection(&self, spec: ConnectionSpec) -> Result<Connection, StoreError> {
+        let now = time::now();
+        let row = connection::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            spec: Set(spec_json(&spec)),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(self.db())
+        .await
+        .map_err(StoreError::SaveConnection)?;
+        Connection::try_from(row)
+    }
+
+    /// The connection with this id.
+    pub async fn connection(&self, id: Uuid) -> Result<Option<Connection>, StoreError> {
+        connection::Entity::find_by_id(id)
+            .one(self.db())
+            .await
+            .map_err(StoreError::read("a connection"))?
+            .map(Connection::try_from)
+            .transpose()
+    }
+
+    /// Every connection, oldest first.
+    pub async fn connections(&self) -> Result<Vec<Connection>, StoreError> {
+        connection::Entity::find()
+            .order_by_asc(connection::Column::Id)
+            .all(self.db())
+            .await
+            .map_err(StoreError::read("connections"))?
+            .into_iter()
+            .map(Connection::try_from)
+            .collect()
+    }
+}
+
+/// A spec as stored: its JSON text.
+pub(crate) fn spec_json(spec: &impl Serialize) -> String {
+    // Cannot fail: specs are plain structs with string keys.
+    serde_json::to_string(spec).expect("a spec serializes to JSON")
+}

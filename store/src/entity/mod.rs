@@ -1,0 +1,11 @@
+//! sea-orm entities: one per table, as the migrations create them.
+//!
+//! These are storage rows, not the public types: specs are JSON text, statuses and levels
+//! are plain columns. The modules that own each table convert rows into the public types.
+
+pub(crate) mod connection;
+pub(crate) mod event;
+pub(crate) mod log;
+pub(crate) mod organization;
+pub(crate) mod secret;
+pub(crate) mod touchpoint;

@@ -1,0 +1,284 @@
+//! The resync bucket: every event a touchpoint received, with its processing state.
+//!
+//! Submodules: [`append`] (inserts, run inside the group-commit writer), [`query`] (reads),
+//! [`queue`] (the work-queue side: claim, outcome, resync, next due time).
+
+use std::{fmt, str::FromStr};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{StoreError, entity::event};
+
+pub(crate) mod append;
+mod query;
+pub(crate) mod queue;
+
+/// Where an event is in its processing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventStatus {
+    /// Waiting to be processed (new, retrying, resynced, or auto-sync is off).
+    Unprocessed,
+    /// Delivered.
+    Success,
+    /// Gave up: attempts exhausted or a permanent error.
+    Failed,
+    /// The touchpoint's filter excluded it.
+    Skipped,
+}
+
+impl EventStatus {
+    /// The stored (and GraphQL) name: `UNPROCESSED`, `SUCCESS`, `FAILED`, `SKIPPED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unprocessed => "UNPROCESSED",
+            Self::Success => "SUCCESS",
+            Self::Failed => "FAILED",
+            Self::Skipped => "SKIPPED",
+        }
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not an [`EventStatus`].
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+#[error("unknown event status {0:?}")]
+pub struct ParseStatusError(pub String);
+
+impl FromStr for EventStatus {
+    type Err = ParseStatusError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "UNPROCESSED" => Ok(Self::Unprocessed),
+            "SUCCESS" => Ok(Self::Success),
+            "FAILED" => Ok(Self::Failed),
+            "SKIPPED" => Ok(Self::Skipped),
+            other => Err(ParseStatusError(other.to_owned())),
+        }
+    }
+}
+
+/// A verified webhook to append to a touchpoint's bucket.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// The touchpoint it arrived at.
+    pub touchpoint_id: Uuid,
+    /// Request headers: an object of name -> string.
+    pub headers: Value,
+    /// The body exactly as received.
+    pub raw_body: Vec<u8>,
+    /// The body parsed to JSON.
+    pub payload: Value,
+    /// The source's delivery id; a second event with the same key for the same touchpoint is
+    /// absorbed as a duplicate.
+    pub dedupe_key: Option<String>,
+}
+
+/// What appending one event did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Appended {
+    /// A new event.
+    Created(Event),
+    /// An event with the same dedupe key already existed; its `duplicates` was incremented
+    /// and this is it.
+    Duplicate(Event),
+}
+
+impl Appended {
+    /// The stored event, new or existing.
+    pub fn event(&self) -> &Event {
+        match self {
+            Self::Created(event) | Self::Duplicate(event) => event,
+        }
+    }
+
+    /// The stored event, new or existing.
+    pub fn into_event(self) -> Event {
+        match self {
+            Self::Created(event) | Self::Duplicate(event) => event,
+        }
+    }
+
+    /// Whether the event already existed.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Self::Duplicate(_))
+    }
+}
+
+/// One entry of a resync bucket.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// UUIDv7: later events have greater ids. Also the delivery's `Idempotency-Key`.
+    pub id: Uuid,
+    /// The touchpoint it belongs to.
+    pub touchpoint_id: Uuid,
+    /// When it was stored.
+    pub received_at: DateTime<Utc>,
+    /// Request headers: an object of name -> string.
+    pub headers: Value,
+    /// The body exactly as received.
+    pub raw_body: Vec<u8>,
+    /// The body parsed to JSON.
+    pub payload: Value,
+    /// The source's delivery id, if it sends one.
+    pub dedupe_key: Option<String>,
+    /// How many duplicates of it arrived later.
+    pub duplicates: i32,
+    /// Processing status.
+    pub status: EventStatus,
+    /// Delivery attempts so far (reset by a resync).
+    pub attempts: i32,
+    /// When it is (next) due.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Set while a worker has leased it.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// The mapped output of the last attempt.
+    pub mapped_output: Option<Value>,
+    /// The error of the last attempt.
+    pub last_error: Option<String>,
+    /// The destination's HTTP status in the last attempt.
+    pub response_status: Option<i32>,
+    /// The published generation of the touchpoint that last processed it.
+    pub published_generation: Option<i64>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<event::Model> for Event {
+    type Error = StoreError;
+
+    fn try_from(row: event::Model) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            touchpoint_id: row.touchpoint_id,
+            received_at: row.received_at,
+            headers: row.headers,
+            raw_body: row.raw_body,
+            payload: row.payload,
+            dedupe_key: row.dedupe_key,
+            duplicates: row.duplicates,
+            status: row
+                .status
+                .parse()
+                .map_err(|error| StoreError::invalid_row("events", error))?,
+            attempts: row.attempts,
+            next_attempt_at: row.next_attempt_at,
+            lease_until: row.lease_until,
+            mapped_output: row.mapped_output,
+            last_error: row.last_error,
+            response_status: row.response_status,
+            published_generation: row.published_generation,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// The result of processing a leased event. `Success`, `Retry` and `Failed` count as a
+/// delivery attempt; `Skipped` does not. `generation` is the published generation that ran.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Delivered: status SUCCESS.
+    Success {
+        /// The mapped output that was delivered.
+        mapped: Value,
+        /// The destination's HTTP status.
+        response_status: i32,
+        /// The published generation that ran.
+        generation: i64,
+    },
+    /// The filter excluded it: status SKIPPED.
+    Skipped {
+        /// The published generation that ran.
+        generation: i64,
+    },
+    /// Try again later: stays UNPROCESSED, due at `next_attempt_at`.
+    Retry {
+        /// The mapped output, if mapping got that far.
+        mapped: Option<Value>,
+        /// What went wrong.
+        error: String,
+        /// The destination's HTTP status, if it answered.
+        response_status: Option<i32>,
+        /// When to try again.
+        next_attempt_at: DateTime<Utc>,
+        /// The published generation that ran.
+        generation: i64,
+    },
+    /// Give up: status FAILED (until resynced).
+    Failed {
+        /// The mapped output, if mapping got that far.
+        mapped: Option<Value>,
+        /// What went wrong.
+        error: String,
+        /// The destination's HTTP status, if it answered.
+        response_status: Option<i32>,
+        /// The published generation that ran.
+        generation: i64,
+    },
+}
+
+impl Outcome {
+    /// Whether this outcome counts as a delivery attempt.
+    pub fn is_attempt(&self) -> bool {
+        !matches!(self, Self::Skipped { .. })
+    }
+}
+
+/// A page of a resync bucket, newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventQuery {
+    /// The touchpoint.
+    pub touchpoint_id: Uuid,
+    /// Only events with this status.
+    pub status: Option<EventStatus>,
+    /// Page size.
+    pub first: u64,
+    /// Cursor: only events older than (id less than) this one.
+    pub after: Option<Uuid>,
+}
+
+/// Events of a touchpoint per status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusCounts {
+    /// UNPROCESSED events.
+    pub unprocessed: i64,
+    /// SUCCESS events.
+    pub success: i64,
+    /// FAILED events.
+    pub failed: i64,
+    /// SKIPPED events.
+    pub skipped: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips() {
+        for status in [
+            EventStatus::Unprocessed,
+            EventStatus::Success,
+            EventStatus::Failed,
+            EventStatus::Skipped,
+        ] {
+            assert_eq!(status.as_str().parse(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).ok(),
+                Some(Value::from(status.as_str()))
+            );
+        }
+        assert!("unprocessed".parse::<EventStatus>().is_err());
+    }
+}

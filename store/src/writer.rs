@@ -1,0 +1,517 @@
+//! The group-commit writer: one task that owns the hot write path.
+//!
+//! Event appends, log appends and outcome records are sent to the task over an `mpsc`
+//! channel with a `oneshot` for the answer. The task takes everything queued (up to
+//! [`MAX_BATCH`] requests), runs them in ONE transaction and commits once, so concurrent
+//! callers share a commit (and, on SQLite, its fsync). While a commit is in flight new
+//! requests queue up and form the next batch: the busier the store, the bigger the batches.
+//!
+//! Each request runs inside its own savepoint. A request that fails on its own (an unknown
+//! touchpoint, a missing event) is rolled back to its savepoint and answered with its error;
+//! the rest of the batch still commits. If the transaction itself fails (begin, a savepoint,
+//! the commit), every request of the batch gets the error and nothing of the batch is
+//! stored. No caller is answered before the commit that holds its request, and changes are
+//! published to the feed only after that commit.
+//!
+//! Shutdown is a message like the others: everything queued before it is committed, anything
+//! after it is refused with [`StoreError::WriterClosed`].
+
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use serde::Serialize;
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::{
+    Backend, Change, ChangeKind, StoreError, begin_immediate,
+    change::Feed,
+    events::{self, Appended, Event, NewEvent, Outcome},
+    logs::{self, LogEntry, NewLog},
+};
+
+/// Most requests in one transaction.
+const MAX_BATCH: usize = 256;
+/// Requests that may wait for the writer before senders wait too (backpressure).
+const QUEUE: usize = 4096;
+
+/// How the writer has batched so far (for tests and metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub transactions: u64,
+    /// Transactions that failed as a whole.
+    pub failed_transactions: u64,
+    /// Requests answered from committed transactions.
+    pub requests: u64,
+    /// Events appended (including duplicates absorbed).
+    pub events: u64,
+    /// Log entries appended.
+    pub logs: u64,
+    /// Outcomes recorded.
+    pub outcomes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    transactions: AtomicU64,
+    failed_transactions: AtomicU64,
+    requests: AtomicU64,
+    events: AtomicU64,
+    logs: AtomicU64,
+    outcomes: AtomicU64,
+}
+
+/// The handle the store keeps.
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    pub(crate) fn spawn(db: DatabaseConnection, backend: Backend, feed: Feed) -> Self {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(
+            run(db, queue, feed, counters.clone())
+                .instrument(tracing::info_span!("store_writer", ?backend)),
+        );
+        Self {
+            jobs,
+            task: Mutex::new(Some(task)),
+            counters,
+        }
+    }
+
+    pub(crate) async fn append_events(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(
+            Job::Events(Request {
+                work: events,
+                reply,
+            }),
+            answer,
+        )
+        .await
+    }
+
+    pub(crate) async fn append_logs(&self, logs: Vec<NewLog>) -> Result<Vec<LogEntry>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Logs(Request { work: logs, reply }), answer)
+            .await
+    }
+
+    pub(crate) async fn record_outcome(
+        &self,
+        id: Uuid,
+        outcome: Outcome,
+    ) -> Result<Event, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let work = OutcomeWork { id, outcome };
+        self.submit(Job::Outcome(Request { work, reply }), answer)
+            .await
+    }
+
+    async fn submit<T>(
+        &self,
+        job: Job,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterClosed)?;
+        answer.await.map_err(|_| StoreError::WriterClosed)?
+    }
+
+    /// Commits everything queued so far, then stops the task.
+    pub(crate) async fn shutdown(&self) {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(task) = task else {
+            return;
+        };
+        // Fails only if the task already stopped, which is what we want anyway.
+        let _ = self.jobs.send(Job::Shutdown).await;
+        if let Err(error) = task.await {
+            tracing::error!(error = %error, "the store writer task failed");
+        }
+    }
+
+    pub(crate) fn stats(&self) -> WriterStats {
+        let c = &self.counters;
+        WriterStats {
+            transactions: c.transactions.load(Ordering::Relaxed),
+            failed_transactions: c.failed_transactions.load(Ordering::Relaxed),
+            requests: c.requests.load(Ordering::Relaxed),
+            events: c.events.load(Ordering::Relaxed),
+            logs: c.logs.load(Ordering::Relaxed),
+            outcomes: c.outcomes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One kind of write the task runs.
+trait Work: Send + Sized {
+    type Output: Send;
+    /// Rows it writes, for the stats.
+    fn rows(&self) -> u64;
+    async fn apply(self, txn: &DatabaseTransaction) -> Result<Self::Output, StoreError>;
+    /// The changes to publish once the output is committed.
+    fn changes(output: &Self::Output) -> Vec<Change>;
+    /// The error a caller gets when the batch's transaction fails.
+    fn batch_failed(error: DbErr) -> StoreError;
+    fn count(counters: &Counters, rows: u64);
+}
+
+impl Work for Vec<NewEvent> {
+    type Output = Vec<Appended>;
+
+    fn rows(&self) -> u64 {
+        self.len() as u64
+    }
+
+    async fn apply(self, txn: &DatabaseTransaction) -> Result<Vec<Appended>, StoreError> {
+        events::append::insert(txn, self).await
+    }
+
+    fn changes(output: &Vec<Appended>) -> Vec<Change> {
+        output
+            .iter()
+            .map(|appended| {
+                let event = appended.event();
+                Change {
+                    kind: if appended.is_duplicate() {
+                        ChangeKind::EventUpdated
+                    } else {
+                        ChangeKind::EventCreated
+                    },
+                    touchpoint_id: event.touchpoint_id,
+                    id: event.id,
+                }
+            })
+            .collect()
+    }
+
+    fn batch_failed(error: DbErr) -> StoreError {
+        StoreError::AppendEvents(error)
+    }
+
+    fn count(counters: &Counters, rows: u64) {
+        counters.events.fetch_add(rows, Ordering::Relaxed);
+    }
+}
+
+impl Work for Vec<NewLog> {
+    type Output = Vec<LogEntry>;
+
+    fn rows(&self) -> u64 {
+        self.len() as u64
+    }
+
+    async fn apply(self, txn: &DatabaseTransaction) -> Result<Vec<LogEntry>, StoreError> {
+        logs::insert(txn, self).await
+    }
+
+    fn changes(output: &Vec<LogEntry>) -> Vec<Change> {
+        output
+            .iter()
+            .map(|entry| Change {
+                kind: ChangeKind::LogCreated,
+                touchpoint_id: entry.touchpoint_id,
+                id: entry.id,
+            })
+            .collect()
+    }
+
+    fn batch_failed(error: DbErr) -> StoreError {
+        StoreError::AppendLogs(error)
+    }
+
+    fn count(counters: &Counters, rows: u64) {
+        counters.logs.fetch_add(rows, Ordering::Relaxed);
+    }
+}
+
+struct OutcomeWork {
+    id: Uuid,
+    outcome: Outcome,
+}
+
+impl Work for OutcomeWork {
+    type Output = Event;
+
+    fn rows(&self) -> u64 {
+        1
+    }
+
+    async fn apply(self, txn: &DatabaseTransaction) -> Result<Event, StoreError> {
+        events::queue::apply_outcome(txn, self.id, self.outcome).await
+    }
+
+    fn changes(event: &Event) -> Vec<Change> {
+        vec![Change {
+            kind: ChangeKind::EventUpdated,
+            touchpoint_id: event.touchpoint_id,
+            id: event.id,
+        }]
+    }
+
+    fn batch_failed(error: DbErr) -> StoreError {
+        StoreError::RecordOutcome(error)
+    }
+
+    fn count(counters: &Counters, rows: u64) {
+        counters.outcomes.fetch_add(rows, Ordering::Relaxed);
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+struct Request<W: Work> {
+    work: W,
+    reply: Reply<W::Output>,
+}
+
+/// A request that ran in the open transaction, waiting for the commit.
+struct Staged<W: Work> {
+    reply: Reply<W::Output>,
+    rows: u64,
+    result: Result<W::Output, StoreError>,
+}
+
+enum Job {
+    Events(Request<Vec<NewEvent>>),
+    Logs(Request<Vec<NewLog>>),
+    Outcome(Request<OutcomeWork>),
+    Shutdown,
+}
+
+enum StagedJob {
+    Events(Staged<Vec<NewEvent>>),
+    Logs(Staged<Vec<NewLog>>),
+    // Boxed: an `Event` is much bigger than the other variants.
+    Outcome(Box<Staged<OutcomeWork>>),
+}
+
+impl<W: Work> Request<W> {
+    /// Runs the request in a savepoint of `txn`. `Err` means the transaction itself failed.
+    async fn stage(
+        self,
+        txn: &DatabaseTransaction,
+    ) -> Result<Staged<W>, (Reply<W::Output>, DbErr)> {
+        let Self { work, reply } = self;
+        let rows = work.rows();
+        let savepoint = match txn.begin().await {
+            Ok(savepoint) => savepoint,
+            Err(error) => return Err((reply, error)),
+        };
+        let result = work.apply(&savepoint).await;
+        let closed = if result.is_ok() {
+            savepoint.commit().await
+        } else {
+            savepoint.rollback().await
+        };
+        match closed {
+            Ok(()) => Ok(Staged {
+                reply,
+                rows,
+                result,
+            }),
+            Err(error) => Err((reply, error)),
+        }
+    }
+
+    fn refuse(self, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+impl<W: Work> Staged<W> {
+    /// Answers after a commit; publishes the committed changes first.
+    fn committed(self, feed: &Feed, counters: &Counters) {
+        if let Ok(output) = &self.result {
+            feed.publish(W::changes(output));
+            W::count(counters, self.rows);
+        }
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        // The caller may have gone away (its request was cancelled); the write stands.
+        let _ = self.reply.send(self.result);
+    }
+
+    /// Answers after the transaction failed: nothing of the batch is stored.
+    fn aborted(self, error: &DbErr) {
+        let result = match self.result {
+            Err(own) => Err(own),
+            Ok(_) => Err(W::batch_failed(error.clone())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+impl Job {
+    fn abort(self, error: &DbErr) {
+        match self {
+            Self::Events(request) => request.refuse(StoreError::AppendEvents(error.clone())),
+            Self::Logs(request) => request.refuse(StoreError::AppendLogs(error.clone())),
+            Self::Outcome(request) => request.refuse(StoreError::RecordOutcome(error.clone())),
+            Self::Shutdown => {}
+        }
+    }
+
+    fn refuse(self) {
+        match self {
+            Self::Events(request) => request.refuse(StoreError::WriterClosed),
+            Self::Logs(request) => request.refuse(StoreError::WriterClosed),
+            Self::Outcome(request) => request.refuse(StoreError::WriterClosed),
+            Self::Shutdown => {}
+        }
+    }
+}
+
+impl StagedJob {
+    fn committed(self, feed: &Feed, counters: &Counters) {
+        match self {
+            Self::Events(staged) => staged.committed(feed, counters),
+            Self::Logs(staged) => staged.committed(feed, counters),
+            Self::Outcome(staged) => staged.committed(feed, counters),
+        }
+    }
+
+    fn aborted(self, error: &DbErr) {
+        match self {
+            Self::Events(staged) => staged.aborted(error),
+            Self::Logs(staged) => staged.aborted(error),
+            Self::Outcome(staged) => staged.aborted(error),
+        }
+    }
+}
+
+async fn run(
+    db: DatabaseConnection,
+    mut queue: mpsc::Receiver<Job>,
+    feed: Feed,
+    counters: Arc<Counters>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            // Every handle is gone.
+            return;
+        }
+        let after_shutdown = batch
+            .iter()
+            .position(|job| matches!(job, Job::Shutdown))
+            .map(|at| batch.split_off(at));
+        if !batch.is_empty() {
+            commit_batch(&db, std::mem::take(&mut batch), &feed, &counters).await;
+        }
+        if let Some(refused) = after_shutdown {
+            queue.close();
+            refused.into_iter().for_each(Job::refuse);
+            while let Ok(job) = queue.try_recv() {
+                job.refuse();
+            }
+            tracing::debug!("store writer stopped");
+            return;
+        }
+    }
+}
+
+async fn commit_batch(db: &DatabaseConnection, batch: Vec<Job>, feed: &Feed, counters: &Counters) {
+    let started = Instant::now();
+    let requests = batch.len();
+    let txn = match begin_immediate(db).await {
+        Ok(txn) => txn,
+        Err(error) => {
+            tracing::warn!(error = %error, requests, "could not begin a write batch");
+            counters.failed_transactions.fetch_add(1, Ordering::Relaxed);
+            batch.into_iter().for_each(|job| job.abort(&error));
+            return;
+        }
+    };
+    let mut staged = Vec::with_capacity(requests);
+    let mut jobs = batch.into_iter();
+    while let Some(job) = jobs.next() {
+        let failure = match job {
+            Job::Events(request) => {
+                request
+                    .stage(&txn)
+                    .await
+                    .map(StagedJob::Events)
+                    .map_err(|(reply, error)| {
+                        let _ = reply.send(Err(StoreError::AppendEvents(error.clone())));
+                        error
+                    })
+            }
+            Job::Logs(request) => {
+                request
+                    .stage(&txn)
+                    .await
+                    .map(StagedJob::Logs)
+                    .map_err(|(reply, error)| {
+                        let _ = reply.send(Err(StoreError::AppendLogs(error.clone())));
+                        error
+                    })
+            }
+            Job::Outcome(request) => request
+                .stage(&txn)
+                .await
+                .map(|staged| StagedJob::Outcome(Box::new(staged)))
+                .map_err(|(reply, error)| {
+                    let _ = reply.send(Err(StoreError::RecordOutcome(error.clone())));
+                    error
+                }),
+            Job::Shutdown => continue,
+        };
+        match failure {
+            Ok(job) => staged.push(job),
+            Err(error) => {
+                tracing::warn!(error = %error, requests, "a write batch failed");
+                counters.failed_transactions.fetch_add(1, Ordering::Relaxed);
+                staged.into_iter().for_each(|job| job.aborted(&error));
+                jobs.for_each(|job| job.abort(&error));
+                if let Err(error) = txn.rollback().await {
+                    tracing::warn!(error = %error, "could not roll back a failed write batch");
+                }
+                return;
+            }
+        }
+    }
+    match txn.commit().await {
+        Ok(()) => {
+            counters.transactions.fetch_add(1, Ordering::Relaxed);
+            staged
+                .into_iter()
+                .for_each(|job| job.committed(feed, counters));
+            tracing::debug!(
+                requests,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "committed a write batch"
+            );
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, requests, "could not commit a write batch");
+            counters.failed_transactions.fetch_add(1, Ordering::Relaxed);
+            staged.into_iter().for_each(|job| job.aborted(&error));
+        }
+    }
+}
