@@ -1,0 +1,425 @@
+//! The resync bucket: durable appends with group commit, dedupe, reads, the change feed.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use hookplane_store::{
+    Appended, Change, ChangeKind, EventQuery, EventStatus, LogLevel, Outcome, StatusCounts,
+    StoreError,
+};
+use serde_json::json;
+use tokio::sync::{Barrier, broadcast};
+use uuid::Uuid;
+
+use crate::common::{Harness, append, backend_tests, new_event, new_log};
+
+backend_tests!(
+    concurrent_appends_share_transactions,
+    duplicates_are_absorbed,
+    a_bad_request_fails_alone,
+    events_page_newest_first,
+    events_are_counted_per_status,
+    changes_are_published_after_commit,
+);
+
+const TASKS: usize = 50;
+const PER_TASK: usize = 10;
+
+async fn concurrent_appends_share_transactions(h: &Harness) {
+    let touchpoint = h.running_touchpoint("orders").await;
+    let before = h.store.writer_stats();
+    let start = Arc::new(Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let store = h.store.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut ids = Vec::with_capacity(PER_TASK);
+                for i in 0..PER_TASK {
+                    let appended = store
+                        .append_events(vec![new_event(touchpoint.id, task * PER_TASK + i)])
+                        .await
+                        .expect("append");
+                    match appended.as_slice() {
+                        [Appended::Created(event)] => ids.push(event.id),
+                        other => panic!("expected one created event, got {other:?}"),
+                    }
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for task in tasks {
+        for id in task.await.expect("task") {
+            assert!(ids.insert(id), "ids are unique");
+        }
+    }
+    assert_eq!(ids.len(), TASKS * PER_TASK);
+
+    let stored = h
+        .store
+        .events(EventQuery {
+            touchpoint_id: touchpoint.id,
+            status: None,
+            first: 10_000,
+            after: None,
+        })
+        .await
+        .expect("read");
+    assert_eq!(
+        stored.items.len(),
+        TASKS * PER_TASK,
+        "each event exactly once"
+    );
+    let payloads: HashSet<_> = stored
+        .items
+        .iter()
+        .map(|event| event.payload["n"].as_u64().expect("n"))
+        .collect();
+    assert_eq!(payloads.len(), TASKS * PER_TASK);
+    assert!(stored.items.iter().all(|event| ids.contains(&event.id)));
+
+    let after = h.store.writer_stats();
+    let events = after.events - before.events;
+    let transactions = after.transactions - before.transactions;
+    eprintln!(
+        "{:?}: {events} events from {TASKS} tasks in {transactions} transactions \
+         ({:.1} events per transaction)",
+        h.backend,
+        events as f64 / transactions as f64
+    );
+    assert_eq!(events, (TASKS * PER_TASK) as u64);
+    assert!(
+        transactions < events,
+        "group commit: {transactions} transactions for {events} events"
+    );
+}
+
+async fn duplicates_are_absorbed(h: &Harness) {
+    let touchpoint = h.running_touchpoint("orders").await;
+    let other = h.running_touchpoint("customers").await;
+    let mut event = new_event(touchpoint.id, 1);
+    event.dedupe_key = Some("delivery-1".to_owned());
+
+    let first = h
+        .store
+        .append_events(vec![event.clone()])
+        .await
+        .expect("append");
+    let [Appended::Created(original)] = first.as_slice() else {
+        panic!("expected a created event: {first:?}");
+    };
+    assert_eq!(original.duplicates, 0);
+
+    let mut retry = event.clone();
+    retry.payload = json!({"n": "ignored"});
+    let second = h.store.append_events(vec![retry]).await.expect("append");
+    let [Appended::Duplicate(existing)] = second.as_slice() else {
+        panic!("expected a duplicate: {second:?}");
+    };
+    assert_eq!(existing.id, original.id);
+    assert_eq!(existing.duplicates, 1);
+    assert_eq!(
+        existing.payload, original.payload,
+        "the first delivery wins"
+    );
+
+    // The same key twice in one request, and the same key at another touchpoint.
+    let mut twice = new_event(touchpoint.id, 2);
+    twice.dedupe_key = Some("delivery-2".to_owned());
+    let mut elsewhere = event.clone();
+    elsewhere.touchpoint_id = other.id;
+    let mixed = h
+        .store
+        .append_events(vec![twice.clone(), twice, elsewhere])
+        .await
+        .expect("append");
+    assert!(matches!(&mixed[0], Appended::Created(_)));
+    assert!(
+        matches!(&mixed[1], Appended::Duplicate(e) if e.id == mixed[0].event().id && e.duplicates == 1)
+    );
+    assert!(matches!(&mixed[2], Appended::Created(_)));
+
+    // Events without a key never collide.
+    let plain = h
+        .store
+        .append_events(vec![
+            new_event(touchpoint.id, 3),
+            new_event(touchpoint.id, 3),
+        ])
+        .await
+        .expect("append");
+    assert!(plain.iter().all(|appended| !appended.is_duplicate()));
+
+    let counts = h.store.count_events(touchpoint.id).await.expect("count");
+    assert_eq!(counts.unprocessed, 4);
+    assert_eq!(
+        h.store
+            .event(original.id)
+            .await
+            .expect("read")
+            .map(|e| e.duplicates),
+        Some(1)
+    );
+}
+
+async fn a_bad_request_fails_alone(h: &Harness) {
+    let touchpoint = h.running_touchpoint("orders").await;
+    let unknown = Uuid::now_v7();
+    let start = Arc::new(Barrier::new(21));
+    let mut tasks = Vec::new();
+    for n in 0..21 {
+        let store = h.store.clone();
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            if n == 10 {
+                // One valid and one invalid event: the request is all or nothing.
+                store
+                    .append_events(vec![new_event(touchpoint.id, 999), new_event(unknown, n)])
+                    .await
+            } else {
+                store.append_events(vec![new_event(touchpoint.id, n)]).await
+            }
+        }));
+    }
+    let mut ok = 0;
+    for (n, task) in tasks.into_iter().enumerate() {
+        match task.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(error) => {
+                assert_eq!(n, 10);
+                assert!(matches!(error, StoreError::TouchpointNotFound), "{error:?}");
+            }
+        }
+    }
+    assert_eq!(ok, 20);
+    let counts = h.store.count_events(touchpoint.id).await.expect("count");
+    assert_eq!(
+        counts.unprocessed, 20,
+        "nothing of the failed request is stored"
+    );
+
+    let logs = h
+        .store
+        .append_logs(vec![new_log(unknown, LogLevel::Info, "nowhere")])
+        .await;
+    assert!(matches!(logs, Err(StoreError::TouchpointNotFound)));
+    assert!(
+        h.store
+            .append_events(Vec::new())
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+}
+
+async fn events_page_newest_first(h: &Harness) {
+    let touchpoint = h.running_touchpoint("orders").await;
+    let other = h.running_touchpoint("customers").await;
+    let ids = append(&h.store, touchpoint.id, 25).await;
+    append(&h.store, other.id, 3).await;
+    let newest_first: Vec<Uuid> = ids.iter().rev().copied().collect();
+    let query = |first, after| EventQuery {
+        touchpoint_id: touchpoint.id,
+        status: None,
+        first,
+        after,
+    };
+
+    let page = h.store.events(query(10, None)).await.expect("page 1");
+    assert!(page.has_next_page);
+    assert_eq!(
+        page.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        newest_first[..10]
+    );
+    let page = h
+        .store
+        .events(query(10, page.items.last().map(|e| e.id)))
+        .await
+        .expect("page 2");
+    assert!(page.has_next_page);
+    assert_eq!(
+        page.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        newest_first[10..20]
+    );
+    let page = h
+        .store
+        .events(query(10, page.items.last().map(|e| e.id)))
+        .await
+        .expect("page 3");
+    assert!(!page.has_next_page);
+    assert_eq!(
+        page.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        newest_first[20..]
+    );
+    let empty = h.store.events(query(0, None)).await.expect("first 0");
+    assert!(empty.items.is_empty() && empty.has_next_page);
+
+    // Status filter.
+    for id in [ids[3], ids[7], ids[20]] {
+        h.store
+            .record_outcome(
+                id,
+                Outcome::Failed {
+                    mapped: None,
+                    error: "boom".to_owned(),
+                    response_status: Some(500),
+                    generation: 1,
+                },
+            )
+            .await
+            .expect("fail");
+    }
+    let failed = h
+        .store
+        .events(EventQuery {
+            status: Some(EventStatus::Failed),
+            ..query(2, None)
+        })
+        .await
+        .expect("failed");
+    assert_eq!(
+        failed.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [ids[20], ids[7]]
+    );
+    assert!(failed.has_next_page);
+    let rest = h
+        .store
+        .events(EventQuery {
+            status: Some(EventStatus::Failed),
+            ..query(2, Some(ids[7]))
+        })
+        .await
+        .expect("failed page 2");
+    assert_eq!(
+        rest.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [ids[3]]
+    );
+    assert!(!rest.has_next_page);
+    let event = &rest.items[0];
+    assert_eq!(event.raw_body, b"{\"n\":3}");
+    assert_eq!(event.headers, json!({"content-type": "application/json"}));
+}
+
+async fn events_are_counted_per_status(h: &Harness) {
+    let touchpoint = h.running_touchpoint("orders").await;
+    assert_eq!(
+        h.store.count_events(touchpoint.id).await.expect("count"),
+        StatusCounts::default()
+    );
+    let ids = append(&h.store, touchpoint.id, 6).await;
+    let outcomes = [
+        Outcome::Success {
+            mapped: json!({}),
+            response_status: 200,
+            generation: 1,
+        },
+        Outcome::Success {
+            mapped: json!({}),
+            response_status: 201,
+            generation: 1,
+        },
+        Outcome::Skipped { generation: 1 },
+        Outcome::Failed {
+            mapped: None,
+            error: "no".to_owned(),
+            response_status: None,
+            generation: 1,
+        },
+    ];
+    for (id, outcome) in ids.iter().zip(outcomes) {
+        h.store.record_outcome(*id, outcome).await.expect("record");
+    }
+    assert_eq!(
+        h.store.count_events(touchpoint.id).await.expect("count"),
+        StatusCounts {
+            unprocessed: 2,
+            success: 2,
+            failed: 1,
+            skipped: 1,
+        }
+    );
+}
+
+async fn next_change(changes: &mut broadcast::Receiver<Change>) -> Change {
+    tokio::time::timeout(Duration::from_secs(10), changes.recv())
+        .await
+        .expect("a change within 10 s")
+        .expect("the feed is open")
+}
+
+async fn changes_are_published_after_commit(h: &Harness) {
+    let touchpoint = h.running_touchpoint("orders").await;
+    let mut changes = h.store.subscribe();
+
+    let mut event = new_event(touchpoint.id, 1);
+    event.dedupe_key = Some("d-1".to_owned());
+    let appended = h
+        .store
+        .append_events(vec![event.clone()])
+        .await
+        .expect("append");
+    let id = appended[0].event().id;
+    let change = next_change(&mut changes).await;
+    assert_eq!(
+        change,
+        Change {
+            kind: ChangeKind::EventCreated,
+            touchpoint_id: touchpoint.id,
+            id,
+        }
+    );
+
+    // A second subscriber that loads the row as soon as it hears of it always finds it.
+    let mut watcher = h.store.subscribe();
+    let store = h.store.clone();
+    let loader = tokio::spawn(async move {
+        let change = next_change(&mut watcher).await;
+        (
+            change.id,
+            store.event(change.id).await.expect("read").is_some(),
+        )
+    });
+    let appended = h
+        .store
+        .append_events(vec![new_event(touchpoint.id, 2)])
+        .await
+        .expect("append");
+    let second = appended[0].event().id;
+    assert_eq!(next_change(&mut changes).await.id, second);
+    assert_eq!(loader.await.expect("loader"), (second, true));
+
+    h.store.append_events(vec![event]).await.expect("duplicate");
+    assert_eq!(
+        next_change(&mut changes).await.kind,
+        ChangeKind::EventUpdated
+    );
+
+    h.store
+        .record_outcome(id, Outcome::Skipped { generation: 1 })
+        .await
+        .expect("record");
+    let change = next_change(&mut changes).await;
+    assert_eq!((change.kind, change.id), (ChangeKind::EventUpdated, id));
+
+    h.store.resync_events(&[id]).await.expect("resync");
+    let change = next_change(&mut changes).await;
+    assert_eq!((change.kind, change.id), (ChangeKind::EventUpdated, id));
+
+    let logs = h
+        .store
+        .append_logs(vec![new_log(touchpoint.id, LogLevel::Info, "hello")])
+        .await
+        .expect("log");
+    let change = next_change(&mut changes).await;
+    assert_eq!(
+        (change.kind, change.id),
+        (ChangeKind::LogCreated, logs[0].id)
+    );
+    assert_eq!(
+        h.store.log_entry(change.id).await.expect("read"),
+        Some(logs[0].clone())
+    );
+}

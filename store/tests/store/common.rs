@@ -1,0 +1,193 @@
+//! The test harness: a migrated store on a fresh database of either backend, fixtures, and
+//! `backend_tests!`, which turns one `async fn name(h: &Harness)` into `name::sqlite` and
+//! `name::postgres` tests.
+
+use std::sync::Mutex;
+
+use hookplane_crds::{ConnectionSpec, DestinationSpec, SourceSpec, TouchpointSpec};
+use hookplane_store::{
+    Backend, Connection, LogLevel, NewEvent, NewLog, Store, StoreOptions, Touchpoint, testing,
+};
+use serde_json::json;
+use tempfile::TempDir;
+use uuid::Uuid;
+
+pub struct Harness {
+    pub store: Store,
+    pub backend: Backend,
+    dir: TempDir,
+    databases: Mutex<Vec<String>>,
+}
+
+impl Harness {
+    pub async fn sqlite() -> Harness {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        Self::open(url, Backend::Sqlite, dir).await
+    }
+
+    pub async fn postgres() -> Option<Harness> {
+        let url = testing::postgres_url().await?;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let harness = Self::open(url.clone(), Backend::Postgres, dir).await;
+        harness.databases.lock().expect("not poisoned").push(url);
+        Some(harness)
+    }
+
+    async fn open(url: String, backend: Backend, dir: TempDir) -> Harness {
+        let store = Store::open(&url, StoreOptions::default())
+            .await
+            .expect("open the store");
+        assert_eq!(store.backend(), backend);
+        store.migrate().await.expect("migrate");
+        Harness {
+            store,
+            backend,
+            dir,
+            databases: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A URL to another empty database of the same backend.
+    pub async fn fresh_url(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => format!(
+                "sqlite://{}",
+                self.dir
+                    .path()
+                    .join(format!("{}.db", Uuid::now_v7().simple()))
+                    .display()
+            ),
+            Backend::Postgres => {
+                let url = testing::postgres_url()
+                    .await
+                    .expect("PostgreSQL is configured");
+                self.databases
+                    .lock()
+                    .expect("not poisoned")
+                    .push(url.clone());
+                url
+            }
+        }
+    }
+
+    pub async fn finish(self) {
+        self.store.close().await;
+        let databases = std::mem::take(&mut *self.databases.lock().expect("not poisoned"));
+        for url in databases {
+            testing::drop_postgres_database(&url).await;
+        }
+    }
+
+    pub async fn connection(&self) -> Connection {
+        self.store
+            .create_connection(connection_spec("Shop to ERP"))
+            .await
+            .expect("create a connection")
+    }
+
+    /// A touchpoint that is published with auto-sync on: the worker runs it.
+    pub async fn running_touchpoint(&self, endpoint: &str) -> Touchpoint {
+        let connection = self.connection().await;
+        let touchpoint = self
+            .store
+            .create_touchpoint(touchpoint_spec(connection.id, endpoint))
+            .await
+            .expect("create a touchpoint");
+        self.store
+            .publish_touchpoint(touchpoint.id)
+            .await
+            .expect("publish");
+        self.store
+            .set_auto_sync(touchpoint.id, true)
+            .await
+            .expect("auto-sync on")
+    }
+}
+
+pub fn connection_spec(name: &str) -> ConnectionSpec {
+    ConnectionSpec {
+        name: name.to_owned(),
+        source_app: "shopify".to_owned(),
+        destination_app: "generic".to_owned(),
+        destination_base_url: Some("https://erp.example.com".to_owned()),
+        show_in_sync_panel: true,
+    }
+}
+
+pub fn touchpoint_spec(connection_id: Uuid, endpoint: &str) -> TouchpointSpec {
+    TouchpointSpec {
+        connection_ref: connection_id.to_string(),
+        name: format!("Orders via {endpoint}"),
+        show_in_agent: true,
+        source: SourceSpec {
+            app: "shopify".to_owned(),
+            endpoint: endpoint.to_owned(),
+            ..SourceSpec::default()
+        },
+        destination: DestinationSpec {
+            url: "/orders".to_owned(),
+            ..DestinationSpec::default()
+        },
+        ..TouchpointSpec::default()
+    }
+}
+
+pub fn new_event(touchpoint_id: Uuid, n: usize) -> NewEvent {
+    NewEvent {
+        touchpoint_id,
+        headers: json!({"content-type": "application/json"}),
+        raw_body: format!("{{\"n\":{n}}}").into_bytes(),
+        payload: json!({"n": n}),
+        dedupe_key: None,
+    }
+}
+
+pub fn new_log(touchpoint_id: Uuid, level: LogLevel, message: &str) -> NewLog {
+    NewLog {
+        touchpoint_id,
+        event_id: None,
+        level,
+        message: message.to_owned(),
+        fields: json!({}),
+    }
+}
+
+/// Appends `count` events one request each and returns their ids, oldest first.
+pub async fn append(store: &Store, touchpoint_id: Uuid, count: usize) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(count);
+    for n in 0..count {
+        let appended = store
+            .append_events(vec![new_event(touchpoint_id, n)])
+            .await
+            .expect("append");
+        ids.push(appended[0].event().id);
+    }
+    ids
+}
+
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    let harness = crate::common::Harness::sqlite().await;
+                    super::$name(&harness).await;
+                    harness.finish().await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    let Some(harness) = crate::common::Harness::postgres().await else {
+                        return;
+                    };
+                    super::$name(&harness).await;
+                    harness.finish().await;
+                }
+            }
+        )*
+    };
+}
+
+pub(crate) use backend_tests;

@@ -1,0 +1,119 @@
+//! The log bucket: appends, pages, level and event filters.
+
+use hookplane_store::{LogLevel, LogQuery, NewLog};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::common::{Harness, append, backend_tests, new_log};
+
+backend_tests!(logs_page_newest_first_and_filter);
+
+async fn logs_page_newest_first_and_filter(h: &Harness) {
+    let touchpoint = h.running_touchpoint("orders").await;
+    let event = append(&h.store, touchpoint.id, 1).await[0];
+    let levels = [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+    ];
+    let mut written = Vec::new();
+    for round in 0..3 {
+        let batch: Vec<NewLog> = levels
+            .iter()
+            .map(|level| NewLog {
+                event_id: (round == 1).then_some(event),
+                fields: json!({"round": round}),
+                ..new_log(touchpoint.id, *level, &format!("{level} {round}"))
+            })
+            .collect();
+        written.extend(h.store.append_logs(batch).await.expect("append"));
+    }
+    assert_eq!(written.len(), 12);
+    assert!(
+        written.windows(2).all(|pair| pair[0].id < pair[1].id),
+        "v7 ids ascend"
+    );
+    let stored = h.store.log_entry(written[5].id).await.expect("read");
+    assert_eq!(stored.as_ref(), Some(&written[5]));
+    assert_eq!(stored.map(|entry| entry.fields), Some(json!({"round": 1})));
+    assert_eq!(h.store.log_entry(Uuid::now_v7()).await.expect("read"), None);
+
+    let query = |level, event_id, first, after| LogQuery {
+        touchpoint_id: touchpoint.id,
+        level,
+        event_id,
+        first,
+        after,
+    };
+    let newest_first: Vec<Uuid> = written.iter().rev().map(|entry| entry.id).collect();
+    let page = h
+        .store
+        .logs(query(None, None, 5, None))
+        .await
+        .expect("page");
+    assert!(page.has_next_page);
+    assert_eq!(
+        page.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        newest_first[..5]
+    );
+    let page = h
+        .store
+        .logs(query(None, None, 10, page.items.last().map(|e| e.id)))
+        .await
+        .expect("page 2");
+    assert!(!page.has_next_page);
+    assert_eq!(page.items.len(), 7);
+
+    let warnings = h
+        .store
+        .logs(query(Some(LogLevel::Warn), None, 100, None))
+        .await
+        .expect("warn and up");
+    assert_eq!(warnings.items.len(), 6);
+    assert!(
+        warnings
+            .items
+            .iter()
+            .all(|entry| entry.level >= LogLevel::Warn)
+    );
+    let errors = h
+        .store
+        .logs(query(Some(LogLevel::Error), None, 2, None))
+        .await
+        .expect("errors");
+    assert_eq!(errors.items.len(), 2);
+    assert!(errors.has_next_page);
+    assert!(
+        errors
+            .items
+            .iter()
+            .all(|entry| entry.level == LogLevel::Error)
+    );
+
+    let about_event = h
+        .store
+        .logs(query(Some(LogLevel::Info), Some(event), 100, None))
+        .await
+        .expect("per event");
+    assert_eq!(
+        about_event
+            .items
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>(),
+        ["ERROR 1", "WARN 1", "INFO 1"]
+    );
+    let other = h.running_touchpoint("customers").await;
+    assert!(
+        h.store
+            .logs(LogQuery {
+                touchpoint_id: other.id,
+                ..query(None, None, 10, None)
+            })
+            .await
+            .expect("other")
+            .items
+            .is_empty()
+    );
+}

@@ -1,0 +1,10 @@
+//! Storage tests, each run on SQLite (a temp file) and on PostgreSQL (a fresh database, when
+//! `HOOKPLANE_TEST_POSTGRES_URL` is set).
+
+mod common;
+
+mod bucket;
+mod lifecycle;
+mod logs;
+mod portal;
+mod queue;

@@ -1,0 +1,385 @@
+//! The resync bucket as a work queue: claims, leases, outcomes, resync, next due time.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use hookplane_store::{EventStatus, Outcome, StoreError};
+use serde_json::json;
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+use crate::common::{Harness, append, backend_tests, touchpoint_spec};
+
+backend_tests!(
+    claims_take_only_due_events_of_running_touchpoints,
+    concurrent_claimers_never_share_an_event,
+    outcomes_are_recorded,
+    failed_events_are_resynced,
+    next_due_time_and_subsecond_order,
+);
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn secs(n: i64) -> TimeDelta {
+    TimeDelta::seconds(n)
+}
+
+fn retry_at(at: DateTime<Utc>) -> Outcome {
+    Outcome::Retry {
+        mapped: None,
+        error: "destination unavailable".to_owned(),
+        response_status: Some(503),
+        next_attempt_at: at,
+        generation: 1,
+    }
+}
+
+fn ids(events: &[hookplane_store::Event]) -> Vec<Uuid> {
+    events.iter().map(|event| event.id).collect()
+}
+
+async fn claims_take_only_due_events_of_running_touchpoints(h: &Harness) {
+    let running = h.running_touchpoint("orders").await;
+    let connection = h.connection().await;
+    let mut spec = touchpoint_spec(connection.id, "draft-only");
+    spec.auto_sync = true;
+    let unpublished = h.store.create_touchpoint(spec).await.expect("create");
+    let paused = h
+        .store
+        .create_touchpoint(touchpoint_spec(connection.id, "paused"))
+        .await
+        .expect("create");
+    h.store
+        .publish_touchpoint(paused.id)
+        .await
+        .expect("publish");
+
+    let due = append(&h.store, running.id, 1).await[0];
+    let done = append(&h.store, running.id, 1).await[0];
+    let later = append(&h.store, running.id, 1).await[0];
+    let unpublished_event = append(&h.store, unpublished.id, 1).await[0];
+    let paused_event = append(&h.store, paused.id, 1).await[0];
+    let now = Utc::now().trunc_subsecs(6) + secs(1);
+    h.store
+        .record_outcome(
+            done,
+            Outcome::Success {
+                mapped: json!({}),
+                response_status: 200,
+                generation: 1,
+            },
+        )
+        .await
+        .expect("success");
+    h.store
+        .record_outcome(later, retry_at(now + secs(3600)))
+        .await
+        .expect("retry");
+
+    assert!(
+        h.store
+            .claim_due_events(now, LEASE, 0)
+            .await
+            .expect("limit 0")
+            .is_empty()
+    );
+    let claimed = h
+        .store
+        .claim_due_events(now, LEASE, 100)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&claimed), [due]);
+    assert_eq!(claimed[0].lease_until, Some(now + secs(30)));
+    assert_eq!(claimed[0].status, EventStatus::Unprocessed);
+    assert!(
+        h.store
+            .claim_due_events(now + secs(29), LEASE, 100)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased"
+    );
+    let reclaimed = h
+        .store
+        .claim_due_events(now + secs(31), LEASE, 100)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&reclaimed), [due], "an expired lease can be taken over");
+
+    let both = h
+        .store
+        .claim_due_events(now + secs(7200), LEASE, 100)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&both), [due, later], "oldest first");
+
+    h.store
+        .set_auto_sync(paused.id, true)
+        .await
+        .expect("resume");
+    h.store
+        .publish_touchpoint(unpublished.id)
+        .await
+        .expect("publish");
+    let resumed = h
+        .store
+        .claim_due_events(now + secs(7200), LEASE, 100)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&resumed), [unpublished_event, paused_event]);
+    assert_eq!(
+        h.store
+            .claim_due_events(now + secs(9000), LEASE, 1)
+            .await
+            .expect("claim")
+            .len(),
+        1,
+        "limit"
+    );
+}
+
+async fn concurrent_claimers_never_share_an_event(h: &Harness) {
+    const EVENTS: usize = 120;
+    const CLAIMERS: usize = 4;
+    let touchpoint = h.running_touchpoint("orders").await;
+    let batch: Vec<_> = (0..EVENTS)
+        .map(|n| crate::common::new_event(touchpoint.id, n))
+        .collect();
+    h.store.append_events(batch).await.expect("append");
+    let now = Utc::now() + secs(1);
+    let start = Arc::new(Barrier::new(CLAIMERS));
+    let claimers: Vec<_> = (0..CLAIMERS)
+        .map(|_| {
+            let store = h.store.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = store
+                        .claim_due_events(now, Duration::from_secs(600), 7)
+                        .await
+                        .expect("claim");
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed.into_iter().map(|event| event.id));
+                }
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for claimer in claimers {
+        for id in claimer.await.expect("claimer") {
+            assert!(seen.insert(id), "event {id} claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), EVENTS);
+}
+
+async fn outcomes_are_recorded(h: &Harness) {
+    let touchpoint = h.running_touchpoint("orders").await;
+    let [delivered, skipped, retried] = append(&h.store, touchpoint.id, 3)
+        .await
+        .try_into()
+        .expect("three ids");
+    let now = Utc::now() + secs(1);
+    let claimed = h
+        .store
+        .claim_due_events(now, LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 3);
+
+    let event = h
+        .store
+        .record_outcome(
+            delivered,
+            Outcome::Success {
+                mapped: json!({"CardCode": "C1"}),
+                response_status: 201,
+                generation: 3,
+            },
+        )
+        .await
+        .expect("success");
+    assert_eq!(event.status, EventStatus::Success);
+    assert_eq!(event.attempts, 1);
+    assert_eq!(event.lease_until, None);
+    assert_eq!(event.mapped_output, Some(json!({"CardCode": "C1"})));
+    assert_eq!(event.response_status, Some(201));
+    assert_eq!(event.last_error, None);
+    assert_eq!(event.published_generation, Some(3));
+    assert_eq!(h.store.event(delivered).await.expect("read"), Some(event));
+
+    let event = h
+        .store
+        .record_outcome(skipped, Outcome::Skipped { generation: 3 })
+        .await
+        .expect("skipped");
+    assert_eq!(event.status, EventStatus::Skipped);
+    assert_eq!(event.attempts, 0, "skipping is not a delivery attempt");
+    assert_eq!(event.lease_until, None);
+
+    let next = (Utc::now() + secs(60)).trunc_subsecs(6);
+    let event = h
+        .store
+        .record_outcome(retried, retry_at(next))
+        .await
+        .expect("retry");
+    assert_eq!(event.status, EventStatus::Unprocessed);
+    assert_eq!(event.attempts, 1);
+    assert_eq!(event.next_attempt_at, next);
+    assert_eq!(event.lease_until, None);
+    assert_eq!(event.last_error.as_deref(), Some("destination unavailable"));
+    assert_eq!(event.response_status, Some(503));
+
+    let event = h
+        .store
+        .record_outcome(
+            retried,
+            Outcome::Failed {
+                mapped: Some(json!({"x": 1})),
+                error: "gave up".to_owned(),
+                response_status: None,
+                generation: 4,
+            },
+        )
+        .await
+        .expect("failed");
+    assert_eq!(event.status, EventStatus::Failed);
+    assert_eq!(event.attempts, 2);
+    assert_eq!(event.last_error.as_deref(), Some("gave up"));
+    assert_eq!(event.mapped_output, Some(json!({"x": 1})));
+    assert_eq!(event.response_status, None);
+    assert_eq!(event.published_generation, Some(4));
+
+    let missing = h
+        .store
+        .record_outcome(Uuid::now_v7(), Outcome::Skipped { generation: 1 })
+        .await;
+    assert!(matches!(missing, Err(StoreError::EventNotFound)));
+}
+
+async fn failed_events_are_resynced(h: &Harness) {
+    let touchpoint = h.running_touchpoint("orders").await;
+    let ids = append(&h.store, touchpoint.id, 2).await;
+    let now = Utc::now() + secs(1);
+    h.store
+        .claim_due_events(now, LEASE, 10)
+        .await
+        .expect("claim");
+    for id in &ids {
+        h.store
+            .record_outcome(
+                *id,
+                Outcome::Failed {
+                    mapped: None,
+                    error: "bad request".to_owned(),
+                    response_status: Some(400),
+                    generation: 1,
+                },
+            )
+            .await
+            .expect("failed");
+    }
+    assert!(
+        h.store
+            .claim_due_events(now, LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    let before = Utc::now().trunc_subsecs(6);
+    let resynced = h
+        .store
+        .resync_events(&[ids[1], Uuid::now_v7(), ids[0]])
+        .await
+        .expect("resync");
+    assert_eq!(resynced.len(), 2, "unknown ids are left out");
+    for event in &resynced {
+        assert_eq!(event.status, EventStatus::Unprocessed);
+        assert_eq!(event.attempts, 0);
+        assert_eq!(event.last_error, None);
+        assert_eq!(event.lease_until, None);
+        assert!(event.next_attempt_at >= before);
+    }
+    let claimed = h
+        .store
+        .claim_due_events(Utc::now() + secs(1), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(self::ids(&claimed), ids);
+    assert!(h.store.resync_events(&[]).await.expect("none").is_empty());
+}
+
+async fn next_due_time_and_subsecond_order(h: &Harness) {
+    assert_eq!(h.store.next_due_at().await.expect("next"), None);
+    let touchpoint = h.running_touchpoint("orders").await;
+    let connection = h.connection().await;
+    let paused = h
+        .store
+        .create_touchpoint(touchpoint_spec(connection.id, "paused"))
+        .await
+        .expect("create");
+    h.store
+        .publish_touchpoint(paused.id)
+        .await
+        .expect("publish");
+    append(&h.store, paused.id, 1).await;
+    assert_eq!(h.store.next_due_at().await.expect("next"), None, "paused");
+
+    // Fractions of different widths: whole second, .5, .123456 (text on SQLite).
+    let base = Utc::now().trunc_subsecs(0) + secs(100);
+    let whole = base + secs(1);
+    let half = base + TimeDelta::milliseconds(500);
+    let fine = base + TimeDelta::microseconds(123_456);
+    let [a, b, c] = append(&h.store, touchpoint.id, 3)
+        .await
+        .try_into()
+        .expect("three ids");
+    for (id, at) in [(a, whole), (b, half), (c, fine)] {
+        h.store
+            .record_outcome(id, retry_at(at))
+            .await
+            .expect("retry");
+    }
+    assert_eq!(h.store.next_due_at().await.expect("next"), Some(fine));
+
+    let at = base + TimeDelta::milliseconds(400);
+    let claimed = h
+        .store
+        .claim_due_events(at, Duration::from_millis(50), 10)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&claimed), [c]);
+    // Leased until .450: due again then, before `half`.
+    assert_eq!(
+        h.store.next_due_at().await.expect("next"),
+        Some(base + TimeDelta::milliseconds(450))
+    );
+    let claimed = h
+        .store
+        .claim_due_events(half, LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&claimed), [b, c]);
+    assert_eq!(
+        h.store.next_due_at().await.expect("next"),
+        Some(whole),
+        "`whole` is due before the new leases expire"
+    );
+    let claimed = h
+        .store
+        .claim_due_events(whole - TimeDelta::microseconds(1), LEASE, 10)
+        .await
+        .expect("claim");
+    assert!(claimed.is_empty(), "one microsecond early");
+    let claimed = h
+        .store
+        .claim_due_events(whole, LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&claimed), [a]);
+}
