@@ -114,6 +114,16 @@ async fn sqlite_file_pools(
     options: SqliteConnectOptions,
     max_connections: u32,
 ) -> Result<Pools, StoreError> {
+    if let Some(parent) = options.get_filename().parent()
+        && !parent.as_os_str().is_empty()
+    {
+        tokio::fs::create_dir_all(parent).await.map_err(|error| {
+            StoreError::OpenDatabase(sea_orm::DbErr::Custom(format!(
+                "could not create the directory {}: {error}",
+                parent.display()
+            )))
+        })?;
+    }
     let options = sqlite_options(options);
     // The writer's pool first: its connection creates the file and switches it to WAL.
     let writer = SqlitePoolOptions::new()
@@ -175,7 +185,40 @@ fn without_password(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+
     use super::*;
+
+    async fn pragma(db: &DatabaseConnection, name: &str) -> String {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("PRAGMA {name}"),
+            ))
+            .await
+            .expect("pragma")
+            .expect("a row");
+        row.try_get_by_index::<i64>(0)
+            .map(|value| value.to_string())
+            .or_else(|_| row.try_get_by_index::<String>(0))
+            .expect("a value")
+    }
+
+    #[tokio::test]
+    async fn sqlite_is_durable_and_waits_for_locks() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("nested").join("hp.db");
+        let pools = connect(&path.display().to_string(), &StoreOptions::default())
+            .await
+            .expect("open");
+        for db in [&pools.db, &pools.writer] {
+            assert_eq!(pragma(db, "journal_mode").await, "wal");
+            assert_eq!(pragma(db, "synchronous").await, "2", "FULL");
+            assert_eq!(pragma(db, "busy_timeout").await, "5000");
+            assert_eq!(pragma(db, "foreign_keys").await, "1");
+        }
+        assert!(path.exists(), "parent directories and the file are created");
+    }
 
     #[test]
     fn parses_targets() {

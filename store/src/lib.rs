@@ -7,7 +7,7 @@
 //! Guarantees to the next step:
 //! - [`Store::append_events`] returns only after the events are committed (SQLite:
 //!   `synchronous=FULL` in WAL mode, so committed means on disk). Appends, log appends and
-//!   outcome records go through one group-commit writer ([`writer`]): concurrent callers share
+//!   outcome records go through one group-commit writer (module `writer`): concurrent callers share
 //!   a transaction and its fsync, and each caller's request is applied all or nothing.
 //! - [`Store::claim_due_events`] never hands the same event to two claimers while a lease holds.
 //! - [`Store::subscribe`] delivers a [`Change`] only after the change is committed, so a
@@ -35,8 +35,8 @@ mod writer;
 use std::sync::Arc;
 
 use sea_orm::{
-    DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::broadcast;
@@ -55,6 +55,10 @@ pub use crate::{
     touchpoints::{Published, Touchpoint},
     writer::WriterStats,
 };
+
+/// The PostgreSQL advisory lock key that serializes migrators ("hookplane" in ASCII, folded
+/// into 63 bits).
+const MIGRATION_LOCK: i64 = 0x686f_6f6b_706c_616e & i64::MAX;
 
 /// Tuning for [`Store::open`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,11 +126,21 @@ impl Store {
         self.inner.backend
     }
 
-    /// Applies every pending migration (the same set on both backends).
+    /// Applies every pending migration (the same set on both backends), all in one
+    /// transaction. Concurrent migrators (replicas starting together) take turns: SQLite's
+    /// `BEGIN IMMEDIATE` and a PostgreSQL advisory lock serialize them, and the later ones find
+    /// nothing pending.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.inner.db, None)
+        let txn = self.begin_write().await.map_err(StoreError::Migrate)?;
+        if self.backend() == Backend::Postgres {
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                .await
+                .map_err(StoreError::Migrate)?;
+        }
+        Migrator::up(&txn, None)
             .await
-            .map_err(StoreError::Migrate)
+            .map_err(StoreError::Migrate)?;
+        txn.commit().await.map_err(StoreError::Migrate)
     }
 
     /// Ready when the database answers and no migration is pending ([`StoreError::NotMigrated`]

@@ -15,12 +15,12 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// The row limit to query for a page of `first` items.
     pub(crate) fn limit(first: u64) -> u64 {
-        first.saturating_add(1)
+        clamp(first) + 1
     }
 
     /// A page from rows read with [`Page::limit`].
     pub(crate) fn from_rows(mut rows: Vec<T>, first: u64) -> Self {
-        let first = usize::try_from(first).unwrap_or(usize::MAX);
+        let first = usize::try_from(clamp(first)).unwrap_or(usize::MAX);
         let has_next_page = rows.len() > first;
         rows.truncate(first);
         Self {
@@ -28,4 +28,9 @@ impl<T> Page<T> {
             has_next_page,
         }
     }
+}
+
+/// Page sizes beyond what a signed 64-bit `LIMIT` (PostgreSQL's) can express mean "all".
+pub(crate) fn clamp(first: u64) -> u64 {
+    first.min(i64::MAX as u64 - 1)
 }

@@ -52,7 +52,7 @@ impl Store {
             )
             .and_where(event::Column::TouchpointId.in_subquery(runnable_touchpoints()))
             .order_by(event::Column::Id, Order::Asc)
-            .limit(limit)
+            .limit(crate::page::clamp(limit))
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
             .to_owned();
         let rows = event::Entity::update_many()

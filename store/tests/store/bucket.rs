@@ -27,6 +27,7 @@ const PER_TASK: usize = 10;
 async fn concurrent_appends_share_transactions(h: &Harness) {
     let touchpoint = h.running_touchpoint("orders").await;
     let before = h.store.writer_stats();
+    let started = std::time::Instant::now();
     let start = Arc::new(Barrier::new(TASKS));
     let tasks: Vec<_> = (0..TASKS)
         .map(|task| {
@@ -56,6 +57,7 @@ async fn concurrent_appends_share_transactions(h: &Harness) {
         }
     }
     assert_eq!(ids.len(), TASKS * PER_TASK);
+    let elapsed = started.elapsed();
 
     let stored = h
         .store
@@ -85,7 +87,7 @@ async fn concurrent_appends_share_transactions(h: &Harness) {
     let transactions = after.transactions - before.transactions;
     eprintln!(
         "{:?}: {events} events from {TASKS} tasks in {transactions} transactions \
-         ({:.1} events per transaction)",
+         ({:.1} events per transaction, {elapsed:?})",
         h.backend,
         events as f64 / transactions as f64
     );
@@ -254,6 +256,13 @@ async fn events_page_newest_first(h: &Harness) {
         page.items.iter().map(|e| e.id).collect::<Vec<_>>(),
         newest_first[20..]
     );
+    let all = h
+        .store
+        .events(query(u64::MAX, None))
+        .await
+        .expect("first max");
+    assert_eq!(all.items.len(), 25);
+    assert!(!all.has_next_page);
     let empty = h.store.events(query(0, None)).await.expect("first 0");
     assert!(empty.items.is_empty() && empty.has_next_page);
 

@@ -6,6 +6,7 @@ use crate::common::{Harness, append, backend_tests, new_event};
 
 backend_tests!(
     check_ready_fails_before_migrate,
+    concurrent_migrators_take_turns,
     data_survives_close_and_reopen,
 );
 
@@ -30,6 +31,26 @@ async fn check_ready_fails_before_migrate(h: &Harness) {
     store.check_ready().await.expect("ready");
     store.migrate().await.expect("migrating again is a no-op");
     store.close().await;
+}
+
+async fn concurrent_migrators_take_turns(h: &Harness) {
+    let url = h.fresh_url().await;
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(
+            Store::open(&url, StoreOptions::default())
+                .await
+                .expect("open"),
+        );
+    }
+    let results = futures::future::join_all(stores.iter().map(Store::migrate)).await;
+    for result in results {
+        result.expect("every migrator succeeds");
+    }
+    for store in &stores {
+        store.check_ready().await.expect("ready");
+        store.close().await;
+    }
 }
 
 async fn data_survives_close_and_reopen(h: &Harness) {
