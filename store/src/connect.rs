@@ -22,6 +22,7 @@ use crate::{Backend, StoreError, StoreOptions};
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+const STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// The pools a store runs on.
 pub(crate) struct Pools {
@@ -72,6 +73,9 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<Pools, 
                 .min_connections(0)
                 .connect_timeout(CONNECT_TIMEOUT)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                // A ping only for connections idle long enough to have gone stale, not a
+                // round trip before every statement.
+                .test_before_acquire_if_idle_for(STALE_AFTER)
                 .sqlx_logging(false);
             let db = Database::connect(connect)
                 .await
@@ -128,12 +132,14 @@ async fn sqlite_file_pools(
     // The writer's pool first: its connection creates the file and switches it to WAL.
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options.clone())
         .await
         .map_err(sqlx_open_error)?;
     let db = SqlitePoolOptions::new()
         .max_connections(max_connections)
+        .test_before_acquire(false)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await
@@ -150,6 +156,7 @@ async fn sqlite_memory_pool(options: SqliteConnectOptions) -> Result<Pools, Stor
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
+        .test_before_acquire(false)
         .idle_timeout(None)
         .max_lifetime(None)
         .acquire_timeout(ACQUIRE_TIMEOUT)

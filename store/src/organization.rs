@@ -2,11 +2,11 @@
 //! starts with.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QueryOrder};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, QueryOrder};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{Store, StoreError, entity::organization, time};
+use crate::{Backend, Store, StoreError, entity::organization, time};
 
 /// The installation's organization.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -57,6 +57,13 @@ impl Store {
             .begin_write()
             .await
             .map_err(StoreError::SaveOrganization)?;
+        if self.backend() == Backend::Postgres {
+            // Two first registrations at once must not create two organizations. (SQLite's
+            // BEGIN IMMEDIATE already excludes other writers.)
+            txn.execute_unprepared("LOCK TABLE organizations IN EXCLUSIVE MODE")
+                .await
+                .map_err(StoreError::SaveOrganization)?;
+        }
         let existing = organization::Entity::find()
             .order_by_asc(organization::Column::Id)
             .one(&txn)

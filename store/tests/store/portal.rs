@@ -7,6 +7,7 @@ use crate::common::{Harness, append, backend_tests, connection_spec, new_log, to
 
 backend_tests!(
     organization_is_registered_then_updated,
+    concurrent_first_registrations_make_one_organization,
     connections_are_created_and_listed,
     touchpoints_are_created_read_and_listed,
     create_touchpoint_needs_a_known_connection,
@@ -36,6 +37,23 @@ async fn organization_is_registered_then_updated(h: &Harness) {
     assert_eq!(second.created_at, first.created_at);
     assert!(second.updated_at >= first.updated_at);
     assert_eq!(h.store.organization().await.expect("read"), Some(second));
+}
+
+async fn concurrent_first_registrations_make_one_organization(h: &Harness) {
+    let registrations = (0..5).map(|n| {
+        let store = h.store.clone();
+        tokio::spawn(async move {
+            store
+                .register_url(&format!("org-{n}"), "https://hooks.test")
+                .await
+                .expect("register")
+        })
+    });
+    let mut ids = std::collections::HashSet::new();
+    for registration in registrations.collect::<Vec<_>>() {
+        ids.insert(registration.await.expect("task").id);
+    }
+    assert_eq!(ids.len(), 1, "one organization per installation");
 }
 
 async fn connections_are_created_and_listed(h: &Harness) {
