@@ -33,12 +33,15 @@ use tokio::{
 use tracing::Instrument;
 use uuid::Uuid;
 
+use self::work::{OutcomeWork, Work};
 use crate::{
-    Backend, Change, ChangeKind, StoreError, begin_immediate,
+    Backend, StoreError, begin_immediate,
     change::Feed,
-    events::{self, Appended, Event, NewEvent, Outcome},
-    logs::{self, LogEntry, NewLog},
+    events::{Appended, Event, NewEvent, Outcome},
+    logs::{LogEntry, NewLog},
 };
+
+mod work;
 
 /// Most requests in one transaction.
 const MAX_BATCH: usize = 256;
@@ -166,121 +169,6 @@ impl Writer {
             logs: c.logs.load(Ordering::Relaxed),
             outcomes: c.outcomes.load(Ordering::Relaxed),
         }
-    }
-}
-
-/// One kind of write the task runs.
-trait Work: Send + Sized {
-    type Output: Send;
-    /// Rows it writes, for the stats.
-    fn rows(&self) -> u64;
-    async fn apply(self, txn: &DatabaseTransaction) -> Result<Self::Output, StoreError>;
-    /// The changes to publish once the output is committed.
-    fn changes(output: &Self::Output) -> Vec<Change>;
-    /// The error a caller gets when the batch's transaction fails.
-    fn batch_failed(error: DbErr) -> StoreError;
-    fn count(counters: &Counters, rows: u64);
-}
-
-impl Work for Vec<NewEvent> {
-    type Output = Vec<Appended>;
-
-    fn rows(&self) -> u64 {
-        self.len() as u64
-    }
-
-    async fn apply(self, txn: &DatabaseTransaction) -> Result<Vec<Appended>, StoreError> {
-        events::append::insert(txn, self).await
-    }
-
-    fn changes(output: &Vec<Appended>) -> Vec<Change> {
-        output
-            .iter()
-            .map(|appended| {
-                let event = appended.event();
-                Change {
-                    kind: if appended.is_duplicate() {
-                        ChangeKind::EventUpdated
-                    } else {
-                        ChangeKind::EventCreated
-                    },
-                    touchpoint_id: event.touchpoint_id,
-                    id: event.id,
-                }
-            })
-            .collect()
-    }
-
-    fn batch_failed(error: DbErr) -> StoreError {
-        StoreError::AppendEvents(error)
-    }
-
-    fn count(counters: &Counters, rows: u64) {
-        counters.events.fetch_add(rows, Ordering::Relaxed);
-    }
-}
-
-impl Work for Vec<NewLog> {
-    type Output = Vec<LogEntry>;
-
-    fn rows(&self) -> u64 {
-        self.len() as u64
-    }
-
-    async fn apply(self, txn: &DatabaseTransaction) -> Result<Vec<LogEntry>, StoreError> {
-        logs::insert(txn, self).await
-    }
-
-    fn changes(output: &Vec<LogEntry>) -> Vec<Change> {
-        output
-            .iter()
-            .map(|entry| Change {
-                kind: ChangeKind::LogCreated,
-                touchpoint_id: entry.touchpoint_id,
-                id: entry.id,
-            })
-            .collect()
-    }
-
-    fn batch_failed(error: DbErr) -> StoreError {
-        StoreError::AppendLogs(error)
-    }
-
-    fn count(counters: &Counters, rows: u64) {
-        counters.logs.fetch_add(rows, Ordering::Relaxed);
-    }
-}
-
-struct OutcomeWork {
-    id: Uuid,
-    outcome: Outcome,
-}
-
-impl Work for OutcomeWork {
-    type Output = Event;
-
-    fn rows(&self) -> u64 {
-        1
-    }
-
-    async fn apply(self, txn: &DatabaseTransaction) -> Result<Event, StoreError> {
-        events::queue::apply_outcome(txn, self.id, self.outcome).await
-    }
-
-    fn changes(event: &Event) -> Vec<Change> {
-        vec![Change {
-            kind: ChangeKind::EventUpdated,
-            touchpoint_id: event.touchpoint_id,
-            id: event.id,
-        }]
-    }
-
-    fn batch_failed(error: DbErr) -> StoreError {
-        StoreError::RecordOutcome(error)
-    }
-
-    fn count(counters: &Counters, rows: u64) {
-        counters.outcomes.fetch_add(rows, Ordering::Relaxed);
     }
 }
 
