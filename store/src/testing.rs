@@ -42,8 +42,8 @@ pub async fn postgres_url() -> Option<String> {
     Some(url.to_string())
 }
 
-/// Drops a database [`postgres_url`] created (best effort: errors are printed, not raised).
-/// Close every store on it first.
+/// Drops a database [`postgres_url`] created, disconnecting whatever is still connected
+/// (best effort: errors are printed, not raised). Close every store on it first.
 pub async fn drop_postgres_database(url: &str) {
     let Ok(base) = std::env::var(POSTGRES_URL_VAR) else {
         return;
@@ -56,9 +56,14 @@ pub async fn drop_postgres_database(url: &str) {
         return;
     };
     let admin = connect(&base).await;
-    if let Err(error) = admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\""))
-        .await
+    // FORCE: a server process of a just-closed pool may still be exiting.
+    let forced = admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await;
+    if forced.is_err()
+        && let Err(error) = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\""))
+            .await
     {
         eprintln!("could not drop the test database {name}: {error}");
     }
