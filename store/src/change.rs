@@ -1,12 +1,16 @@
 //! The in-process change feed: what happened to which row, sent after commit.
 //!
-//! A change carries ids only; a subscriber loads the current row. Sending never blocks a
+//! A change carries ids (and, for events, the status the change set, so a subscriber that
+//! loads a later row still learns every status an event passed through); a subscriber loads
+//! the current row. Sending never blocks a
 //! writer: with no subscriber the change is dropped, and a slow subscriber lags (and is told
 //! so by `broadcast`) instead of holding anyone up.
 
 use serde::Serialize;
 use tokio::sync::broadcast;
 use uuid::Uuid;
+
+use crate::EventStatus;
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -31,6 +35,8 @@ pub struct Change {
     pub touchpoint_id: Uuid,
     /// The event or log entry.
     pub id: Uuid,
+    /// For event changes, the status the change set.
+    pub status: Option<EventStatus>,
 }
 
 const CAPACITY: usize = 4096;

@@ -108,6 +108,7 @@ impl Store {
                     kind: ChangeKind::EventUpdated,
                     touchpoint_id: event.touchpoint_id,
                     id: event.id,
+                    status: Some(event.status),
                 }));
             events.extend(chunk_events);
         }

@@ -51,6 +51,7 @@ impl Work for Vec<NewEvent> {
                     },
                     touchpoint_id: event.touchpoint_id,
                     id: event.id,
+                    status: Some(event.status),
                 }
             })
             .collect()
@@ -83,6 +84,7 @@ impl Work for Vec<NewLog> {
                 kind: ChangeKind::LogCreated,
                 touchpoint_id: entry.touchpoint_id,
                 id: entry.id,
+                status: None,
             })
             .collect()
     }
@@ -117,6 +119,7 @@ impl Work for OutcomeWork {
             kind: ChangeKind::EventUpdated,
             touchpoint_id: event.touchpoint_id,
             id: event.id,
+            status: Some(event.status),
         }]
     }
 

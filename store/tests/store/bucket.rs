@@ -378,6 +378,7 @@ async fn changes_are_published_after_commit(h: &Harness) {
             kind: ChangeKind::EventCreated,
             touchpoint_id: touchpoint.id,
             id,
+            status: Some(EventStatus::Unprocessed),
         }
     );
 
@@ -411,11 +412,18 @@ async fn changes_are_published_after_commit(h: &Harness) {
         .await
         .expect("record");
     let change = next_change(&mut changes).await;
-    assert_eq!((change.kind, change.id), (ChangeKind::EventUpdated, id));
+    assert_eq!(
+        (change.kind, change.id, change.status),
+        (ChangeKind::EventUpdated, id, Some(EventStatus::Skipped)),
+        "a change carries the status it set"
+    );
 
     h.store.resync_events(&[id]).await.expect("resync");
     let change = next_change(&mut changes).await;
-    assert_eq!((change.kind, change.id), (ChangeKind::EventUpdated, id));
+    assert_eq!(
+        (change.kind, change.id, change.status),
+        (ChangeKind::EventUpdated, id, Some(EventStatus::Unprocessed))
+    );
 
     let logs = h
         .store
