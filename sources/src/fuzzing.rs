@@ -212,6 +212,14 @@ pub fn fuzz_configs() -> Vec<(&'static dyn SourceApp, VerifierConfig)> {
     configs
 }
 
+/// The configurations of one app (the `verify_<app>` fuzz targets).
+pub fn fuzz_configs_for(app_id: &str) -> Vec<(&'static dyn SourceApp, VerifierConfig)> {
+    fuzz_configs()
+        .into_iter()
+        .filter(|(app, _)| app.id() == app_id)
+        .collect()
+}
+
 /// A fixed clock near the fixtures' timestamps.
 pub fn fuzz_now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_614_265_330)

@@ -171,7 +171,16 @@ fn fuzz_json_decoder() {
 
 #[test]
 fn fuzz_verifiers() {
+    // Every app's configurations, as the per-app `verify_<app>` targets use them, in one list
+    // the selector byte indexes.
     let configs = fuzz_configs();
+    for app in hookplane_sources::catalog() {
+        assert!(
+            !fuzzing::fuzz_configs_for(app.id()).is_empty(),
+            "{}",
+            app.id()
+        );
+    }
     // A selector byte and a header block in front of the mutated body.
     run_target(
         4,
