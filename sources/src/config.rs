@@ -82,6 +82,22 @@ impl VerifierConfig {
         }
     }
 
+    /// A config whose secrets are looked up with `lookup` (the receiver's secret store).
+    /// References `lookup` cannot resolve stay unresolved and make verification fail with
+    /// `SECRET_UNRESOLVED`, never verify with an empty key.
+    pub fn resolve_with(
+        spec: VerificationSpec,
+        mut lookup: impl FnMut(&SecretKeyRef) -> Option<Vec<u8>>,
+    ) -> Self {
+        let mut secrets = ResolvedSecrets::new();
+        for reference in spec.secret_refs() {
+            if let Some(value) = lookup(reference) {
+                secrets.insert(reference.clone(), value);
+            }
+        }
+        Self::new(spec, secrets)
+    }
+
     /// The value of `secretRef`. Errors when the spec has none or it is unresolved.
     pub fn primary_secret(&self) -> Result<&[u8], ConfigError> {
         let reference = self
@@ -243,6 +259,21 @@ mod tests {
         let mut secrets = ResolvedSecrets::new();
         secrets.insert(reference("a"), "x");
         let cfg = VerifierConfig::new(spec, secrets);
+        assert_eq!(
+            cfg.signing_secrets().unwrap_err().code(),
+            "SECRET_UNRESOLVED"
+        );
+    }
+
+    #[test]
+    fn resolve_with_looks_up_every_reference() {
+        let spec = VerificationSpec {
+            secret_ref: Some(reference("a")),
+            additional_secret_refs: vec![reference("b")],
+            ..Default::default()
+        };
+        let cfg = VerifierConfig::resolve_with(spec, |r| (r.name == "a").then(|| b"1".to_vec()));
+        assert_eq!(cfg.primary_secret().expect("resolved"), b"1");
         assert_eq!(
             cfg.signing_secrets().unwrap_err().code(),
             "SECRET_UNRESOLVED"

@@ -100,7 +100,7 @@ impl<'s> HmacScheme<'s> {
         let value = req
             .header(&[self.header])
             .ok_or(VerifyError::SignatureMissing {
-                header: "the configured signature header",
+                header: "named in verification.header",
             })?;
         let timestamp = match self.timestamp_header {
             Some(name) => {
@@ -113,7 +113,7 @@ impl<'s> HmacScheme<'s> {
         let id = match self.id_header {
             Some(name) if self.template.contains(&Segment::Id) => {
                 Some(req.header(&[name]).ok_or(VerifyError::SignatureMissing {
-                    header: "the configured id header",
+                    header: "named in verification.idHeader",
                 })?)
             }
             _ => None,
