@@ -1,0 +1,205 @@
+//! A touchpoint's mapping, compiled once per published spec and applied to every event.
+//!
+//! [`Mapping::compile`] reports every problem of a spec at once. [`Mapping::apply`] evaluates
+//! the program and the rules through the shortcut where it applies and converts the payload to
+//! jaq's value type at most once, for the expressions that need jaq; only their results are
+//! converted back. The semantics are described in the crate documentation.
+
+use std::{
+    fmt,
+    panic::{self, AssertUnwindSafe},
+    sync::Arc,
+};
+
+use hookplane_crds::MappingSpec;
+use serde_json::{Map, Value};
+
+use crate::{
+    big_stack,
+    error::{CompileError, CompileErrors, MapError},
+    jq::{EvalError, Expr, Prelude, Source},
+    target::{self, Target},
+};
+
+/// A touchpoint's mapping, compiled. Cheap to clone; shareable between threads.
+#[derive(Clone)]
+pub struct Mapping {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    program: Option<Expr>,
+    rules: Vec<Rule>,
+}
+
+struct Rule {
+    target_text: String,
+    target: Target,
+    expr: Expr,
+}
+
+impl Mapping {
+    /// Compile a mapping spec, reporting every problem found.
+    pub fn compile(spec: &MappingSpec) -> Result<Self, CompileErrors> {
+        let compiled =
+            big_stack::run(|| compile_spec(spec)).map_err(|message| CompileErrors {
+                errors: vec![CompileError {
+                    location: "mapping".to_owned(),
+                    expr: String::new(),
+                    message,
+                }],
+            })??;
+        Ok(Self {
+            inner: Arc::new(compiled),
+        })
+    }
+
+    /// Apply the mapping to a source payload.
+    pub fn apply(&self, input: &Value) -> Result<Value, MapError> {
+        // jaq is not known to panic, but a panic here would take down the worker; an event
+        // failing with a message is better.
+        panic::catch_unwind(AssertUnwindSafe(|| self.inner.apply(input))).unwrap_or_else(|_| {
+            Err(MapError::Internal {
+                message: "the jq interpreter panicked on this payload".to_owned(),
+            })
+        })
+    }
+}
+
+impl fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rules = self.inner.rules.iter();
+        let rules: Vec<(&str, &str)> = rules
+            .map(|r| (r.target_text.as_str(), r.expr.text()))
+            .collect();
+        f.debug_struct("Mapping")
+            .field("program", &self.inner.program.as_ref().map(Expr::text))
+            .field("rules", &rules)
+            .finish()
+    }
+}
+
+fn compile_spec(spec: &MappingSpec) -> Result<Inner, CompileErrors> {
+    let prelude = Prelude::new();
+    let mut errors = Vec::new();
+    let mut error = |location: String, expr: &str, message: String| {
+        errors.push(CompileError {
+            location,
+            expr: expr.to_owned(),
+            message,
+        });
+    };
+
+    let program_text = spec.program.as_deref().filter(|p| !p.trim().is_empty());
+    let program = program_text.and_then(|text| {
+        Expr::compile(&prelude, text)
+            .map_err(|message| error("program".to_owned(), text, message))
+            .ok()
+    });
+
+    let mut rules = Vec::with_capacity(spec.rules.len());
+    let mut targets = Vec::with_capacity(spec.rules.len());
+    for (index, rule) in spec.rules.iter().enumerate() {
+        let target = Target::parse(&rule.target)
+            .map_err(|message| error(format!("rules[{index}].target"), &rule.target, message));
+        let expr = Expr::compile(&prelude, &rule.expr)
+            .map_err(|message| error(format!("rules[{index}].expr"), &rule.expr, message));
+        if let Ok(target) = &target {
+            targets.push((index, target.clone()));
+        }
+        if let (Ok(target), Ok(expr)) = (target, expr) {
+            let target_text = rule.target.clone();
+            rules.push(Rule {
+                target_text,
+                target,
+                expr,
+            });
+        }
+    }
+    for (index, message) in target::conflicts(&targets) {
+        let text = &spec.rules[index].target;
+        error(format!("rules[{index}].target"), text, message);
+    }
+
+    if errors.is_empty() {
+        Ok(Inner { program, rules })
+    } else {
+        errors.sort_by_key(|e| location_order(&e.location));
+        Err(CompileErrors { errors })
+    }
+}
+
+/// Sort key: the program first, then rules by index, target before expr.
+fn location_order(location: &str) -> (usize, usize) {
+    let Some(rest) = location.strip_prefix("rules[") else {
+        return (0, 0);
+    };
+    let (index, field) = rest.split_once(']').unwrap_or((rest, ""));
+    let index = index.parse::<usize>().map_or(usize::MAX, |i| i + 1);
+    (index, usize::from(field != ".target"))
+}
+
+impl Inner {
+    fn apply(&self, input: &Value) -> Result<Value, MapError> {
+        if self.program.is_none() && self.rules.is_empty() {
+            return Ok(input.clone());
+        }
+        let mut source = Source::new(input);
+        let mut output = match &self.program {
+            Some(program) => {
+                let out = program.single_json(&mut source).map_err(|e| {
+                    fail(e, |message| MapError::Program {
+                        expr: program.text().to_owned(),
+                        message,
+                    })
+                })?;
+                if self.rules.is_empty() {
+                    return Ok(out);
+                }
+                match out {
+                    Value::Object(fields) => fields,
+                    other => {
+                        return Err(MapError::NotAnObject {
+                            expr: program.text().to_owned(),
+                            found: target::kind(&other).to_owned(),
+                        });
+                    }
+                }
+            }
+            None => Map::new(),
+        };
+        for rule in &self.rules {
+            rule.apply(&mut source, &mut output)?;
+        }
+        Ok(Value::Object(output))
+    }
+}
+
+impl Rule {
+    fn apply(
+        &self,
+        source: &mut Source<'_>,
+        output: &mut Map<String, Value>,
+    ) -> Result<(), MapError> {
+        let rule_error = |message| MapError::Rule {
+            target: self.target_text.clone(),
+            expr: self.expr.text().to_owned(),
+            message,
+        };
+        let out = self
+            .expr
+            .single_json(source)
+            .map_err(|e| fail(e, rule_error))?;
+        self.target.set(output, out).map_err(rule_error)
+    }
+}
+
+/// A failed evaluation as the error of the expression it belongs to, or of the payload.
+fn fail(error: EvalError, expr_error: impl FnOnce(String) -> MapError) -> MapError {
+    match error {
+        EvalError::Payload(e) => MapError::Input {
+            message: e.message("the payload"),
+        },
+        EvalError::Expr(message) => expr_error(message),
+    }
+}
