@@ -1,0 +1,272 @@
+//! The `Touchpoint` resource: one webhook endpoint, its verification, mapping and delivery.
+//!
+//! The schema attributes here are what `kubectl apply` enforces before the operator sees a
+//! spec (required fields, enums, patterns, ranges and CEL rules); the operator and the API
+//! validate again (jq programs, secrets, verification per app) because both also accept specs
+//! that never went through the API server.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{HttpMethod, PayloadFormat, VerificationSpec};
+
+/// A webhook endpoint and what happens to every webhook it receives: verification of the
+/// source app's signature, a mapping to the destination's shape and delivery to the destination.
+// Each `printcolumn(...)` repeats `type_ = ...`, which clippy takes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "hookplane.io",
+    version = "v1alpha1",
+    kind = "Touchpoint",
+    namespaced,
+    doc = "A Hookplane touchpoint: a webhook endpoint, its source verification, mapping and delivery to a destination. See `kubectl explain touchpoint.spec`.",
+    shortname = "tp",
+    category = "hookplane",
+    status = "TouchpointStatus",
+    derive = "Default",
+    derive = "PartialEq",
+    printcolumn(
+        name = "Connection",
+        type_ = "string",
+        json_path = ".spec.connectionRef"
+    ),
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpointUrl"),
+    printcolumn(name = "AutoSync", type_ = "boolean", json_path = ".spec.autoSync"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Backlog", type_ = "integer", json_path = ".status.backlog"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TouchpointSpec {
+    /// The Connection (source app + destination app) this touchpoint belongs to: the name of a
+    /// Connection in the same namespace. It cannot be changed; create a new touchpoint instead.
+    #[schemars(
+        length(min = 1, max = 44),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        extend("x-kubernetes-validations" = [
+            {"rule": "self == oldSelf", "message": "connectionRef is immutable"}
+        ])
+    )]
+    pub connection_ref: String,
+    /// Display name shown in the portal and the agent.
+    #[schemars(length(min = 1, max = 200))]
+    pub name: String,
+    /// Link to the touchpoint's help document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help_url: Option<String>,
+    /// Show the touchpoint in the agent ("Show in Agent").
+    #[serde(default = "default_true")]
+    pub show_in_agent: bool,
+    /// Where webhooks arrive and how they are verified and parsed.
+    pub source: SourceSpec,
+    /// Where the mapped output is delivered.
+    pub destination: DestinationSpec,
+    /// How a source payload becomes the destination payload.
+    #[serde(default)]
+    pub mapping: MappingSpec,
+    /// A jq expression evaluated against the source payload; `false` or `null` marks the event
+    /// SKIPPED instead of delivering it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Process events as they arrive ("Auto-sync"). When off, events wait as UNPROCESSED.
+    #[serde(default)]
+    pub auto_sync: bool,
+    /// Retries and timeouts for delivery.
+    #[serde(default)]
+    pub delivery: DeliveryPolicy,
+}
+
+/// The source side of a touchpoint: the app that sends webhooks and the endpoint they go to.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSpec {
+    /// Source app from the catalog (`shopify`, `woocommerce`, `bigcommerce`, `salesforce`,
+    /// `zohocrm`, `shift4shop`, `prestashop` or `generic`). The app decides how webhooks are
+    /// verified and de-duplicated.
+    #[serde(default = "default_app")]
+    #[schemars(extend("enum" = SOURCE_APPS))]
+    pub app: String,
+    /// The editable part of the endpoint URL: webhooks are received at
+    /// `<registered URL>/hooks/<organization>/<endpoint>`. Path segments of letters, digits,
+    /// `-`, `_`, `.` and `~` separated by single `/` (not `.` or `..`), at most 200 characters.
+    #[schemars(length(min = 1, max = 200), regex(pattern = ENDPOINT_PATTERN))]
+    pub endpoint: String,
+    /// Name of the source schema (entity) the payload is validated against, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Body format the source sends.
+    #[serde(default)]
+    pub format: PayloadFormat,
+    /// Verification settings for the source app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationSpec>,
+}
+
+/// The source app ids of the catalog, as `source.app` accepts them.
+pub const SOURCE_APPS: [&str; 8] = [
+    "shopify",
+    "woocommerce",
+    "bigcommerce",
+    "salesforce",
+    "zohocrm",
+    "shift4shop",
+    "prestashop",
+    "generic",
+];
+
+/// An endpoint path: segments of `A-Za-z0-9._~-`, none of them `.` or `..`, separated by
+/// single slashes. (RE2 and ECMA regexes both accept this; neither has look-ahead.)
+pub const ENDPOINT_PATTERN: &str = r"^([A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.\.[A-Za-z0-9._~-]+)(/([A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.\.[A-Za-z0-9._~-]+))*$";
+
+/// The destination side of a touchpoint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationSpec {
+    /// HTTP method used to deliver.
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// Destination URL. A relative URL is resolved against the connection's destination
+    /// base URL.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// Body format the destination receives.
+    #[serde(default)]
+    pub format: PayloadFormat,
+    /// Extra headers sent with every delivery.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderSpec>,
+}
+
+/// One HTTP header.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderSpec {
+    /// Header name.
+    #[schemars(regex(pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))]
+    pub name: String,
+    /// Header value.
+    pub value: String,
+}
+
+/// How the source payload becomes the destination payload. Rules build an object field by
+/// field; a program is one whole jq program. When both are given, the program's output (an
+/// object) is the base and each rule, evaluated against the source payload, sets its field on
+/// it. With neither, the source payload is delivered as it is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingSpec {
+    /// Field rules, as a portal's mapping grid edits them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<MappingRule>,
+    /// A whole jq program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+}
+
+/// One mapping rule: the destination field `target` gets the value of the jq expression
+/// `expr` evaluated against the source payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingRule {
+    /// Destination field; dots make nested objects (`Address.City`).
+    #[schemars(length(min = 1))]
+    pub target: String,
+    /// jq expression, e.g. `.customer.id | tostring`.
+    #[schemars(length(min = 1))]
+    pub expr: String,
+}
+
+/// Retries and timeouts for delivery.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.initialBackoffMs <= self.maxBackoffMs",
+    "message": "initialBackoffMs must not exceed maxBackoffMs"
+}]))]
+pub struct DeliveryPolicy {
+    /// Attempts before an event is FAILED (including the first), 1 to 100.
+    #[serde(default = "default_max_attempts")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds; doubles with each attempt.
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    /// Longest delay between attempts, in milliseconds.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// Request timeout, in seconds, 1 to 600.
+    #[serde(default = "default_timeout_seconds")]
+    #[schemars(range(min = 1, max = 600))]
+    pub timeout_seconds: u32,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+            timeout_seconds: default_timeout_seconds(),
+        }
+    }
+}
+
+/// Observed state of a touchpoint, written by the operator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TouchpointStatus {
+    /// The generation of the spec the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Full URL the source app posts webhooks to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// Events waiting to be processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<i64>,
+    /// Receiver replicas ready to accept this touchpoint's webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// `Ready` (published and receivers are serving it), `Published` (its current generation is
+    /// in the running configuration; `False` says why not) and `Degraded` (running, but not as
+    /// well as it should: the backlog is above what the maximum workers handle, or receivers
+    /// are missing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_app() -> String {
+    "generic".to_owned()
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+
+fn default_initial_backoff_ms() -> u64 {
+    1_000
+}
+
+fn default_max_backoff_ms() -> u64 {
+    300_000
+}
+
+fn default_timeout_seconds() -> u32 {
+    30
+}
