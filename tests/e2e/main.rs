@@ -1,1 +1,10 @@
-fn main() {}
+//! End-to-end tests: the real `hookplane serve` binary, driven through its public interfaces
+//! only (GraphQL over HTTP and WebSocket, webhooks over HTTP), delivering to a real local
+//! destination, on SQLite and (when `HOOKPLANE_TEST_POSTGRES_URL` is set) PostgreSQL.
+
+mod apps;
+mod flows;
+mod rejections;
+mod restart;
+mod spine;
+mod support;

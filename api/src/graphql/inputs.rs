@@ -1,0 +1,266 @@
+//! Input types: the touchpoint wizard's steps in one input, turned into a `TouchpointSpec`.
+//!
+//! Secret values arrive here and nowhere else: they are split off into [`SecretWrites`] and
+//! the spec keeps only references to them.
+
+use async_graphql::{ID, InputObject};
+use hookplane_crds as crds;
+
+use super::types::{HttpMethod, PayloadFormat};
+
+#[derive(InputObject)]
+pub struct RegisterUrlInput {
+    /// The organization's slug: the `{org}` part of endpoint URLs (`[a-z0-9-]`, 1-63).
+    pub organization: String,
+    /// The public base URL sources reach Hookplane at (`https://hooks.example.com`).
+    pub url: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateConnectionInput {
+    pub name: String,
+    pub source_app: String,
+    pub destination_app: String,
+    pub destination_base_url: Option<String>,
+    #[graphql(default = true)]
+    pub show_in_sync_panel: bool,
+}
+
+/// Verification settings; which apply depends on the source app (query `apps` for each
+/// app's fields). Secret values are write-only.
+#[derive(InputObject)]
+pub struct VerificationInput {
+    /// Scheme: for `generic` (required) none, hmac, standardWebhooks, token, basic, bearer;
+    /// for shift4shop and prestashop token (default) or hmac.
+    pub scheme: Option<String>,
+    /// Signing secret, token or password (write-only).
+    pub secret: Option<String>,
+    /// Previous signing secret still accepted during rotation (write-only).
+    pub previous_secret: Option<String>,
+    /// More secrets accepted at once (write-only); replaces the stored list when given.
+    pub additional_secrets: Option<Vec<String>>,
+    pub header: Option<String>,
+    pub query_parameter: Option<String>,
+    /// `sha256` (default) or `sha1`.
+    pub algorithm: Option<String>,
+    /// `hex` (default) or `base64`.
+    pub encoding: Option<String>,
+    /// Text before the signature in its header, e.g. `sha256=`.
+    pub prefix: Option<String>,
+    /// What the signature covers, e.g. `{timestamp}.{body}`.
+    pub signed_content: Option<String>,
+    pub timestamp_header: Option<String>,
+    pub id_header: Option<String>,
+    pub tolerance_seconds: Option<u32>,
+    pub username: Option<String>,
+    /// Salesforce organization id.
+    pub org_id: Option<String>,
+    /// Salesforce outbound message ids accepted (empty: any).
+    #[graphql(default)]
+    pub action_ids: Vec<String>,
+}
+
+#[derive(InputObject)]
+pub struct SourceInput {
+    #[graphql(default_with = "\"generic\".to_string()")]
+    pub app: String,
+    pub endpoint: String,
+    pub schema: Option<String>,
+    #[graphql(default_with = "PayloadFormat::Json")]
+    pub format: PayloadFormat,
+    pub verification: Option<VerificationInput>,
+}
+
+#[derive(InputObject)]
+pub struct HeaderInput {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(InputObject)]
+pub struct DestinationInput {
+    #[graphql(default_with = "HttpMethod::Post")]
+    pub method: HttpMethod,
+    /// Absolute URL, or relative to the connection's destination base URL.
+    pub url: String,
+    #[graphql(default_with = "PayloadFormat::Json")]
+    pub format: PayloadFormat,
+    #[graphql(default)]
+    pub headers: Vec<HeaderInput>,
+}
+
+#[derive(InputObject)]
+pub struct MappingRuleInput {
+    pub target: String,
+    pub expr: String,
+}
+
+#[derive(InputObject)]
+pub struct MappingInput {
+    #[graphql(default)]
+    pub rules: Vec<MappingRuleInput>,
+    pub program: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct DeliveryPolicyInput {
+    pub max_attempts: Option<u32>,
+    pub initial_backoff_ms: Option<u64>,
+    pub max_backoff_ms: Option<u64>,
+    pub timeout_seconds: Option<u32>,
+}
+
+#[derive(InputObject)]
+pub struct CreateTouchpointInput {
+    pub connection_id: ID,
+    pub name: String,
+    pub help_url: Option<String>,
+    #[graphql(default = true)]
+    pub show_in_agent: bool,
+    pub source: SourceInput,
+    pub destination: DestinationInput,
+    pub mapping: Option<MappingInput>,
+    /// jq; `false` or `null` marks the event SKIPPED.
+    pub filter: Option<String>,
+    #[graphql(default = false)]
+    pub auto_sync: bool,
+    pub delivery: Option<DeliveryPolicyInput>,
+}
+
+/// Fields left out are unchanged; a given `source`, `destination`, `mapping` or `delivery`
+/// replaces that whole part (write-only secrets left out of a new `verification` are kept).
+#[derive(InputObject)]
+pub struct UpdateTouchpointInput {
+    pub id: ID,
+    pub name: Option<String>,
+    pub help_url: Option<String>,
+    pub show_in_agent: Option<bool>,
+    pub source: Option<SourceInput>,
+    pub destination: Option<DestinationInput>,
+    pub mapping: Option<MappingInput>,
+    /// jq filter; an empty string removes the filter.
+    pub filter: Option<String>,
+    pub delivery: Option<DeliveryPolicyInput>,
+}
+
+/// Secret values to store once the spec that references them is stored.
+#[derive(Default)]
+pub struct SecretWrites(pub Vec<(crds::SecretKeyRef, String)>);
+
+impl SourceInput {
+    /// The source spec, with secrets written under `secret_name` (keys `secret`,
+    /// `previousSecret`). `previous` supplies references kept when no new value is given.
+    pub fn into_spec(
+        self,
+        secret_name: &str,
+        previous: Option<&crds::VerificationSpec>,
+        writes: &mut SecretWrites,
+    ) -> crds::SourceSpec {
+        let verification = self.verification.map(|input| {
+            let mut reference = |value: Option<String>, key: &str, kept: Option<&crds::SecretKeyRef>| {
+                match value {
+                    Some(value) => {
+                        let reference = crds::SecretKeyRef {
+                            name: secret_name.to_owned(),
+                            key: key.to_owned(),
+                        };
+                        writes.0.push((reference.clone(), value));
+                        Some(reference)
+                    }
+                    None => kept.cloned(),
+                }
+            };
+            let additional_secret_refs = match input.additional_secrets {
+                Some(values) => values
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(index, value)| {
+                        reference(Some(value), &format!("additionalSecret{index}"), None)
+                    })
+                    .collect(),
+                None => previous
+                    .map(|p| p.additional_secret_refs.clone())
+                    .unwrap_or_default(),
+            };
+            crds::VerificationSpec {
+                scheme: input.scheme,
+                secret_ref: reference(
+                    input.secret,
+                    "secret",
+                    previous.and_then(|p| p.secret_ref.as_ref()),
+                ),
+                previous_secret_ref: reference(
+                    input.previous_secret,
+                    "previousSecret",
+                    previous.and_then(|p| p.previous_secret_ref.as_ref()),
+                ),
+                additional_secret_refs,
+                header: input.header,
+                query_parameter: input.query_parameter,
+                algorithm: input.algorithm,
+                encoding: input.encoding,
+                prefix: input.prefix,
+                signed_content: input.signed_content,
+                timestamp_header: input.timestamp_header,
+                id_header: input.id_header,
+                tolerance_seconds: input.tolerance_seconds,
+                username: input.username,
+                org_id: input.org_id,
+                action_ids: input.action_ids,
+            }
+        });
+        crds::SourceSpec {
+            app: self.app,
+            endpoint: self.endpoint,
+            schema: self.schema,
+            format: self.format.into(),
+            verification,
+        }
+    }
+}
+
+impl From<DestinationInput> for crds::DestinationSpec {
+    fn from(input: DestinationInput) -> Self {
+        Self {
+            method: input.method.into(),
+            url: input.url,
+            format: input.format.into(),
+            headers: input
+                .headers
+                .into_iter()
+                .map(|h| crds::HeaderSpec {
+                    name: h.name,
+                    value: h.value,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<MappingInput> for crds::MappingSpec {
+    fn from(input: MappingInput) -> Self {
+        Self {
+            rules: input
+                .rules
+                .into_iter()
+                .map(|r| crds::MappingRule {
+                    target: r.target,
+                    expr: r.expr,
+                })
+                .collect(),
+            program: input.program.filter(|p| !p.trim().is_empty()),
+        }
+    }
+}
+
+impl DeliveryPolicyInput {
+    pub fn into_spec(self) -> crds::DeliveryPolicy {
+        let defaults = crds::DeliveryPolicy::default();
+        crds::DeliveryPolicy {
+            max_attempts: self.max_attempts.unwrap_or(defaults.max_attempts),
+            initial_backoff_ms: self.initial_backoff_ms.unwrap_or(defaults.initial_backoff_ms),
+            max_backoff_ms: self.max_backoff_ms.unwrap_or(defaults.max_backoff_ms),
+            timeout_seconds: self.timeout_seconds.unwrap_or(defaults.timeout_seconds),
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The GraphQL API: the portal model, publishing, resync, and live buckets.
+//!
+//! A library that axum only mounts (`routes`). Errors carry `extensions.code`; storage
+//! failures are logged here and reach clients as `STORAGE_ERROR`, never as raw database text.
+
+mod error;
+mod inputs;
+mod mutation;
+mod query;
+mod subscription;
+mod types;
+
+use std::sync::Arc;
+
+use async_graphql::{Schema, http::GraphiQLSource};
+use async_graphql_axum::{GraphQL, GraphQLSubscription};
+use axum::{Router, response::Html, routing::get};
+use hookplane_store::Store;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::Runtime;
+pub use error::ApiError;
+
+pub type HookplaneSchema =
+    Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
+
+/// What resolvers reach through `ctx.data()`.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub store: Store,
+    pub runtime: Arc<Runtime>,
+    pub wake_worker: Arc<Notify>,
+    pub shutdown: CancellationToken,
+}
+
+/// Build the schema around its context.
+pub fn schema(context: ApiContext) -> HookplaneSchema {
+    Schema::build(
+        query::QueryRoot,
+        mutation::MutationRoot,
+        subscription::SubscriptionRoot,
+    )
+    .data(context)
+    .limit_depth(16)
+    .limit_complexity(5_000)
+    .finish()
+}
+
+/// The schema in SDL, as committed in `api/schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(
+        query::QueryRoot,
+        mutation::MutationRoot,
+        subscription::SubscriptionRoot,
+    )
+    .finish()
+    .sdl()
+}
+
+/// `POST /graphql`, GraphiQL at `GET /graphql`, subscriptions at `/graphql/ws`
+/// (graphql-transport-ws and the legacy graphql-ws).
+pub fn routes<S: Clone + Send + Sync + 'static>(schema: HookplaneSchema) -> Router<S> {
+    let graphiql = GraphiQLSource::build()
+        .endpoint("/graphql")
+        .subscription_endpoint("/graphql/ws")
+        .title("Hookplane")
+        .finish();
+    Router::new()
+        .route(
+            "/graphql",
+            get(move || async move { Html(graphiql) }).post_service(GraphQL::new(schema.clone())),
+        )
+        .route_service("/graphql/ws", GraphQLSubscription::new(schema))
+}
+
+#[cfg(test)]
+mod tests {
+    /// `api/schema.graphql` is what `hookplane sdl` prints. Regenerate with
+    /// `cargo run -- sdl > api/schema.graphql` (or `HOOKPLANE_UPDATE_SNAPSHOTS=1 cargo test`).
+    #[test]
+    fn committed_sdl_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
+        let current = super::sdl();
+        if std::env::var_os("HOOKPLANE_UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(path, &current).expect("writing api/schema.graphql");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == current,
+            "api/schema.graphql is stale: run `cargo run -- sdl > api/schema.graphql`"
+        );
+    }
+}

@@ -1,0 +1,389 @@
+//! Mutations: register the URL, create connections and touchpoints, publish, auto-sync,
+//! resync. Each validates fully before it writes, so a rejected mutation changes nothing.
+
+use async_graphql::{Context, ID, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use hookplane_crds::{ConnectionSpec, TouchpointSpec};
+use hookplane_store::{EventQuery, LogLevel, NewLog};
+use serde_json::json;
+use url::Url;
+use uuid::Uuid;
+
+use super::{
+    ApiContext,
+    error::{ApiError, ApiResult, parse_id},
+    inputs::{
+        CreateConnectionInput, CreateTouchpointInput, RegisterUrlInput, SecretWrites,
+        UpdateTouchpointInput,
+    },
+    types::{BucketEntry, Connection, EventStatus, Organization, Touchpoint},
+};
+use crate::spec;
+
+pub struct MutationRoot;
+
+/// The result of a bulk resync.
+#[derive(SimpleObject)]
+pub struct ResyncResult {
+    /// Events put back to UNPROCESSED.
+    count: usize,
+}
+
+#[Object]
+impl MutationRoot {
+    /// Register the organization's public base URL and slug (the domain part of every
+    /// endpoint URL). Registering again replaces both.
+    async fn register_url(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterUrlInput,
+    ) -> ApiResult<Organization> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        let slug = input.organization.trim();
+        let slug_ok = (1..=63).contains(&slug.len())
+            && slug
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !slug.starts_with('-')
+            && !slug.ends_with('-');
+        if !slug_ok {
+            return Err(ApiError::invalid(
+                "INVALID_ORGANIZATION",
+                "the organization is 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
+            ));
+        }
+        let url = Url::parse(input.url.trim())
+            .ok()
+            .filter(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.query().is_none()
+                    && url.fragment().is_none()
+            })
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "INVALID_URL",
+                    "the registered URL must be an absolute http(s) URL without query or fragment",
+                )
+            })?;
+        let registered = url.as_str().trim_end_matches('/');
+        let organization = api.store.register_url(slug, registered).await?;
+        api.runtime.reload().await?;
+        Ok(Organization(organization))
+    }
+
+    /// Create a connection: a source app and a destination app.
+    async fn create_connection(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateConnectionInput,
+    ) -> ApiResult<Connection> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        if input.name.trim().is_empty() {
+            return Err(ApiError::invalid("INVALID_INPUT", "the name must not be empty"));
+        }
+        for (field, app) in [
+            ("sourceApp", &input.source_app),
+            ("destinationApp", &input.destination_app),
+        ] {
+            if hookplane_sources::app(app).is_none() {
+                return Err(ApiError::invalid(
+                    "UNKNOWN_APP",
+                    format!("{field}: {app:?} is not in the app catalog (query `apps`)"),
+                ));
+            }
+        }
+        if let Some(base) = &input.destination_base_url {
+            let valid = Url::parse(base).is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
+            if !valid {
+                return Err(ApiError::invalid(
+                    "INVALID_URL",
+                    "destinationBaseUrl must be an absolute http(s) URL",
+                ));
+            }
+        }
+        let spec = ConnectionSpec {
+            name: input.name,
+            source_app: input.source_app,
+            destination_app: input.destination_app,
+            destination_base_url: input.destination_base_url,
+            show_in_sync_panel: input.show_in_sync_panel,
+            credentials: Default::default(),
+            receiver: Default::default(),
+            worker: Default::default(),
+        };
+        Ok(Connection(api.store.create_connection(spec).await?))
+    }
+
+    /// Create a touchpoint (all wizard steps at once). It is a draft until published.
+    async fn create_touchpoint(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateTouchpointInput,
+    ) -> ApiResult<Touchpoint> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        let connection_id = parse_id(&input.connection_id, "connection")?;
+        let connection = api
+            .store
+            .connection(connection_id)
+            .await?
+            .ok_or_else(|| connection_not_found(connection_id))?;
+        let mut secrets = SecretWrites::default();
+        let secret_name = format!("touchpoint-{}", Uuid::now_v7());
+        let spec = TouchpointSpec {
+            connection_ref: connection_id.to_string(),
+            name: input.name,
+            help_url: input.help_url,
+            show_in_agent: input.show_in_agent,
+            source: input.source.into_spec(&secret_name, None, &mut secrets),
+            destination: input.destination.into(),
+            mapping: input.mapping.map(Into::into).unwrap_or_default(),
+            filter: input.filter.filter(|f| !f.trim().is_empty()),
+            auto_sync: input.auto_sync,
+            delivery: input.delivery.map(|d| d.into_spec()).unwrap_or_default(),
+        };
+        check_spec(&spec, &connection.spec)?;
+        let touchpoint = api.store.create_touchpoint(spec).await?;
+        write_secrets(api, secrets).await?;
+        // The receiver knows draft endpoints too, to answer TOUCHPOINT_NOT_PUBLISHED.
+        api.runtime.reload().await?;
+        Ok(Touchpoint(touchpoint))
+    }
+
+    /// Edit a touchpoint's draft. What runs changes only when it is published again.
+    async fn update_touchpoint(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateTouchpointInput,
+    ) -> ApiResult<Touchpoint> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        let id = parse_id(&input.id, "touchpoint")?;
+        let current = api
+            .store
+            .touchpoint(id)
+            .await?
+            .ok_or_else(|| touchpoint_not_found(id))?;
+        let connection = api
+            .store
+            .connection(current.connection_id)
+            .await?
+            .ok_or_else(|| connection_not_found(current.connection_id))?;
+        let mut spec = current.spec.clone();
+        let mut secrets = SecretWrites::default();
+        if let Some(name) = input.name {
+            spec.name = name;
+        }
+        if let Some(help_url) = input.help_url {
+            spec.help_url = Some(help_url).filter(|u| !u.is_empty());
+        }
+        if let Some(show) = input.show_in_agent {
+            spec.show_in_agent = show;
+        }
+        if let Some(source) = input.source {
+            let secret_name = format!("touchpoint-{id}");
+            let previous = current.spec.source.verification.as_ref();
+            spec.source = source.into_spec(&secret_name, previous, &mut secrets);
+        }
+        if let Some(destination) = input.destination {
+            spec.destination = destination.into();
+        }
+        if let Some(mapping) = input.mapping {
+            spec.mapping = mapping.into();
+        }
+        if let Some(filter) = input.filter {
+            spec.filter = Some(filter).filter(|f| !f.trim().is_empty());
+        }
+        if let Some(delivery) = input.delivery {
+            spec.delivery = delivery.into_spec();
+        }
+        check_spec(&spec, &connection.spec)?;
+        let touchpoint = api.store.update_touchpoint(id, spec).await?;
+        write_secrets(api, secrets).await?;
+        api.runtime.reload().await?;
+        Ok(Touchpoint(touchpoint))
+    }
+
+    /// Make the draft the running spec ("Publish"): the receiver and worker pick it up at
+    /// once, without a restart.
+    async fn publish_touchpoint(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Touchpoint> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        let id = parse_id(&id, "touchpoint")?;
+        let current = api
+            .store
+            .touchpoint(id)
+            .await?
+            .ok_or_else(|| touchpoint_not_found(id))?;
+        let connection = api
+            .store
+            .connection(current.connection_id)
+            .await?
+            .ok_or_else(|| connection_not_found(current.connection_id))?;
+        check_spec(&current.spec, &connection.spec)?;
+        check_verification(&current.spec)?;
+        let touchpoint = api.store.publish_touchpoint(id).await?;
+        api.runtime.reload().await?;
+        log(api, id, format!("published generation {}", touchpoint.generation)).await;
+        api.wake_worker.notify_one();
+        Ok(Touchpoint(touchpoint))
+    }
+
+    /// Turn Auto-sync on or off. Off: events wait as UNPROCESSED; on: they are processed.
+    async fn set_auto_sync(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        enabled: bool,
+    ) -> ApiResult<Touchpoint> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        let id = parse_id(&id, "touchpoint")?;
+        if api.store.touchpoint(id).await?.is_none() {
+            return Err(touchpoint_not_found(id));
+        }
+        let touchpoint = api.store.set_auto_sync(id, enabled).await?;
+        api.runtime.reload().await?;
+        let state = if enabled { "on" } else { "off" };
+        log(api, id, format!("auto-sync turned {state}")).await;
+        api.wake_worker.notify_one();
+        Ok(Touchpoint(touchpoint))
+    }
+
+    /// Delete a touchpoint with its buckets. Returns the deleted id.
+    async fn delete_touchpoint(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        let uuid = parse_id(&id, "touchpoint")?;
+        if !api.store.delete_touchpoint(uuid).await? {
+            return Err(touchpoint_not_found(uuid));
+        }
+        api.runtime.reload().await?;
+        Ok(id)
+    }
+
+    /// Put events back to UNPROCESSED with attempts reset (works for FAILED, SKIPPED and
+    /// SUCCESS alike). All ids must exist, or nothing changes.
+    async fn resync_events(&self, ctx: &Context<'_>, ids: Vec<ID>) -> ApiResult<Vec<BucketEntry>> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        if ids.is_empty() || ids.len() > 1_000 {
+            return Err(ApiError::invalid("INVALID_INPUT", "give between 1 and 1000 ids"));
+        }
+        let ids = ids
+            .iter()
+            .map(|id| parse_id(id, "event"))
+            .collect::<ApiResult<Vec<_>>>()?;
+        for id in &ids {
+            if api.store.event(*id).await?.is_none() {
+                return Err(ApiError::invalid("EVENT_NOT_FOUND", format!("no event with id {id}")));
+            }
+        }
+        let events = api.store.resync_events(&ids).await?;
+        let logs = events
+            .iter()
+            .map(|event| NewLog {
+                touchpoint_id: event.touchpoint_id,
+                event_id: Some(event.id),
+                level: LogLevel::Info,
+                message: "resync requested".to_owned(),
+                fields: json!({ "requestedBy": "api" }),
+            })
+            .collect();
+        if let Err(error) = api.store.append_logs(logs).await {
+            tracing::warn!(%error, "writing resync logs");
+        }
+        api.wake_worker.notify_one();
+        Ok(events.into_iter().map(BucketEntry).collect())
+    }
+
+    /// Resync every event of a touchpoint with a status, optionally received within a time
+    /// range.
+    async fn resync_matching(
+        &self,
+        ctx: &Context<'_>,
+        touchpoint_id: ID,
+        status: EventStatus,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> ApiResult<ResyncResult> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        let touchpoint_id = super::query::existing_touchpoint(api, &touchpoint_id).await?;
+        let mut ids = Vec::new();
+        let mut after = None;
+        loop {
+            let page = api
+                .store
+                .events(EventQuery {
+                    touchpoint_id,
+                    status: Some(status.into()),
+                    first: 500,
+                    after,
+                })
+                .await?;
+            after = page.items.last().map(|e| e.id);
+            ids.extend(
+                page.items
+                    .iter()
+                    .filter(|e| from.is_none_or(|from| e.received_at >= from))
+                    .filter(|e| to.is_none_or(|to| e.received_at <= to))
+                    .map(|e| e.id),
+            );
+            if !page.has_next_page {
+                break;
+            }
+        }
+        let mut count = 0;
+        for chunk in ids.chunks(500) {
+            count += api.store.resync_events(chunk).await?.len();
+        }
+        log(api, touchpoint_id, format!("resync of {count} events requested")).await;
+        api.wake_worker.notify_one();
+        Ok(ResyncResult { count })
+    }
+}
+
+fn check_spec(spec: &TouchpointSpec, connection: &ConnectionSpec) -> ApiResult<()> {
+    if hookplane_sources::app(&spec.source.app).is_none() {
+        return Err(ApiError::invalid(
+            "UNKNOWN_APP",
+            format!("source.app: {:?} is not in the app catalog", spec.source.app),
+        ));
+    }
+    spec::validate(spec, connection).map(drop).map_err(ApiError::from)
+}
+
+/// A source that needs a secret and has none is not published.
+fn check_verification(spec: &TouchpointSpec) -> ApiResult<()> {
+    let Some(app) = hookplane_sources::app(&spec.source.app) else {
+        return Err(ApiError::invalid("UNKNOWN_APP", "source.app is not in the app catalog"));
+    };
+    let verification = spec.source.verification.clone().unwrap_or_default();
+    app.validate(&verification)
+        .map_err(|error| ApiError::invalid(error.code(), error.to_string()))
+}
+
+async fn write_secrets(api: &ApiContext, secrets: SecretWrites) -> ApiResult<()> {
+    for (reference, value) in secrets.0 {
+        api.store
+            .put_secret(&reference.name, &reference.key, &value)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn log(api: &ApiContext, touchpoint_id: Uuid, message: String) {
+    let entry = NewLog {
+        touchpoint_id,
+        event_id: None,
+        level: LogLevel::Info,
+        message,
+        fields: json!({}),
+    };
+    if let Err(error) = api.store.append_logs(vec![entry]).await {
+        tracing::warn!(%error, "writing a touchpoint log");
+    }
+}
+
+fn connection_not_found(id: Uuid) -> ApiError {
+    ApiError::invalid("CONNECTION_NOT_FOUND", format!("no connection with id {id}"))
+}
+
+fn touchpoint_not_found(id: Uuid) -> ApiError {
+    ApiError::invalid("TOUCHPOINT_NOT_FOUND", format!("no touchpoint with id {id}"))
+}

@@ -1,0 +1,129 @@
+//! Subscriptions: both buckets, live. Each stream ends when the server shuts down.
+//!
+//! A subscription reads the store's change feed; each change names an entry, and the resolver
+//! loads its current row. A bucket change also carries the status the change set, so a client
+//! sees every status an event passed through even when it loads a later row.
+
+use async_graphql::{Context, Enum, ID, SimpleObject, Subscription};
+use futures::{Stream, StreamExt};
+use hookplane_store::{Change, ChangeKind, Store};
+use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
+
+use super::{
+    ApiContext,
+    error::{ApiError, ApiResult},
+    query::existing_touchpoint,
+    types::{BucketEntry, EventStatus, LogEntry},
+};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum BucketChangeKind {
+    /// A new entry.
+    Created,
+    /// An existing entry changed (status, attempts, duplicates).
+    Updated,
+}
+
+/// A change to a resync bucket.
+#[derive(SimpleObject)]
+pub struct BucketChange {
+    kind: BucketChangeKind,
+    /// The status this change set.
+    status: EventStatus,
+    /// The entry as it is now.
+    entry: BucketEntry,
+}
+
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Every new entry and every change of a touchpoint's resync bucket.
+    async fn resync_bucket(
+        &self,
+        ctx: &Context<'_>,
+        touchpoint_id: ID,
+    ) -> Result<impl Stream<Item = ApiResult<BucketChange>> + use<>, ApiError> {
+        let api = ctx.data_unchecked::<ApiContext>().clone();
+        let changes = changes_of(&api, &touchpoint_id).await?;
+        let store = api.store.clone();
+        Ok(changes.filter_map(move |change| {
+            let store = store.clone();
+            async move {
+                let change = match change {
+                    Ok(change) => change,
+                    Err(lagged) => return Some(Err(lagged)),
+                };
+                let kind = match change.kind {
+                    ChangeKind::EventCreated => BucketChangeKind::Created,
+                    ChangeKind::EventUpdated => BucketChangeKind::Updated,
+                    ChangeKind::LogCreated => return None,
+                };
+                match store.event(change.id).await {
+                    Ok(Some(event)) => Some(Ok(BucketChange {
+                        kind,
+                        status: change.status.unwrap_or(event.status).into(),
+                        entry: BucketEntry(event),
+                    })),
+                    Ok(None) => None,
+                    Err(error) => Some(Err(error.into())),
+                }
+            }
+        }))
+    }
+
+    /// Every new entry of a touchpoint's log bucket.
+    async fn log_bucket(
+        &self,
+        ctx: &Context<'_>,
+        touchpoint_id: ID,
+    ) -> Result<impl Stream<Item = ApiResult<LogEntry>> + use<>, ApiError> {
+        let api = ctx.data_unchecked::<ApiContext>().clone();
+        let changes = changes_of(&api, &touchpoint_id).await?;
+        let store = api.store.clone();
+        Ok(changes.filter_map(move |change| {
+            let store = store.clone();
+            async move {
+                let change = match change {
+                    Ok(change) => change,
+                    Err(lagged) => return Some(Err(lagged)),
+                };
+                if change.kind != ChangeKind::LogCreated {
+                    return None;
+                }
+                load_log(&store, change).await
+            }
+        }))
+    }
+}
+
+async fn load_log(store: &Store, change: Change) -> Option<ApiResult<LogEntry>> {
+    match store.log_entry(change.id).await {
+        Ok(Some(entry)) => Some(Ok(LogEntry(entry))),
+        Ok(None) => None,
+        Err(error) => Some(Err(error.into())),
+    }
+}
+
+/// The change feed of one touchpoint, ending at shutdown. Subscribes before returning so no
+/// change after this call is missed.
+async fn changes_of(
+    api: &ApiContext,
+    touchpoint_id: &ID,
+) -> Result<impl Stream<Item = ApiResult<Change>> + use<>, ApiError> {
+    let receiver = api.store.subscribe();
+    let touchpoint_id = existing_touchpoint(api, touchpoint_id).await?;
+    let shutdown = api.shutdown.clone();
+    Ok(BroadcastStream::new(receiver)
+        .filter_map(move |item| {
+            std::future::ready(match item {
+                Ok(change) if change.touchpoint_id == touchpoint_id => Some(Ok(change)),
+                Ok(_) => None,
+                Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Err(ApiError::invalid(
+                    "SUBSCRIPTION_LAGGED",
+                    format!("{missed} changes were missed; query the bucket to catch up"),
+                ))),
+            })
+        })
+        .take_until(shutdown.cancelled_owned()))
+}

@@ -1,0 +1,292 @@
+//! `POST /hooks/{org}/{*endpoint}`: the receiver's one handler.
+//!
+//! Order of checks: route (404) -> body size (413) -> the source app's classify, verify and
+//! parse (`hookplane_sources::receive`: 401/415/400, or a ping) -> durable append -> the app's
+//! acknowledgement. Only a committed append is acknowledged.
+
+use std::time::{Instant, SystemTime};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Path, State},
+    http::{HeaderMap, Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use hookplane_sources::{Ack, Incoming, Limits, Received, Reply};
+use hookplane_store::{Appended, LogLevel, NewEvent, NewLog};
+use serde_json::{Map, Value, json};
+use tracing::{Span, field, instrument, warn};
+use uuid::Uuid;
+
+use crate::{http_error::HttpError, runtime::Route, server::AppState};
+
+/// Intake limits.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Largest accepted body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Headers whose values are credentials: kept out of the bucket.
+const REDACTED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+#[instrument(name = "webhook", skip_all, fields(org = %org, endpoint = %endpoint, touchpoint = field::Empty, event = field::Empty))]
+pub async fn receive(
+    State(state): State<AppState>,
+    Path((org, endpoint)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let result = match read_body(&state, &headers, body).await {
+        Ok(bytes) => {
+            let request = Incoming {
+                method: &method,
+                headers: &headers,
+                query: uri.query(),
+                body: &bytes,
+            };
+            intake(&state, &org, &endpoint, request).await
+        }
+        Err(error) => {
+            if let Some(id) = state.runtime.snapshot().touchpoint_at(&org, &endpoint) {
+                reject(&state, id, error.code, error.status, &error.message).await;
+            }
+            Err(error)
+        }
+    };
+    let (outcome, response) = match result {
+        Ok((outcome, response)) => (outcome, response),
+        Err(error) => (outcome_label(error.code), error.into_response()),
+    };
+    state
+        .metrics
+        .webhooks_received
+        .with_label_values(&[outcome])
+        .inc();
+    tracing::debug!(
+        outcome,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "webhook answered"
+    );
+    response
+}
+
+/// Metric label for a rejection code (a fixed set, whatever the code).
+fn outcome_label(code: &str) -> &'static str {
+    match code {
+        "ENDPOINT_NOT_FOUND" => "rejected_not_found",
+        "TOUCHPOINT_NOT_PUBLISHED" => "rejected_unpublished",
+        "PAYLOAD_TOO_LARGE" => "rejected_too_large",
+        "UNSUPPORTED_MEDIA_TYPE" => "rejected_media_type",
+        "STORAGE_UNAVAILABLE" => "error_storage",
+        code if code.starts_with("SIGNATURE")
+            || code.starts_with("TIMESTAMP")
+            || code.ends_with("_MISMATCH")
+            || code.ends_with("_MISSING") =>
+        {
+            "rejected_verification"
+        }
+        _ => "rejected_other",
+    }
+}
+
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError> {
+    let limit = state.ingest.max_body_bytes;
+    let too_large = || {
+        HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("the body is larger than {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())
+}
+
+async fn intake(
+    state: &AppState,
+    org: &str,
+    endpoint: &str,
+    request: Incoming<'_>,
+) -> Result<(&'static str, Response), HttpError> {
+    let snapshot = state.runtime.snapshot();
+    let running = match snapshot.route(org, endpoint) {
+        Route::Published(running) => running,
+        Route::Unpublished(id) => {
+            let error = HttpError::new(
+                StatusCode::NOT_FOUND,
+                "TOUCHPOINT_NOT_PUBLISHED",
+                "this endpoint's touchpoint is not published",
+            );
+            reject(state, id, error.code, error.status, &error.message).await;
+            return Err(error);
+        }
+        Route::Unknown => {
+            return Err(HttpError::new(
+                StatusCode::NOT_FOUND,
+                "ENDPOINT_NOT_FOUND",
+                "no touchpoint is published at this endpoint",
+            ));
+        }
+    };
+    let touchpoint_id = running.id;
+    Span::current().record("touchpoint", field::display(touchpoint_id));
+
+    let limits = Limits {
+        max_body_bytes: state.ingest.max_body_bytes,
+        ..Limits::default()
+    };
+    let received = hookplane_sources::receive(
+        running.app,
+        request,
+        &running.verifier,
+        &limits,
+        SystemTime::now(),
+    );
+    let events = match received {
+        Ok(Received::Ping) => {
+            log(state, touchpoint_id, LogLevel::Info, "ping acknowledged", json!({})).await;
+            return Ok(("ping", reply(running.app.acknowledge(&Ack::Ping))));
+        }
+        Ok(Received::Events(events)) => events,
+        Err(rejection) => {
+            let (code, status) = (rejection.code, rejection.status);
+            reject(state, touchpoint_id, code, status, &rejection.message).await;
+            // The app answers in its own format (Salesforce: a SOAP fault).
+            let answer = reply(running.app.reject(&rejection));
+            return Ok((outcome_label(code), answer));
+        }
+    };
+
+    let headers = headers_json(request.headers);
+    let new_events = events
+        .into_iter()
+        .map(|event| NewEvent {
+            touchpoint_id,
+            headers: headers.clone(),
+            raw_body: request.body.to_vec(),
+            payload: event.payload,
+            dedupe_key: Some(event.dedupe_key),
+        })
+        .collect();
+    let appended = state.store.append_events(new_events).await.map_err(|error| {
+        warn!(%error, "storing webhook");
+        HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STORAGE_UNAVAILABLE",
+            "the webhook could not be stored; retry later",
+        )
+    })?;
+    state.wake_worker.notify_one();
+
+    let mut event_ids = Vec::with_capacity(appended.len());
+    let mut logs = Vec::with_capacity(appended.len());
+    let mut created = 0;
+    for appended in &appended {
+        let (event, message) = match appended {
+            Appended::Created(event) => {
+                created += 1;
+                (event, "webhook received")
+            }
+            Appended::Duplicate(event) => (event, "duplicate delivery absorbed"),
+        };
+        event_ids.push(event.id.to_string());
+        logs.push(NewLog {
+            touchpoint_id,
+            event_id: Some(event.id),
+            level: LogLevel::Info,
+            message: message.to_owned(),
+            fields: json!({
+                "bytes": request.body.len(),
+                "generation": running.generation,
+                "duplicates": event.duplicates,
+            }),
+        });
+    }
+    if let Some(first) = event_ids.first() {
+        Span::current().record("event", field::display(first));
+    }
+    if let Err(error) = state.store.append_logs(logs).await {
+        warn!(%error, "writing intake log");
+    }
+    let outcome = if created == 0 { "duplicate" } else { "accepted" };
+    let ack = running.app.acknowledge(&Ack::Stored {
+        event_ids: &event_ids,
+    });
+    Ok((outcome, reply(ack)))
+}
+
+fn reply(reply: Reply) -> Response {
+    (
+        reply.status,
+        [(header::CONTENT_TYPE, reply.content_type)],
+        reply.body,
+    )
+        .into_response()
+}
+
+async fn log(state: &AppState, touchpoint_id: Uuid, level: LogLevel, message: &str, fields: Value) {
+    let entry = NewLog {
+        touchpoint_id,
+        event_id: None,
+        level,
+        message: message.to_owned(),
+        fields,
+    };
+    if let Err(error) = state.store.append_logs(vec![entry]).await {
+        warn!(%error, "writing an intake log");
+    }
+}
+
+/// Record a rejection in the touchpoint's log bucket (never the body).
+async fn reject(
+    state: &AppState,
+    touchpoint_id: Uuid,
+    code: &'static str,
+    status: StatusCode,
+    message: &str,
+) {
+    let message = format!("webhook rejected: {message}");
+    let fields = json!({ "code": code, "status": status.as_u16() });
+    log(state, touchpoint_id, LogLevel::Warn, &message, fields).await;
+}
+
+fn headers_json(headers: &HeaderMap) -> Value {
+    let mut object = Map::new();
+    for (name, value) in headers {
+        let value = if REDACTED_HEADERS.contains(&name.as_str()) {
+            "[redacted]".to_owned()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
+        match object.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                object.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    Value::Object(object)
+}

@@ -1,0 +1,170 @@
+//! The running configuration: every published touchpoint, validated and compiled.
+//!
+//! "Publish" makes a touchpoint's spec the running one. The receiver and the worker read an
+//! immutable [`Snapshot`] that is swapped as a whole after any change, so a request or an event
+//! sees one consistent generation of a touchpoint and nothing restarts.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use hookplane_crds::SecretKeyRef;
+use hookplane_sources::{SourceApp, VerifierConfig};
+use hookplane_store::{Store, StoreError};
+use tracing::warn;
+use uuid::Uuid;
+
+use crate::spec::{self, ValidatedTouchpoint};
+
+/// A published touchpoint as it runs.
+pub struct Running {
+    pub id: Uuid,
+    pub connection_id: Uuid,
+    pub generation: i64,
+    pub auto_sync: bool,
+    pub touchpoint: ValidatedTouchpoint,
+    /// The source app that verifies, parses and acknowledges this endpoint's webhooks.
+    pub app: &'static dyn SourceApp,
+    /// The verification settings with their secret values resolved.
+    pub verifier: VerifierConfig,
+}
+
+/// One consistent view of the organization and its published touchpoints.
+#[derive(Default)]
+pub struct Snapshot {
+    /// The organization's slug (the `{org}` part of endpoint URLs), once a URL is registered.
+    pub organization: Option<String>,
+    by_endpoint: HashMap<String, Arc<Running>>,
+    by_id: HashMap<Uuid, Arc<Running>>,
+    /// Draft endpoints of touchpoints that are not published under that endpoint.
+    unpublished: HashMap<String, Uuid>,
+}
+
+/// What an endpoint path leads to.
+pub enum Route<'a> {
+    Published(&'a Arc<Running>),
+    Unpublished(Uuid),
+    Unknown,
+}
+
+impl Snapshot {
+    pub fn route(&self, organization: &str, endpoint: &str) -> Route<'_> {
+        if self.organization.as_deref() != Some(organization) {
+            return Route::Unknown;
+        }
+        if let Some(running) = self.by_endpoint.get(endpoint) {
+            return Route::Published(running);
+        }
+        match self.unpublished.get(endpoint) {
+            Some(id) => Route::Unpublished(*id),
+            None => Route::Unknown,
+        }
+    }
+
+    /// The touchpoint (published or draft) an endpoint belongs to, for logging rejections.
+    pub fn touchpoint_at(&self, organization: &str, endpoint: &str) -> Option<Uuid> {
+        match self.route(organization, endpoint) {
+            Route::Published(running) => Some(running.id),
+            Route::Unpublished(id) => Some(id),
+            Route::Unknown => None,
+        }
+    }
+
+    pub fn touchpoint(&self, id: Uuid) -> Option<&Arc<Running>> {
+        self.by_id.get(&id)
+    }
+}
+
+/// Holds the current snapshot and rebuilds it from the store on demand.
+pub struct Runtime {
+    store: Store,
+    current: RwLock<Arc<Snapshot>>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Runtime {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            current: RwLock::new(Arc::new(Snapshot::default())),
+            reload_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Rebuild the snapshot from the store. Reloads are serialized so an older rebuild never
+    /// replaces a newer one.
+    #[tracing::instrument(skip(self))]
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let _guard = self.reload_lock.lock().await;
+        let organization = self.store.organization().await?.map(|org| org.slug);
+        let connections: HashMap<Uuid, _> = self
+            .store
+            .connections()
+            .await?
+            .into_iter()
+            .map(|connection| (connection.id, connection.spec))
+            .collect();
+        let mut snapshot = Snapshot {
+            organization,
+            ..Snapshot::default()
+        };
+        for touchpoint in self.store.touchpoints(None).await? {
+            let published = touchpoint.published.as_ref();
+            let published_endpoint = published.map(|p| p.spec.source.endpoint.as_str());
+            if published_endpoint != Some(touchpoint.spec.source.endpoint.as_str()) {
+                snapshot
+                    .unpublished
+                    .insert(touchpoint.spec.source.endpoint.clone(), touchpoint.id);
+            }
+            let Some(published) = published else { continue };
+            let Some(connection) = connections.get(&touchpoint.connection_id) else {
+                warn!(touchpoint = %touchpoint.id, "published touchpoint has no connection");
+                continue;
+            };
+            let validated = match spec::validate(&published.spec, connection) {
+                Ok(validated) => validated,
+                Err(errors) => {
+                    warn!(touchpoint = %touchpoint.id, ?errors, "published spec no longer validates; not running it");
+                    continue;
+                }
+            };
+            let Some(app) = hookplane_sources::app(&published.spec.source.app) else {
+                warn!(touchpoint = %touchpoint.id, app = %published.spec.source.app, "published touchpoint has an unknown source app; not running it");
+                continue;
+            };
+            let verification = published.spec.source.verification.clone().unwrap_or_default();
+            let mut secrets = HashMap::new();
+            for reference in verification.secret_refs() {
+                if let Some(value) = self.store.secret(&reference.name, &reference.key).await? {
+                    secrets.insert(reference.clone(), value.into_bytes());
+                }
+            }
+            let verifier = VerifierConfig::resolve_with(verification, |reference: &SecretKeyRef| {
+                secrets.get(reference).cloned()
+            });
+            let running = Arc::new(Running {
+                id: touchpoint.id,
+                connection_id: touchpoint.connection_id,
+                generation: published.generation,
+                auto_sync: touchpoint.auto_sync,
+                touchpoint: validated,
+                app,
+                verifier,
+            });
+            snapshot
+                .by_endpoint
+                .insert(published.spec.source.endpoint.clone(), Arc::clone(&running));
+            snapshot.by_id.insert(touchpoint.id, running);
+        }
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(snapshot);
+        Ok(())
+    }
+}

@@ -1,0 +1,192 @@
+//! `hookplane serve`: the API, the receiver and the sync worker in one process.
+//!
+//! Start-up order: open the store, migrate, load the running snapshot, bind, then serve. On
+//! shutdown the listener stops accepting, in-flight requests finish (so every acknowledged
+//! webhook has committed), the worker finishes its in-flight deliveries, and the store's
+//! writer drains before the process exits.
+
+use std::{net::SocketAddr, sync::Arc, time::Instant};
+
+use axum::{
+    Router,
+    extract::{MatchedPath, Request, State},
+    http::{StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use hookplane_store::{Store, StoreOptions};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::{
+    graphql,
+    ingest::{self, IngestConfig},
+    runtime::Runtime,
+    sync::{Worker, WorkerConfig},
+    telemetry::Metrics,
+};
+
+/// Cheap handles shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub runtime: Arc<Runtime>,
+    pub metrics: Arc<Metrics>,
+    pub wake_worker: Arc<Notify>,
+    pub ingest: Arc<IngestConfig>,
+    pub shutdown: CancellationToken,
+}
+
+/// Everything `serve` needs to know.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub ingest: IngestConfig,
+    pub worker: WorkerConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("opening the database")]
+    OpenStore(#[source] hookplane_store::StoreError),
+    #[error("applying migrations")]
+    Migrate(#[source] hookplane_store::StoreError),
+    #[error("loading published touchpoints")]
+    LoadRuntime(#[source] hookplane_store::StoreError),
+    #[error("listening on {0}")]
+    Bind(SocketAddr, #[source] std::io::Error),
+    #[error("serving HTTP")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let schema = graphql::schema(graphql::ApiContext {
+        store: state.store.clone(),
+        runtime: Arc::clone(&state.runtime),
+        wake_worker: Arc::clone(&state.wake_worker),
+        shutdown: state.shutdown.clone(),
+    });
+    Router::new()
+        .route("/hooks/{org}/{*endpoint}", post(ingest::receive))
+        .merge(graphql::routes(schema))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Run until `shutdown` is cancelled. `on_listening` learns the bound address (useful with
+/// port 0).
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: CancellationToken,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let ServeConfig {
+        listen,
+        database_url,
+        ingest,
+        worker,
+    } = config;
+    let store = Store::open(&database_url, StoreOptions::default())
+        .await
+        .map_err(ServeError::OpenStore)?;
+    store.migrate().await.map_err(ServeError::Migrate)?;
+    let runtime = Arc::new(Runtime::new(store.clone()));
+    runtime.reload().await.map_err(ServeError::LoadRuntime)?;
+    let state = AppState {
+        store: store.clone(),
+        runtime: Arc::clone(&runtime),
+        metrics: Arc::new(Metrics::new()),
+        wake_worker: Arc::new(Notify::new()),
+        ingest: Arc::new(ingest),
+        shutdown: shutdown.clone(),
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Bind(listen, source))?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind(listen, source))?;
+
+    let worker = Worker::new(
+        store.clone(),
+        runtime,
+        Arc::clone(&state.metrics),
+        Arc::clone(&state.wake_worker),
+        worker,
+    );
+    let worker_shutdown = CancellationToken::new();
+    let worker_task = tokio::spawn(worker.run(worker_shutdown.clone()));
+
+    on_listening(local);
+    let app = router(state);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    info!("stopped accepting; finishing in-flight deliveries");
+    // The worker stops after the listener so in-flight webhooks still wake it.
+    worker_shutdown.cancel();
+    if let Err(error) = worker_task.await {
+        error!(%error, "worker task ended abnormally");
+    }
+    store.close().await;
+    info!("shut down cleanly");
+    served.map_err(ServeError::Serve)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.check_ready().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(error) => crate::http_error::HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            error.code(),
+            error.to_string(),
+        )
+        .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// A span and a duration sample for every request.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let span = tracing::info_span!("request", %method, %route, status = tracing::field::Empty);
+    let started = Instant::now();
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let status = response.status();
+    span.record("status", status.as_u16());
+    let class = match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    state
+        .metrics
+        .http_request_duration
+        .with_label_values(&[route.as_str(), method.as_str(), class])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,263 @@
+//! Touchpoint spec validation: the only way to a [`ValidatedTouchpoint`].
+//!
+//! Validation needs no I/O: the caller fetches the connection and hands it in. A validated
+//! touchpoint carries its compiled mapping and filter, so nothing downstream (the worker, the
+//! receiver's route table) can run a spec that did not pass here.
+
+use std::sync::Arc;
+
+use hookplane_crds::{ConnectionSpec, TouchpointSpec};
+use hookplane_mapping::{Filter, Mapping};
+use url::Url;
+
+/// A touchpoint spec that passed validation, with its jq programs compiled.
+#[derive(Clone)]
+pub struct ValidatedTouchpoint {
+    pub spec: Arc<TouchpointSpec>,
+    pub mapping: Mapping,
+    pub filter: Option<Filter>,
+    /// Absolute destination URL (relative URLs resolved against the connection's base URL).
+    pub destination_url: Url,
+}
+
+/// One reason a spec is invalid, with a stable code and the field it concerns.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    pub code: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+impl SpecError {
+    fn new(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Longest endpoint path accepted.
+const MAX_ENDPOINT_LEN: usize = 200;
+
+/// Check an endpoint path: segments of `A-Za-z0-9._~-` separated by single slashes.
+pub fn validate_endpoint(endpoint: &str) -> Result<(), SpecError> {
+    let invalid = |message: &str| SpecError::new("INVALID_ENDPOINT", "source.endpoint", message);
+    if endpoint.is_empty() {
+        return Err(invalid("the endpoint must not be empty"));
+    }
+    if endpoint.len() > MAX_ENDPOINT_LEN {
+        return Err(invalid("the endpoint is longer than 200 characters"));
+    }
+    let segment_ok = |segment: &str| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+    };
+    if !endpoint.split('/').all(segment_ok) {
+        return Err(invalid(
+            "the endpoint is path segments of letters, digits, '-', '_', '.' and '~' separated by single '/'",
+        ));
+    }
+    Ok(())
+}
+
+/// Validate a touchpoint spec against its connection and compile its jq programs.
+pub fn validate(
+    spec: &TouchpointSpec,
+    connection: &ConnectionSpec,
+) -> Result<ValidatedTouchpoint, Vec<SpecError>> {
+    let mut errors = Vec::new();
+    if spec.name.trim().is_empty() {
+        errors.push(SpecError::new("INVALID_INPUT", "name", "the name must not be empty"));
+    }
+    if let Err(error) = validate_endpoint(&spec.source.endpoint) {
+        errors.push(error);
+    }
+    if let Some(help_url) = &spec.help_url
+        && Url::parse(help_url).is_err()
+    {
+        errors.push(SpecError::new("INVALID_URL", "helpUrl", "not an absolute URL"));
+    }
+    let mapping = Mapping::compile(&spec.mapping).map_err(|compile| {
+        for error in compile.errors {
+            errors.push(SpecError::new(
+                "INVALID_MAPPING",
+                &format!("mapping.{}", error.location),
+                format!("{} (in `{}`)", error.message, error.expr),
+            ));
+        }
+    });
+    let filter = match spec.filter.as_deref() {
+        None => Ok(None),
+        Some(expr) => Filter::compile(expr).map(Some).map_err(|compile| {
+            for error in compile.errors {
+                errors.push(SpecError::new("INVALID_FILTER", "filter", error.message));
+            }
+        }),
+    };
+    let destination_url = resolve_destination(&spec.destination.url, connection)
+        .map_err(|error| errors.push(error));
+    let policy = &spec.delivery;
+    if policy.max_attempts == 0 || policy.max_attempts > 100 {
+        errors.push(SpecError::new(
+            "INVALID_INPUT",
+            "delivery.maxAttempts",
+            "must be between 1 and 100",
+        ));
+    }
+    if policy.timeout_seconds == 0 || policy.timeout_seconds > 600 {
+        errors.push(SpecError::new(
+            "INVALID_INPUT",
+            "delivery.timeoutSeconds",
+            "must be between 1 and 600",
+        ));
+    }
+    if policy.initial_backoff_ms > policy.max_backoff_ms {
+        errors.push(SpecError::new(
+            "INVALID_INPUT",
+            "delivery.initialBackoffMs",
+            "must not exceed delivery.maxBackoffMs",
+        ));
+    }
+    for (index, header) in spec.destination.headers.iter().enumerate() {
+        let name_ok = reqwest::header::HeaderName::from_bytes(header.name.as_bytes()).is_ok();
+        let value_ok = reqwest::header::HeaderValue::from_str(&header.value).is_ok();
+        if !name_ok || !value_ok {
+            errors.push(SpecError::new(
+                "INVALID_INPUT",
+                &format!("destination.headers[{index}]"),
+                "not a valid HTTP header",
+            ));
+        }
+    }
+    match (mapping, filter, destination_url) {
+        (Ok(mapping), Ok(filter), Ok(destination_url)) if errors.is_empty() => {
+            Ok(ValidatedTouchpoint {
+                spec: Arc::new(spec.clone()),
+                mapping,
+                filter,
+                destination_url,
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+fn resolve_destination(url: &str, connection: &ConnectionSpec) -> Result<Url, SpecError> {
+    let invalid = |message: &str| SpecError::new("INVALID_URL", "destination.url", message);
+    let resolved = match Url::parse(url) {
+        Ok(absolute) => absolute,
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            let Some(base) = connection.destination_base_url.as_deref() else {
+                return Err(invalid(
+                    "a relative URL needs the connection's destinationBaseUrl",
+                ));
+            };
+            let base = Url::parse(base).map_err(|_| invalid("the connection's base URL is invalid"))?;
+            base.join(url).map_err(|_| invalid("cannot be resolved against the base URL"))?
+        }
+        Err(_) => return Err(invalid("not a valid URL")),
+    };
+    if !matches!(resolved.scheme(), "http" | "https") {
+        return Err(invalid("only http and https destinations are supported"));
+    }
+    Ok(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use hookplane_crds::{DestinationSpec, MappingRule, SourceSpec};
+
+    use super::*;
+
+    fn connection() -> ConnectionSpec {
+        ConnectionSpec {
+            name: "shop to erp".into(),
+            source_app: "generic".into(),
+            destination_app: "generic".into(),
+            destination_base_url: Some("http://erp.local/api/".into()),
+            show_in_sync_panel: true,
+            credentials: Default::default(),
+            receiver: Default::default(),
+            worker: Default::default(),
+        }
+    }
+
+    fn spec() -> TouchpointSpec {
+        TouchpointSpec {
+            connection_ref: "c".into(),
+            name: "orders".into(),
+            source: SourceSpec {
+                app: "generic".into(),
+                endpoint: "shop/orders".into(),
+                ..SourceSpec::default()
+            },
+            destination: DestinationSpec {
+                url: "orders".into(),
+                ..DestinationSpec::default()
+            },
+            ..TouchpointSpec::default()
+        }
+    }
+
+    fn codes(result: Result<ValidatedTouchpoint, Vec<SpecError>>) -> Vec<&'static str> {
+        match result {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(|e| e.code).collect(),
+        }
+    }
+
+    #[test]
+    fn a_valid_spec_resolves_its_relative_destination() {
+        let valid = validate(&spec(), &connection()).expect("valid");
+        assert_eq!(valid.destination_url.as_str(), "http://erp.local/api/orders");
+    }
+
+    #[test]
+    fn endpoints_are_checked() {
+        for bad in ["", "/a", "a/", "a//b", "a b", "../x", "a/./b", "ü"] {
+            assert!(validate_endpoint(bad).is_err(), "{bad:?} should be rejected");
+        }
+        for good in ["orders", "shop/orders-v2", "a.b_c~d"] {
+            assert!(validate_endpoint(good).is_ok(), "{good:?} should be accepted");
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut bad = spec();
+        bad.name = " ".into();
+        bad.source.endpoint = String::new();
+        bad.mapping.rules = vec![MappingRule {
+            target: "x".into(),
+            expr: ".a |".into(),
+        }];
+        bad.filter = Some("nosuchfn(1)".into());
+        bad.destination.url = "ftp://x".into();
+        bad.delivery.max_attempts = 0;
+        assert_eq!(
+            codes(validate(&bad, &connection())),
+            vec![
+                "INVALID_INPUT",
+                "INVALID_ENDPOINT",
+                "INVALID_MAPPING",
+                "INVALID_FILTER",
+                "INVALID_URL",
+                "INVALID_INPUT"
+            ]
+        );
+    }
+
+    #[test]
+    fn relative_destination_needs_a_base_url() {
+        let mut conn = connection();
+        conn.destination_base_url = None;
+        assert_eq!(codes(validate(&spec(), &conn)), vec!["INVALID_URL"]);
+    }
+}

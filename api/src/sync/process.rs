@@ -1,0 +1,211 @@
+//! Processing one claimed event: filter -> map -> deliver -> record the outcome.
+//!
+//! The event can only reach `deliver` through a [`Mapped`] value, so an unmapped event is
+//! never sent. Every step writes a log-bucket entry.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use hookplane_store::{Event, LogLevel, NewLog, Outcome, Store};
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+use super::{Delivery, DeliveryError, Deliverer, retry_delay};
+use crate::{runtime::{Running, Runtime}, telemetry::Metrics};
+
+pub struct Processor {
+    pub store: Store,
+    pub runtime: Arc<Runtime>,
+    pub metrics: Arc<Metrics>,
+    pub deliverer: Deliverer,
+}
+
+/// The destination payload of an event that passed the filter and mapped cleanly.
+struct Mapped(Value);
+
+/// The result of one processing step chain, before it is stored.
+struct Decision {
+    outcome: Outcome,
+    level: LogLevel,
+    message: String,
+    fields: Value,
+    metric: &'static str,
+}
+
+impl Processor {
+    pub async fn process(&self, event: Event) {
+        let snapshot = self.runtime.snapshot();
+        let Some(running) = snapshot.touchpoint(event.touchpoint_id) else {
+            // Unpublished since it was claimed: the lease expires and a later claim decides.
+            debug!("touchpoint is no longer published; leaving the event for later");
+            return;
+        };
+        if !running.auto_sync {
+            debug!("auto-sync was turned off; leaving the event for later");
+            return;
+        }
+        self.metrics.events_in_flight.inc();
+        let decision = self.decide(running, &event).await;
+        self.metrics.events_in_flight.dec();
+        self.metrics
+            .events_processed
+            .with_label_values(&[decision.metric])
+            .inc();
+        let log = NewLog {
+            touchpoint_id: event.touchpoint_id,
+            event_id: Some(event.id),
+            level: decision.level,
+            message: decision.message,
+            fields: decision.fields,
+        };
+        if let Err(error) = self.store.record_outcome(event.id, decision.outcome).await {
+            // The lease expires and the event is processed again: at least once, never lost.
+            warn!(%error, "recording the outcome; the event will be retried after its lease");
+            return;
+        }
+        if let Err(error) = self.store.append_logs(vec![log]).await {
+            warn!(%error, "writing the outcome log");
+        }
+    }
+
+    async fn decide(&self, running: &Running, event: &Event) -> Decision {
+        let generation = running.generation;
+        let touchpoint = &running.touchpoint;
+        if let Some(filter) = &touchpoint.filter {
+            match filter.matches(&event.payload) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Decision {
+                        outcome: Outcome::Skipped { generation },
+                        level: LogLevel::Info,
+                        message: "skipped: the filter returned false".into(),
+                        fields: json!({ "generation": generation }),
+                        metric: "SKIPPED",
+                    };
+                }
+                Err(error) => return permanent_failure(None, error.to_string(), generation),
+            }
+        }
+        let mapped = match touchpoint.mapping.apply(&event.payload) {
+            Ok(output) => Mapped(output),
+            Err(error) => return permanent_failure(None, format!("mapping failed: {error}"), generation),
+        };
+        self.deliver(running, event, mapped).await
+    }
+
+    async fn deliver(&self, running: &Running, event: &Event, mapped: Mapped) -> Decision {
+        let generation = running.generation;
+        let spec = &running.touchpoint.spec;
+        let Mapped(output) = mapped;
+        let body = match serde_json::to_vec(&output) {
+            Ok(body) => body,
+            Err(error) => return permanent_failure(Some(output), error.to_string(), generation),
+        };
+        let attempt = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
+        let delivery = Delivery {
+            method: spec.destination.method,
+            url: &running.touchpoint.destination_url,
+            headers: &spec.destination.headers,
+            body,
+            content_type: "application/json",
+            idempotency_key: event.id,
+            timeout: Duration::from_secs(u64::from(spec.delivery.timeout_seconds)),
+        };
+        let result = self.deliverer.send(delivery).await;
+        let (error, response_status, elapsed) = match result {
+            Ok(response) if (200..300).contains(&response.status) => {
+                self.metrics
+                    .delivery_duration
+                    .with_label_values(&["success"])
+                    .observe(response.elapsed.as_secs_f64());
+                return Decision {
+                    outcome: Outcome::Success {
+                        mapped: output,
+                        response_status: i32::from(response.status),
+                        generation,
+                    },
+                    level: LogLevel::Info,
+                    message: format!("delivered: the destination answered {}", response.status),
+                    fields: json!({
+                        "attempt": attempt,
+                        "status": response.status,
+                        "durationMs": response.elapsed.as_millis() as u64,
+                        "generation": generation,
+                    }),
+                    metric: "SUCCESS",
+                };
+            }
+            Ok(response) => (
+                format!(
+                    "the destination answered {}: {}",
+                    response.status,
+                    response.snippet.trim()
+                ),
+                Some(i32::from(response.status)),
+                Some(response.elapsed),
+            ),
+            Err(error @ (DeliveryError::Timeout(_) | DeliveryError::Connect(_) | DeliveryError::Request(_))) => {
+                (error.to_string(), None, None)
+            }
+        };
+        if let Some(elapsed) = elapsed {
+            self.metrics
+                .delivery_duration
+                .with_label_values(&["failure"])
+                .observe(elapsed.as_secs_f64());
+        }
+        let fields = json!({
+            "attempt": attempt,
+            "status": response_status,
+            "generation": generation,
+        });
+        if attempt >= spec.delivery.max_attempts {
+            return Decision {
+                outcome: Outcome::Failed {
+                    mapped: Some(output),
+                    error: error.clone(),
+                    response_status,
+                    generation,
+                },
+                level: LogLevel::Error,
+                message: format!("failed after {attempt} attempts: {error}"),
+                fields,
+                metric: "FAILED",
+            };
+        }
+        let delay = retry_delay(&spec.delivery, attempt, &mut rand::rng());
+        let next_attempt_at = Utc::now()
+            + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::seconds(1));
+        Decision {
+            outcome: Outcome::Retry {
+                mapped: Some(output),
+                error: error.clone(),
+                response_status,
+                next_attempt_at,
+                generation,
+            },
+            level: LogLevel::Warn,
+            message: format!(
+                "attempt {attempt} failed, retrying in {} ms: {error}",
+                delay.as_millis()
+            ),
+            fields,
+            metric: "RETRY",
+        }
+    }
+}
+
+fn permanent_failure(mapped: Option<Value>, error: String, generation: i64) -> Decision {
+    Decision {
+        message: format!("failed: {error}"),
+        outcome: Outcome::Failed {
+            mapped,
+            error,
+            response_status: None,
+            generation,
+        },
+        level: LogLevel::Error,
+        fields: json!({ "generation": generation }),
+        metric: "FAILED",
+    }
+}

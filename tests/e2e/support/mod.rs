@@ -1,0 +1,54 @@
+//! Test harness: the real `hookplane` binary, a real destination HTTP server, GraphQL over
+//! HTTP and over a WebSocket, on SQLite and (when configured) PostgreSQL.
+
+pub mod destination;
+pub mod graphql;
+pub mod server;
+
+use std::time::Duration;
+
+pub use destination::Destination;
+pub use graphql::{Subscription, gql_error_code, gql_ok};
+pub use server::{Backend, Server};
+
+/// Poll `check` until it returns `Some`, or panic after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Run a scenario on SQLite, and on PostgreSQL when `HOOKPLANE_TEST_POSTGRES_URL` is set.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::support::Backend::sqlite()).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let Some(backend) = $crate::support::Backend::postgres().await else {
+                        return;
+                    };
+                    super::$name(backend).await;
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,108 @@
+//! Start and stop the real `hookplane serve` binary.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::Stdio,
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// Where a test's data lives. Cloning shares the same database.
+#[derive(Clone)]
+pub struct Backend {
+    pub database_url: String,
+    _dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl Backend {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path: PathBuf = dir.path().join("hookplane.db");
+        Self {
+            database_url: format!("sqlite://{}", path.display()),
+            _dir: Some(Arc::new(dir)),
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (with the reason printed) when
+    /// `HOOKPLANE_TEST_POSTGRES_URL` is unset.
+    pub async fn postgres() -> Option<Self> {
+        let database_url = hookplane_store::testing::postgres_url().await?;
+        Some(Self {
+            database_url,
+            _dir: None,
+        })
+    }
+}
+
+/// A running `hookplane serve`. Killed when dropped.
+pub struct Server {
+    pub address: SocketAddr,
+    child: Child,
+}
+
+impl Server {
+    pub async fn start(backend: &Backend) -> Self {
+        Self::start_with(backend, &[]).await
+    }
+
+    pub async fn start_with(backend: &Backend, extra_args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookplane"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--database-url", &backend.database_url])
+            .args(extra_args)
+            .env("HOOKPLANE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the hookplane binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let address = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("reading stdout") {
+                if let Some(rest) = line.strip_prefix("Hookplane listening on http://") {
+                    return rest.trim().parse::<SocketAddr>().expect("a socket address");
+                }
+            }
+            panic!("hookplane exited before listening");
+        })
+        .await
+        .expect("hookplane starts listening within 30 s");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            address,
+            child,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/graphql/ws", self.address)
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().expect("the server is running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the server stops within 30 s of SIGTERM")
+            .expect("waiting for the server");
+        assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+    }
+}
