@@ -13,13 +13,27 @@ use hookplane_store::{Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "hookplane", version, about = "Real-time integration control plane")]
+#[command(
+    name = "hookplane",
+    version,
+    about = "Real-time integration control plane"
+)]
 struct Cli {
     /// Log filter (tracing `EnvFilter` syntax).
-    #[arg(long, env = "HOOKPLANE_LOG", default_value = "info,sqlx=warn,sea_orm=warn", global = true)]
+    #[arg(
+        long,
+        env = "HOOKPLANE_LOG",
+        default_value = "info,sqlx=warn,sea_orm=warn",
+        global = true
+    )]
     log: String,
     /// Log as JSON lines.
-    #[arg(long, env = "HOOKPLANE_LOG_JSON", default_value_t = false, global = true)]
+    #[arg(
+        long,
+        env = "HOOKPLANE_LOG_JSON",
+        default_value_t = false,
+        global = true
+    )]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -28,7 +42,11 @@ struct Cli {
 #[derive(clap::Args)]
 struct DatabaseArgs {
     /// `sqlite://FILE` (created if missing), a plain file path, or `postgres://...`.
-    #[arg(long, env = "HOOKPLANE_DATABASE_URL", default_value = "sqlite://hookplane.db")]
+    #[arg(
+        long,
+        env = "HOOKPLANE_DATABASE_URL",
+        default_value = "sqlite://hookplane.db"
+    )]
     database_url: String,
 }
 

@@ -93,7 +93,12 @@ impl Runtime {
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        Arc::clone(&self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
     /// Rebuild the snapshot from the store. Reloads are serialized so an older rebuild never
@@ -137,16 +142,22 @@ impl Runtime {
                 warn!(touchpoint = %touchpoint.id, app = %published.spec.source.app, "published touchpoint has an unknown source app; not running it");
                 continue;
             };
-            let verification = published.spec.source.verification.clone().unwrap_or_default();
+            let verification = published
+                .spec
+                .source
+                .verification
+                .clone()
+                .unwrap_or_default();
             let mut secrets = HashMap::new();
             for reference in verification.secret_refs() {
                 if let Some(value) = self.store.secret(&reference.name, &reference.key).await? {
                     secrets.insert(reference.clone(), value.into_bytes());
                 }
             }
-            let verifier = VerifierConfig::resolve_with(verification, |reference: &SecretKeyRef| {
-                secrets.get(reference).cloned()
-            });
+            let verifier =
+                VerifierConfig::resolve_with(verification, |reference: &SecretKeyRef| {
+                    secrets.get(reference).cloned()
+                });
             let running = Arc::new(Running {
                 id: touchpoint.id,
                 connection_id: touchpoint.connection_id,

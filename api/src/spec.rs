@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use hookplane_crds::{ConnectionSpec, TouchpointSpec};
+use hookplane_crds::{ConnectionSpec, MappingSpec, TouchpointSpec};
 use hookplane_mapping::{Filter, Mapping};
 use url::Url;
 
@@ -16,6 +16,8 @@ pub struct ValidatedTouchpoint {
     pub spec: Arc<TouchpointSpec>,
     pub mapping: Mapping,
     pub filter: Option<Filter>,
+    /// The ordering key expression, when events are ordered per key.
+    pub ordering_key: Option<Mapping>,
     /// Absolute destination URL (relative URLs resolved against the connection's base URL).
     pub destination_url: Url,
 }
@@ -74,7 +76,11 @@ pub fn validate(
 ) -> Result<ValidatedTouchpoint, Vec<SpecError>> {
     let mut errors = Vec::new();
     if spec.name.trim().is_empty() {
-        errors.push(SpecError::new("INVALID_INPUT", "name", "the name must not be empty"));
+        errors.push(SpecError::new(
+            "INVALID_INPUT",
+            "name",
+            "the name must not be empty",
+        ));
     }
     if let Err(error) = validate_endpoint(&spec.source.endpoint) {
         errors.push(error);
@@ -82,7 +88,11 @@ pub fn validate(
     if let Some(help_url) = &spec.help_url
         && Url::parse(help_url).is_err()
     {
-        errors.push(SpecError::new("INVALID_URL", "helpUrl", "not an absolute URL"));
+        errors.push(SpecError::new(
+            "INVALID_URL",
+            "helpUrl",
+            "not an absolute URL",
+        ));
     }
     let mapping = Mapping::compile(&spec.mapping).map_err(|compile| {
         for error in compile.errors {
@@ -101,8 +111,25 @@ pub fn validate(
             }
         }),
     };
-    let destination_url = resolve_destination(&spec.destination.url, connection)
-        .map_err(|error| errors.push(error));
+    let ordering_key = match &spec.ordering {
+        None => Ok(None),
+        Some(ordering) => Mapping::compile(&MappingSpec {
+            rules: Vec::new(),
+            program: Some(ordering.key.clone()),
+        })
+        .map(Some)
+        .map_err(|compile| {
+            for error in compile.errors {
+                errors.push(SpecError::new(
+                    "INVALID_ORDERING",
+                    "ordering.key",
+                    error.message,
+                ));
+            }
+        }),
+    };
+    let destination_url =
+        resolve_destination(&spec.destination.url, connection).map_err(|error| errors.push(error));
     let policy = &spec.delivery;
     if policy.max_attempts == 0 || policy.max_attempts > 100 {
         errors.push(SpecError::new(
@@ -136,16 +163,105 @@ pub fn validate(
             ));
         }
     }
-    match (mapping, filter, destination_url) {
-        (Ok(mapping), Ok(filter), Ok(destination_url)) if errors.is_empty() => {
+    match (mapping, filter, ordering_key, destination_url) {
+        (Ok(mapping), Ok(filter), Ok(ordering_key), Ok(destination_url)) if errors.is_empty() => {
             Ok(ValidatedTouchpoint {
                 spec: Arc::new(spec.clone()),
                 mapping,
                 filter,
+                ordering_key,
                 destination_url,
             })
         }
         _ => Err(errors),
+    }
+}
+
+/// Validate a connection spec: names, apps in the catalog, URLs, credentials and limits.
+pub fn validate_connection(spec: &ConnectionSpec) -> Result<(), Vec<SpecError>> {
+    let mut errors = Vec::new();
+    if spec.name.trim().is_empty() {
+        errors.push(SpecError::new(
+            "INVALID_INPUT",
+            "name",
+            "the name must not be empty",
+        ));
+    }
+    for (field, app) in [
+        ("sourceApp", &spec.source_app),
+        ("destinationApp", &spec.destination_app),
+    ] {
+        if hookplane_sources::app(app).is_none() {
+            errors.push(SpecError::new(
+                "UNKNOWN_APP",
+                field,
+                format!("{app:?} is not in the app catalog (query `apps`)"),
+            ));
+        }
+    }
+    let http_url =
+        |url: &str| Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+    if let Some(base) = &spec.destination_base_url
+        && !http_url(base)
+    {
+        errors.push(SpecError::new(
+            "INVALID_URL",
+            "destinationBaseUrl",
+            "must be an absolute http(s) URL",
+        ));
+    }
+    if let Some(oauth2) = &spec.oauth2 {
+        if !http_url(&oauth2.token_url) {
+            errors.push(SpecError::new(
+                "INVALID_URL",
+                "oauth2.tokenUrl",
+                "must be an absolute http(s) URL",
+            ));
+        }
+        if oauth2.client_id.is_empty() {
+            errors.push(SpecError::new(
+                "INVALID_INPUT",
+                "oauth2.clientId",
+                "must not be empty",
+            ));
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    for (index, credential) in spec.credentials.iter().enumerate() {
+        let field = format!("credentials[{index}]");
+        if credential.name.is_empty() || !names.insert(credential.name.as_str()) {
+            errors.push(SpecError::new(
+                "INVALID_INPUT",
+                &field,
+                "credential names are unique and not empty",
+            ));
+        }
+        if reqwest::header::HeaderName::from_bytes(credential.header.as_bytes()).is_err() {
+            errors.push(SpecError::new(
+                "INVALID_INPUT",
+                &field,
+                "not a valid header name",
+            ));
+        }
+    }
+    if !(1..=1000).contains(&spec.limits.max_concurrency) {
+        errors.push(SpecError::new(
+            "INVALID_INPUT",
+            "limits.maxConcurrency",
+            "must be between 1 and 1000",
+        ));
+    }
+    if spec.limits.requests_per_second == Some(0) {
+        errors.push(SpecError::new(
+            "INVALID_INPUT",
+            "limits.requestsPerSecond",
+            "must be at least 1 (leave it unset for no limit)",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }
 
@@ -159,8 +275,10 @@ fn resolve_destination(url: &str, connection: &ConnectionSpec) -> Result<Url, Sp
                     "a relative URL needs the connection's destinationBaseUrl",
                 ));
             };
-            let base = Url::parse(base).map_err(|_| invalid("the connection's base URL is invalid"))?;
-            base.join(url).map_err(|_| invalid("cannot be resolved against the base URL"))?
+            let base =
+                Url::parse(base).map_err(|_| invalid("the connection's base URL is invalid"))?;
+            base.join(url)
+                .map_err(|_| invalid("cannot be resolved against the base URL"))?
         }
         Err(_) => return Err(invalid("not a valid URL")),
     };
@@ -184,6 +302,9 @@ mod tests {
             destination_base_url: Some("http://erp.local/api/".into()),
             show_in_sync_panel: true,
             credentials: Default::default(),
+            basic_auth: None,
+            oauth2: None,
+            limits: Default::default(),
             receiver: Default::default(),
             worker: Default::default(),
         }
@@ -216,16 +337,25 @@ mod tests {
     #[test]
     fn a_valid_spec_resolves_its_relative_destination() {
         let valid = validate(&spec(), &connection()).expect("valid");
-        assert_eq!(valid.destination_url.as_str(), "http://erp.local/api/orders");
+        assert_eq!(
+            valid.destination_url.as_str(),
+            "http://erp.local/api/orders"
+        );
     }
 
     #[test]
     fn endpoints_are_checked() {
         for bad in ["", "/a", "a/", "a//b", "a b", "../x", "a/./b", "ü"] {
-            assert!(validate_endpoint(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                validate_endpoint(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         for good in ["orders", "shop/orders-v2", "a.b_c~d"] {
-            assert!(validate_endpoint(good).is_ok(), "{good:?} should be accepted");
+            assert!(
+                validate_endpoint(good).is_ok(),
+                "{good:?} should be accepted"
+            );
         }
     }
 

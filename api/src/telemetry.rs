@@ -24,8 +24,8 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("hookplane".into()), None)
-            .expect("a constant, valid prefix");
+        let registry =
+            Registry::new_custom(Some("hookplane".into()), None).expect("a constant, valid prefix");
         let latency_buckets = vec![
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             30.0,
@@ -42,7 +42,10 @@ impl Metrics {
         )
         .expect("valid metric definition");
         let events_processed = IntCounterVec::new(
-            Opts::new("events_processed_total", "Events processed, by resulting status"),
+            Opts::new(
+                "events_processed_total",
+                "Events processed, by resulting status",
+            ),
             &["status"],
         )
         .expect("valid metric definition");

@@ -124,12 +124,7 @@ impl RenderedConfig {
 
     /// Every Secret key the configuration refers to, sorted and without duplicates.
     pub fn secret_refs(&self) -> Vec<&SecretKeyRef> {
-        let credentials = self
-            .connection
-            .spec
-            .credentials
-            .iter()
-            .map(|c| &c.secret_key_ref);
+        let credentials = self.connection.spec.secret_refs();
         let verification = self
             .touchpoints
             .iter()

@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::{
-    flows,
-    on_both_backends,
+    flows, on_both_backends,
     support::{Backend, Server, gql_ok},
 };
 
@@ -23,8 +22,14 @@ on_both_backends!(
     token_apps_zoho_shift4shop_prestashop,
 );
 
+/// Request headers as name/value pairs.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../sources/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../sources/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 
@@ -61,7 +66,13 @@ async fn source(server: &Server, app: &str, endpoint: &str, verification: Value)
     id
 }
 
-async fn post(client: &Client, server: &Server, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Response {
+async fn post(
+    client: &Client,
+    server: &Server,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Response {
     let mut request = client.post(server.url(path)).body(body);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -118,7 +129,10 @@ async fn shopify_signed_orders_rotation_and_duplicates(backend: Backend) {
         ("content-type", "application/json"),
         ("x-shopify-hmac-sha256", signature.as_str()),
         ("x-shopify-topic", "orders/create"),
-        ("x-shopify-webhook-id", "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"),
+        (
+            "x-shopify-webhook-id",
+            "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        ),
     ];
     let first = post(&client, &server, path, &headers, body.clone()).await;
     assert_eq!(first.status(), 200);
@@ -151,10 +165,19 @@ async fn shopify_signed_orders_rotation_and_duplicates(backend: Backend) {
 
     // Wrong secret, tampered body, missing header: 401, nothing stored, logged.
     let wrong = sign("someone-else");
-    let cases: [(Vec<(&str, &str)>, Vec<u8>); 3] = [
-        (vec![("content-type", "application/json"), ("x-shopify-hmac-sha256", wrong.as_str())], body.clone()),
+    let cases: [(Headers, Vec<u8>); 3] = [
         (
-            vec![("content-type", "application/json"), ("x-shopify-hmac-sha256", signature.as_str())],
+            vec![
+                ("content-type", "application/json"),
+                ("x-shopify-hmac-sha256", wrong.as_str()),
+            ],
+            body.clone(),
+        ),
+        (
+            vec![
+                ("content-type", "application/json"),
+                ("x-shopify-hmac-sha256", signature.as_str()),
+            ],
             br#"{"id":820982911946154508,"total_price":"0.01"}"#.to_vec(),
         ),
         (vec![("content-type", "application/json")], body.clone()),
@@ -163,13 +186,21 @@ async fn shopify_signed_orders_rotation_and_duplicates(backend: Backend) {
         let response = post(&client, &server, path, &headers, body).await;
         assert_eq!(response.status(), 401);
         let answer: Value = response.json().await.expect("JSON error");
-        assert!(answer["code"].as_str().is_some_and(|c| c.starts_with("SIGNATURE")), "{answer}");
+        assert!(
+            answer["code"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("SIGNATURE")),
+            "{answer}"
+        );
     }
     assert!(rejection_logged(&server, &touchpoint, "SIGNATURE_MISMATCH").await);
 
     let entries = entries(&server, &touchpoint).await;
     assert_eq!(entries.len(), 2, "one event per distinct delivery");
-    let first_entry = entries.iter().find(|e| e["id"] == event_id).expect("the first event");
+    let first_entry = entries
+        .iter()
+        .find(|e| e["id"] == event_id)
+        .expect("the first event");
     assert_eq!(first_entry["duplicates"], 1);
     assert_eq!(first_entry["payload"]["note"], "a/b");
     assert_eq!(first_entry["payload"]["id"], json!(820982911946154508_u64));
@@ -179,7 +210,13 @@ async fn shopify_signed_orders_rotation_and_duplicates(backend: Backend) {
 async fn woocommerce_ping_and_signed_delivery(backend: Backend) {
     let server = Server::start(&backend).await;
     flows::connection(&server).await;
-    let touchpoint = source(&server, "woocommerce", "woo", json!({ "secret": "wc-secret" })).await;
+    let touchpoint = source(
+        &server,
+        "woocommerce",
+        "woo",
+        json!({ "secret": "wc-secret" }),
+    )
+    .await;
     let client = Client::new();
     let path = "/hooks/acme/woo";
 
@@ -203,18 +240,34 @@ async fn woocommerce_ping_and_signed_delivery(backend: Backend) {
         ("x-wc-webhook-topic", "order.created"),
         ("x-wc-webhook-delivery-id", "4f1c8b2e"),
     ];
-    assert_eq!(post(&client, &server, path, &headers, body.clone()).await.status(), 200);
-    assert_eq!(post(&client, &server, path, &headers, body.clone()).await.status(), 200);
+    assert_eq!(
+        post(&client, &server, path, &headers, body.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        post(&client, &server, path, &headers, body.clone())
+            .await
+            .status(),
+        200
+    );
     let entries = entries(&server, &touchpoint).await;
     assert_eq!(entries.len(), 1);
     let expected: Value = serde_json::from_slice(&body).expect("fixture JSON");
-    assert_eq!(entries[0]["payload"], expected, "escaped slashes decode as JSON does");
+    assert_eq!(
+        entries[0]["payload"], expected,
+        "escaped slashes decode as JSON does"
+    );
 
     let bad = post(
         &client,
         &server,
         path,
-        &[("content-type", "application/json"), ("x-wc-webhook-signature", "AAAA")],
+        &[
+            ("content-type", "application/json"),
+            ("x-wc-webhook-signature", "AAAA"),
+        ],
         body,
     )
     .await;
@@ -243,20 +296,58 @@ async fn bigcommerce_and_standard_webhooks(backend: Backend) {
         .as_secs();
     let sign = |id: &str, timestamp: u64| {
         let timestamp = timestamp.to_string();
-        let signed = hmac_sha256(key, &[id.as_bytes(), b".", timestamp.as_bytes(), b".", &body]);
+        let signed = hmac_sha256(
+            key,
+            &[id.as_bytes(), b".", timestamp.as_bytes(), b".", &body],
+        );
         (timestamp, format!("v1,{}", STANDARD.encode(signed)))
     };
-    for (touchpoint, path, prefix) in [(&big, "/hooks/acme/bc", "webhook"), (&generic, "/hooks/acme/std", "svix")] {
+    for (touchpoint, path, prefix) in [
+        (&big, "/hooks/acme/bc", "webhook"),
+        (&generic, "/hooks/acme/std", "svix"),
+    ] {
         let (timestamp, signature) = sign("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", now);
         let headers = [
             ("content-type", "application/json".to_owned()),
-            (if prefix == "svix" { "svix-id" } else { "webhook-id" }, "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W".to_owned()),
-            (if prefix == "svix" { "svix-timestamp" } else { "webhook-timestamp" }, timestamp),
-            (if prefix == "svix" { "svix-signature" } else { "webhook-signature" }, format!("v1,bm90LXRoaXM= {signature}")),
+            (
+                if prefix == "svix" {
+                    "svix-id"
+                } else {
+                    "webhook-id"
+                },
+                "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W".to_owned(),
+            ),
+            (
+                if prefix == "svix" {
+                    "svix-timestamp"
+                } else {
+                    "webhook-timestamp"
+                },
+                timestamp,
+            ),
+            (
+                if prefix == "svix" {
+                    "svix-signature"
+                } else {
+                    "webhook-signature"
+                },
+                format!("v1,bm90LXRoaXM= {signature}"),
+            ),
         ];
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        assert_eq!(post(&client, &server, path, &headers, body.clone()).await.status(), 200, "{path}");
-        assert_eq!(post(&client, &server, path, &headers, body.clone()).await.status(), 200);
+        assert_eq!(
+            post(&client, &server, path, &headers, body.clone())
+                .await
+                .status(),
+            200,
+            "{path}"
+        );
+        assert_eq!(
+            post(&client, &server, path, &headers, body.clone())
+                .await
+                .status(),
+            200
+        );
 
         // A signature from ten minutes ago is stale, even though it is valid.
         let (old_timestamp, old_signature) = sign("msg_old", now - 600);
@@ -279,19 +370,35 @@ async fn bigcommerce_and_standard_webhooks(backend: Backend) {
 async fn salesforce_outbound_messages_are_acknowledged_in_soap(backend: Backend) {
     let server = Server::start(&backend).await;
     flows::connection(&server).await;
-    let touchpoint = source(&server, "salesforce", "sfdc", json!({ "orgId": "00De0000000pmu1EAA" })).await;
+    let touchpoint = source(
+        &server,
+        "salesforce",
+        "sfdc",
+        json!({ "orgId": "00De0000000pmu1EAA" }),
+    )
+    .await;
     let client = Client::new();
     let body = fixture("salesforce_three.xml");
-    let headers = [("content-type", "text/xml; charset=utf-8"), ("soapaction", "\"\"")];
+    let headers = [
+        ("content-type", "text/xml; charset=utf-8"),
+        ("soapaction", "\"\""),
+    ];
     let response = post(&client, &server, "/hooks/acme/sfdc", &headers, body.clone()).await;
     assert_eq!(response.status(), 200);
     assert!(
-        response.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/xml")
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/xml")
     );
     let ack = response.text().await.expect("text");
     assert!(ack.contains("<Ack>true</Ack>"), "{ack}");
     assert!(ack.contains("notificationsResponse"), "{ack}");
-    assert_eq!(entries(&server, &touchpoint).await.len(), 3, "one event per Notification");
+    assert_eq!(
+        entries(&server, &touchpoint).await.len(),
+        3,
+        "one event per Notification"
+    );
 
     // Salesforce redelivers the same message: acknowledged, nothing new.
     let again = post(&client, &server, "/hooks/acme/sfdc", &headers, body.clone()).await;
@@ -303,7 +410,14 @@ async fn salesforce_outbound_messages_are_acknowledged_in_soap(backend: Backend)
     let other = String::from_utf8(body)
         .expect("UTF-8 fixture")
         .replace("00De0000000pmu1EAA", "00Dx0000000XXXXEAA");
-    let refused = post(&client, &server, "/hooks/acme/sfdc", &headers, other.into_bytes()).await;
+    let refused = post(
+        &client,
+        &server,
+        "/hooks/acme/sfdc",
+        &headers,
+        other.into_bytes(),
+    )
+    .await;
     assert_ne!(refused.status(), 200);
     assert!(refused.text().await.expect("text").contains("Fault"));
     assert_eq!(entries(&server, &touchpoint).await.len(), 3);
@@ -313,8 +427,20 @@ async fn salesforce_outbound_messages_are_acknowledged_in_soap(backend: Backend)
 async fn token_apps_zoho_shift4shop_prestashop(backend: Backend) {
     let server = Server::start(&backend).await;
     flows::connection(&server).await;
-    let zoho = source(&server, "zohocrm", "zoho", json!({ "secret": "contacts_and_deals7828" })).await;
-    let shift4shop = source(&server, "shift4shop", "s4s", json!({ "secret": "s4s-token" })).await;
+    let zoho = source(
+        &server,
+        "zohocrm",
+        "zoho",
+        json!({ "secret": "contacts_and_deals7828" }),
+    )
+    .await;
+    let shift4shop = source(
+        &server,
+        "shift4shop",
+        "s4s",
+        json!({ "secret": "s4s-token" }),
+    )
+    .await;
     let prestashop = source(
         &server,
         "prestashop",
@@ -327,26 +453,81 @@ async fn token_apps_zoho_shift4shop_prestashop(backend: Backend) {
 
     // Zoho's Notifications API carries the token in the body.
     let body = fixture("zohocrm_notification.json");
-    assert_eq!(post(&client, &server, "/hooks/acme/zoho", &json_type, body.clone()).await.status(), 200);
-    let forged = String::from_utf8(body).expect("UTF-8").replace("contacts_and_deals7828", "guess");
-    assert_eq!(post(&client, &server, "/hooks/acme/zoho", &json_type, forged.into_bytes()).await.status(), 401);
+    assert_eq!(
+        post(
+            &client,
+            &server,
+            "/hooks/acme/zoho",
+            &json_type,
+            body.clone()
+        )
+        .await
+        .status(),
+        200
+    );
+    let forged = String::from_utf8(body)
+        .expect("UTF-8")
+        .replace("contacts_and_deals7828", "guess");
+    assert_eq!(
+        post(
+            &client,
+            &server,
+            "/hooks/acme/zoho",
+            &json_type,
+            forged.into_bytes()
+        )
+        .await
+        .status(),
+        401
+    );
     assert_eq!(entries(&server, &zoho).await.len(), 1);
 
     // Shift4Shop: the token in the endpoint URL.
     let body = fixture("shift4shop_new_order.json");
     assert_eq!(
-        post(&client, &server, "/hooks/acme/s4s?token=s4s-token", &json_type, body.clone()).await.status(),
+        post(
+            &client,
+            &server,
+            "/hooks/acme/s4s?token=s4s-token",
+            &json_type,
+            body.clone()
+        )
+        .await
+        .status(),
         200
     );
-    assert_eq!(post(&client, &server, "/hooks/acme/s4s", &json_type, body.clone()).await.status(), 401);
+    assert_eq!(
+        post(
+            &client,
+            &server,
+            "/hooks/acme/s4s",
+            &json_type,
+            body.clone()
+        )
+        .await
+        .status(),
+        401
+    );
     assert_eq!(entries(&server, &shift4shop).await.len(), 1);
 
     // PrestaShop: the token in a configured header.
     let body = fixture("prestashop_product_update.json");
-    let headers = [("content-type", "application/json"), ("x-hookplane-token", "ps-token")];
-    assert_eq!(post(&client, &server, "/hooks/acme/ps", &headers, body.clone()).await.status(), 200);
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-hookplane-token", "ps-token"),
+    ];
+    assert_eq!(
+        post(&client, &server, "/hooks/acme/ps", &headers, body.clone())
+            .await
+            .status(),
+        200
+    );
     let stored = entries(&server, &prestashop).await;
     assert_eq!(stored.len(), 1);
-    assert!(stored[0]["payload"].get("action").is_some(), "{}", stored[0]["payload"]);
+    assert!(
+        stored[0]["payload"].get("action").is_some(),
+        "{}",
+        stored[0]["payload"]
+    );
     server.stop().await;
 }

@@ -52,23 +52,41 @@ async fn webhook_rejections(backend: Backend) {
     };
     let ok_body = br#"{"id": 1}"#.to_vec();
 
-    let unknown = post("/hooks/acme/nowhere", "application/json", ok_body.clone()).await.expect("post");
+    let unknown = post("/hooks/acme/nowhere", "application/json", ok_body.clone())
+        .await
+        .expect("post");
     expect(unknown, 404, "ENDPOINT_NOT_FOUND").await;
-    let wrong_org = post("/hooks/other/live", "application/json", ok_body.clone()).await.expect("post");
+    let wrong_org = post("/hooks/other/live", "application/json", ok_body.clone())
+        .await
+        .expect("post");
     expect(wrong_org, 404, "ENDPOINT_NOT_FOUND").await;
-    let unpublished = post("/hooks/acme/draft", "application/json", ok_body.clone()).await.expect("post");
+    let unpublished = post("/hooks/acme/draft", "application/json", ok_body.clone())
+        .await
+        .expect("post");
     expect(unpublished, 404, "TOUCHPOINT_NOT_PUBLISHED").await;
-    let too_large = post("/hooks/acme/live", "application/json", vec![b' '; 4096]).await.expect("post");
+    let too_large = post("/hooks/acme/live", "application/json", vec![b' '; 4096])
+        .await
+        .expect("post");
     expect(too_large, 413, "PAYLOAD_TOO_LARGE").await;
-    let invalid = post("/hooks/acme/live", "application/json", b"{not json".to_vec()).await.expect("post");
+    let invalid = post(
+        "/hooks/acme/live",
+        "application/json",
+        b"{not json".to_vec(),
+    )
+    .await
+    .expect("post");
     expect(invalid, 400, "MALFORMED_JSON").await;
     let bomb = br#"<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
 <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
 <lolz>&lol3;</lolz>"#;
-    let bomb = post("/hooks/acme/live", "application/xml", bomb.to_vec()).await.expect("post");
+    let bomb = post("/hooks/acme/live", "application/xml", bomb.to_vec())
+        .await
+        .expect("post");
     expect(bomb, 400, "XML_DOCTYPE_FORBIDDEN").await;
-    let media = post("/hooks/acme/live", "text/plain", ok_body.clone()).await.expect("post");
+    let media = post("/hooks/acme/live", "text/plain", ok_body.clone())
+        .await
+        .expect("post");
     expect(media, 415, "UNSUPPORTED_MEDIA_TYPE").await;
 
     // Nothing was stored, and the known touchpoints logged their rejections.
@@ -84,12 +102,16 @@ async fn webhook_rejections(backend: Backend) {
         .filter_map(|l| l["message"].as_str())
         .filter(|m| m.starts_with("webhook rejected"))
         .collect();
-    assert_eq!(rejected.len(), 4, "413, 400 (twice) and 415 were logged: {published_logs:#?}");
+    assert_eq!(
+        rejected.len(),
+        4,
+        "413, 400 (twice) and 415 were logged: {published_logs:#?}"
+    );
     let draft_logs = flows::logs(&server, &draft).await;
     assert!(
-        draft_logs
-            .iter()
-            .any(|l| l["message"].as_str().is_some_and(|m| m.starts_with("webhook rejected"))),
+        draft_logs.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("webhook rejected"))),
         "the unpublished touchpoint logged its rejection"
     );
 
@@ -146,10 +168,15 @@ async fn graphql_rejections(backend: Backend) {
             code
         );
     }
-    assert_eq!(gql_ok(&server, TOUCHPOINT_COUNT, json!({})).await, before, "nothing stored");
+    assert_eq!(
+        gql_ok(&server, TOUCHPOINT_COUNT, json!({})).await,
+        before,
+        "nothing stored"
+    );
 
     // Updates are checked the same way and leave the draft as it was.
-    let update = "mutation($input: UpdateTouchpointInput!) { updateTouchpoint(input: $input) { id } }";
+    let update =
+        "mutation($input: UpdateTouchpointInput!) { updateTouchpoint(input: $input) { id } }";
     let code = gql_error_code(
         &server,
         update,
@@ -163,10 +190,16 @@ async fn graphql_rejections(backend: Backend) {
         json!({ "id": existing }),
     )
     .await;
-    assert_eq!(draft["touchpoint"], json!({ "generation": 1, "spec": { "filter": null } }));
+    assert_eq!(
+        draft["touchpoint"],
+        json!({ "generation": 1, "spec": { "filter": null } })
+    );
 
     let unknown = json!({ "id": "00000000-0000-7000-8000-000000000000" });
-    assert_eq!(gql_error_code(&server, flows::PUBLISH, unknown.clone()).await, "TOUCHPOINT_NOT_FOUND");
+    assert_eq!(
+        gql_error_code(&server, flows::PUBLISH, unknown.clone()).await,
+        "TOUCHPOINT_NOT_FOUND"
+    );
     assert_eq!(
         gql_error_code(
             &server,
@@ -186,10 +219,20 @@ async fn graphql_rejections(backend: Backend) {
         "INVALID_ORGANIZATION"
     );
     assert_eq!(
-        gql_error_code(&server, flows::REGISTER_URL, json!({ "org": "acme", "url": "ftp://x" })).await,
+        gql_error_code(
+            &server,
+            flows::REGISTER_URL,
+            json!({ "org": "acme", "url": "ftp://x" })
+        )
+        .await,
         "INVALID_URL"
     );
-    let organization = gql_ok(&server, "{ organization { slug registeredUrl } }", json!({})).await;
+    let organization = gql_ok(
+        &server,
+        "{ organization { slug registeredUrl } }",
+        json!({}),
+    )
+    .await;
     assert_eq!(
         organization["organization"],
         json!({ "slug": "acme", "registeredUrl": "https://hooks.acme.test" }),

@@ -56,16 +56,28 @@ async fn restart_keeps_everything_and_continues(backend: Backend) {
             "autoSync": false,
         })
     );
-    assert_eq!(flows::bucket(&server, &touchpoint, Some("UNPROCESSED")).await.len(), 10);
+    assert_eq!(
+        flows::bucket(&server, &touchpoint, Some("UNPROCESSED"))
+            .await
+            .len(),
+        10
+    );
     assert_eq!(flows::logs(&server, &touchpoint).await.len(), logs_before);
 
     // The restarted server still receives, and auto-sync drains everything.
     let (status, _) = post_webhook(&client, &server, "orders", &order(11, false)).await;
     assert_eq!(status, 200);
-    gql_ok(&server, SET_AUTO_SYNC, json!({ "id": touchpoint, "enabled": true })).await;
-    eventually(Duration::from_secs(30), "waiting events delivered", || async {
-        (flows::counts(&server, &touchpoint).await["success"] == 11).then_some(())
-    })
+    gql_ok(
+        &server,
+        SET_AUTO_SYNC,
+        json!({ "id": touchpoint, "enabled": true }),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "waiting events delivered",
+        || async { (flows::counts(&server, &touchpoint).await["success"] == 11).then_some(()) },
+    )
     .await;
     assert_eq!(destination.received().len(), 11);
     server.stop().await;

@@ -11,9 +11,7 @@ use serde_json::{Value, json};
 use crate::{
     flows::{self, mapped_order, order, order_mapping, post_webhook},
     on_both_backends,
-    support::{
-        Backend, Destination, Server, Subscription, destination::Mode, eventually, gql_ok,
-    },
+    support::{Backend, Destination, Server, Subscription, destination::Mode, eventually, gql_ok},
 };
 
 const BUCKET_SUBSCRIPTION: &str = r#"
@@ -58,9 +56,13 @@ async fn two_hundred_concurrent_webhooks_are_mapped_delivered_and_streamed(backe
         json!({ "id": touchpoint }),
     )
     .await;
-    let mut log_stream =
-        Subscription::start(&server, "graphql-ws", LOG_SUBSCRIPTION, json!({ "id": touchpoint }))
-            .await;
+    let mut log_stream = Subscription::start(
+        &server,
+        "graphql-ws",
+        LOG_SUBSCRIPTION,
+        json!({ "id": touchpoint }),
+    )
+    .await;
     // A subscription is live once the server has polled it; give it a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -79,8 +81,14 @@ async fn two_hundred_concurrent_webhooks_are_mapped_delivered_and_streamed(backe
     let mut acked: HashMap<String, (u64, bool)> = HashMap::new();
     for (number, test, status, answer) in results {
         assert_eq!(status, 200, "webhook {number}: {answer}");
-        let id = answer["eventIds"][0].as_str().expect("an event id").to_owned();
-        assert!(acked.insert(id, (number, test)).is_none(), "event ids are unique");
+        let id = answer["eventIds"][0]
+            .as_str()
+            .expect("an event id")
+            .to_owned();
+        assert!(
+            acked.insert(id, (number, test)).is_none(),
+            "event ids are unique"
+        );
     }
     assert_eq!(acked.len(), 200);
 
@@ -134,7 +142,10 @@ async fn two_hundred_concurrent_webhooks_are_mapped_delivered_and_streamed(backe
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         for change in changes.drain(..) {
-            assert!(change.get("errors").is_none(), "subscription error: {change}");
+            assert!(
+                change.get("errors").is_none(),
+                "subscription error: {change}"
+            );
             let change = &change["data"]["resyncBucket"];
             let id = change["entry"]["id"].as_str().expect("entry id").to_owned();
             match change["kind"].as_str() {
@@ -172,16 +183,20 @@ async fn two_hundred_concurrent_webhooks_are_mapped_delivered_and_streamed(backe
         assert!(logged.contains(id.as_str()), "log entries for {id}");
     }
     let mut streamed_events = HashSet::new();
-    eventually(Duration::from_secs(10), "the log stream to cover every event", || {
-        for entry in log_stream.drain() {
-            assert!(entry.get("errors").is_none(), "subscription error: {entry}");
-            if let Some(id) = entry["data"]["logBucket"]["eventId"].as_str() {
-                streamed_events.insert(id.to_owned());
+    eventually(
+        Duration::from_secs(10),
+        "the log stream to cover every event",
+        || {
+            for entry in log_stream.drain() {
+                assert!(entry.get("errors").is_none(), "subscription error: {entry}");
+                if let Some(id) = entry["data"]["logBucket"]["eventId"].as_str() {
+                    streamed_events.insert(id.to_owned());
+                }
             }
-        }
-        let done = acked.keys().all(|id| streamed_events.contains(id));
-        async move { done.then_some(()) }
-    })
+            let done = acked.keys().all(|id| streamed_events.contains(id));
+            async move { done.then_some(()) }
+        },
+    )
     .await;
 
     server.stop().await;
@@ -212,10 +227,14 @@ async fn failing_destination_retries_fails_and_resyncs(backend: Backend) {
         let (status, _) = post_webhook(&client, &server, "flaky", &order(number, false)).await;
         assert_eq!(status, 200);
     }
-    eventually(Duration::from_secs(30), "retried events succeed", || async {
-        let counts = flows::counts(&server, &touchpoint).await;
-        (counts["success"] == 10).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "retried events succeed",
+        || async {
+            let counts = flows::counts(&server, &touchpoint).await;
+            (counts["success"] == 10).then_some(())
+        },
+    )
     .await;
     for entry in flows::bucket(&server, &touchpoint, None).await {
         assert_eq!(entry["status"], "SUCCESS");
@@ -245,7 +264,10 @@ async fn failing_destination_retries_fails_and_resyncs(backend: Backend) {
 
     // The destination recovers; resyncing the FAILED events makes them SUCCESS.
     destination.set_mode(Mode::Ok);
-    let ids: Vec<&str> = failed.iter().map(|e| e["id"].as_str().expect("id")).collect();
+    let ids: Vec<&str> = failed
+        .iter()
+        .map(|e| e["id"].as_str().expect("id"))
+        .collect();
     let data = gql_ok(
         &server,
         "mutation($ids: [ID!]!) { resyncEvents(ids: $ids) { id status attempts } }",
@@ -256,10 +278,14 @@ async fn failing_destination_retries_fails_and_resyncs(backend: Backend) {
         assert_eq!(entry["status"], "UNPROCESSED");
         assert_eq!(entry["attempts"], 0);
     }
-    eventually(Duration::from_secs(30), "resynced events succeed", || async {
-        let counts = flows::counts(&server, &touchpoint).await;
-        (counts["success"] == 15 && counts["failed"] == 0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "resynced events succeed",
+        || async {
+            let counts = flows::counts(&server, &touchpoint).await;
+            (counts["success"] == 15 && counts["failed"] == 0).then_some(())
+        },
+    )
     .await;
     server.stop().await;
 }

@@ -78,8 +78,14 @@ impl From<ApiError> for async_graphql::Error {
                     .map(|e| {
                         let mut object = async_graphql::indexmap::IndexMap::new();
                         object.insert(async_graphql::Name::new("code"), GqlValue::from(e.code));
-                        object.insert(async_graphql::Name::new("field"), GqlValue::from(e.field.clone()));
-                        object.insert(async_graphql::Name::new("message"), GqlValue::from(e.message.clone()));
+                        object.insert(
+                            async_graphql::Name::new("field"),
+                            GqlValue::from(e.field.clone()),
+                        );
+                        object.insert(
+                            async_graphql::Name::new("message"),
+                            GqlValue::from(e.message.clone()),
+                        );
                         GqlValue::Object(object)
                     })
                     .collect(),
@@ -100,6 +106,10 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Parse a GraphQL `ID` as a UUID.
 pub fn parse_id(id: &async_graphql::ID, what: &str) -> ApiResult<uuid::Uuid> {
-    uuid::Uuid::parse_str(id.as_str())
-        .map_err(|_| ApiError::invalid("INVALID_ID", format!("{what} id {:?} is not a valid id", id.as_str())))
+    uuid::Uuid::parse_str(id.as_str()).map_err(|_| {
+        ApiError::invalid(
+            "INVALID_ID",
+            format!("{what} id {:?} is not a valid id", id.as_str()),
+        )
+    })
 }

@@ -6,7 +6,7 @@
 use async_graphql::{ID, InputObject};
 use hookplane_crds as crds;
 
-use super::types::{HttpMethod, PayloadFormat};
+use super::types::{HttpMethod, OrderingFailure, PayloadFormat};
 
 #[derive(InputObject)]
 pub struct RegisterUrlInput {
@@ -24,6 +24,54 @@ pub struct CreateConnectionInput {
     pub destination_base_url: Option<String>,
     #[graphql(default = true)]
     pub show_in_sync_panel: bool,
+    /// Header credentials for the destination (API keys, bearer tokens).
+    #[graphql(default)]
+    pub credentials: Vec<CredentialInput>,
+    pub basic_auth: Option<BasicAuthInput>,
+    pub oauth2: Option<OAuth2Input>,
+    pub limits: Option<DestinationLimitsInput>,
+}
+
+/// A header credential: `header: <prefix><value>`. The value is write-only.
+#[derive(InputObject)]
+pub struct CredentialInput {
+    pub name: String,
+    pub header: String,
+    pub prefix: Option<String>,
+    pub value: String,
+}
+
+#[derive(InputObject)]
+pub struct BasicAuthInput {
+    pub username: String,
+    /// Write-only.
+    pub password: String,
+}
+
+#[derive(InputObject)]
+pub struct OAuth2Input {
+    pub token_url: String,
+    pub client_id: String,
+    /// Write-only.
+    pub client_secret: String,
+    #[graphql(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(InputObject)]
+pub struct DestinationLimitsInput {
+    /// Requests in flight at once (default 16).
+    pub max_concurrency: Option<u32>,
+    /// Requests per second (unset: unlimited).
+    pub requests_per_second: Option<u32>,
+}
+
+#[derive(InputObject)]
+pub struct OrderingInput {
+    /// jq expression for the ordering key, e.g. `.id`.
+    pub key: String,
+    #[graphql(default_with = "OrderingFailure::Block")]
+    pub on_failure: OrderingFailure,
 }
 
 /// Verification settings; which apply depends on the source app (query `apps` for each
@@ -87,6 +135,8 @@ pub struct DestinationInput {
     pub format: PayloadFormat,
     #[graphql(default)]
     pub headers: Vec<HeaderInput>,
+    /// Root element name for XML deliveries (default `payload`).
+    pub xml_root: Option<String>,
 }
 
 #[derive(InputObject)]
@@ -108,6 +158,8 @@ pub struct DeliveryPolicyInput {
     pub initial_backoff_ms: Option<u64>,
     pub max_backoff_ms: Option<u64>,
     pub timeout_seconds: Option<u32>,
+    /// Retry 4xx answers other than 408/409/425/429 (default: they fail at once).
+    pub retry_client_errors: Option<bool>,
 }
 
 #[derive(InputObject)]
@@ -125,6 +177,8 @@ pub struct CreateTouchpointInput {
     #[graphql(default = false)]
     pub auto_sync: bool,
     pub delivery: Option<DeliveryPolicyInput>,
+    /// Deliver events with the same key one at a time, in arrival order.
+    pub ordering: Option<OrderingInput>,
 }
 
 /// Fields left out are unchanged; a given `source`, `destination`, `mapping` or `delivery`
@@ -141,6 +195,8 @@ pub struct UpdateTouchpointInput {
     /// jq filter; an empty string removes the filter.
     pub filter: Option<String>,
     pub delivery: Option<DeliveryPolicyInput>,
+    /// Ordering; an empty key removes it.
+    pub ordering: Option<OrderingInput>,
 }
 
 /// Secret values to store once the spec that references them is stored.
@@ -157,8 +213,8 @@ impl SourceInput {
         writes: &mut SecretWrites,
     ) -> crds::SourceSpec {
         let verification = self.verification.map(|input| {
-            let mut reference = |value: Option<String>, key: &str, kept: Option<&crds::SecretKeyRef>| {
-                match value {
+            let mut reference =
+                |value: Option<String>, key: &str, kept: Option<&crds::SecretKeyRef>| match value {
                     Some(value) => {
                         let reference = crds::SecretKeyRef {
                             name: secret_name.to_owned(),
@@ -168,8 +224,7 @@ impl SourceInput {
                         Some(reference)
                     }
                     None => kept.cloned(),
-                }
-            };
+                };
             let additional_secret_refs = match input.additional_secrets {
                 Some(values) => values
                     .into_iter()
@@ -233,7 +288,18 @@ impl From<DestinationInput> for crds::DestinationSpec {
                     value: h.value,
                 })
                 .collect(),
+            xml_root: input.xml_root.filter(|r| !r.is_empty()),
         }
+    }
+}
+
+impl OrderingInput {
+    /// `None` when the key is blank (removes ordering).
+    pub fn into_spec(self) -> Option<crds::OrderingSpec> {
+        (!self.key.trim().is_empty()).then(|| crds::OrderingSpec {
+            key: self.key,
+            on_failure: self.on_failure.into(),
+        })
     }
 }
 
@@ -258,9 +324,71 @@ impl DeliveryPolicyInput {
         let defaults = crds::DeliveryPolicy::default();
         crds::DeliveryPolicy {
             max_attempts: self.max_attempts.unwrap_or(defaults.max_attempts),
-            initial_backoff_ms: self.initial_backoff_ms.unwrap_or(defaults.initial_backoff_ms),
+            initial_backoff_ms: self
+                .initial_backoff_ms
+                .unwrap_or(defaults.initial_backoff_ms),
             max_backoff_ms: self.max_backoff_ms.unwrap_or(defaults.max_backoff_ms),
             timeout_seconds: self.timeout_seconds.unwrap_or(defaults.timeout_seconds),
+            retry_client_errors: self
+                .retry_client_errors
+                .unwrap_or(defaults.retry_client_errors),
+        }
+    }
+}
+
+impl CreateConnectionInput {
+    /// The connection's spec, with its credential values split off under `secret_name`.
+    pub fn into_spec(self, secret_name: &str, writes: &mut SecretWrites) -> crds::ConnectionSpec {
+        let mut reference = |key: String, value: String| {
+            let reference = crds::SecretKeyRef {
+                name: secret_name.to_owned(),
+                key,
+            };
+            writes.0.push((reference.clone(), value));
+            reference
+        };
+        let credentials = self
+            .credentials
+            .into_iter()
+            .map(|credential| crds::CredentialSpec {
+                secret_key_ref: reference(
+                    format!("credential-{}", credential.name),
+                    credential.value,
+                ),
+                name: credential.name,
+                header: credential.header,
+                prefix: credential.prefix,
+            })
+            .collect();
+        let basic_auth = self.basic_auth.map(|basic| crds::BasicAuthSpec {
+            username: basic.username,
+            password_ref: reference("basicPassword".to_owned(), basic.password),
+        });
+        let oauth2 = self.oauth2.map(|oauth2| crds::OAuth2Spec {
+            token_url: oauth2.token_url,
+            client_id: oauth2.client_id,
+            client_secret_ref: reference("oauth2ClientSecret".to_owned(), oauth2.client_secret),
+            scopes: oauth2.scopes,
+        });
+        let defaults = crds::DestinationLimits::default();
+        let limits = self
+            .limits
+            .map_or(defaults.clone(), |limits| crds::DestinationLimits {
+                max_concurrency: limits.max_concurrency.unwrap_or(defaults.max_concurrency),
+                requests_per_second: limits.requests_per_second,
+            });
+        crds::ConnectionSpec {
+            name: self.name,
+            source_app: self.source_app,
+            destination_app: self.destination_app,
+            destination_base_url: self.destination_base_url,
+            show_in_sync_panel: self.show_in_sync_panel,
+            credentials,
+            basic_auth,
+            oauth2,
+            limits,
+            receiver: crds::ReceiverSpec::default(),
+            worker: crds::WorkerSpec::default(),
         }
     }
 }

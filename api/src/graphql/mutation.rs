@@ -79,40 +79,13 @@ impl MutationRoot {
         input: CreateConnectionInput,
     ) -> ApiResult<Connection> {
         let api = ctx.data_unchecked::<ApiContext>();
-        if input.name.trim().is_empty() {
-            return Err(ApiError::invalid("INVALID_INPUT", "the name must not be empty"));
-        }
-        for (field, app) in [
-            ("sourceApp", &input.source_app),
-            ("destinationApp", &input.destination_app),
-        ] {
-            if hookplane_sources::app(app).is_none() {
-                return Err(ApiError::invalid(
-                    "UNKNOWN_APP",
-                    format!("{field}: {app:?} is not in the app catalog (query `apps`)"),
-                ));
-            }
-        }
-        if let Some(base) = &input.destination_base_url {
-            let valid = Url::parse(base).is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
-            if !valid {
-                return Err(ApiError::invalid(
-                    "INVALID_URL",
-                    "destinationBaseUrl must be an absolute http(s) URL",
-                ));
-            }
-        }
-        let spec = ConnectionSpec {
-            name: input.name,
-            source_app: input.source_app,
-            destination_app: input.destination_app,
-            destination_base_url: input.destination_base_url,
-            show_in_sync_panel: input.show_in_sync_panel,
-            credentials: Default::default(),
-            receiver: Default::default(),
-            worker: Default::default(),
-        };
-        Ok(Connection(api.store.create_connection(spec).await?))
+        let mut secrets = SecretWrites::default();
+        let secret_name = format!("connection-{}", Uuid::now_v7());
+        let spec = input.into_spec(&secret_name, &mut secrets);
+        spec::validate_connection(&spec)?;
+        let connection = api.store.create_connection(spec).await?;
+        write_secrets(api, secrets).await?;
+        Ok(Connection(connection))
     }
 
     /// Create a touchpoint (all wizard steps at once). It is a draft until published.
@@ -141,6 +114,7 @@ impl MutationRoot {
             filter: input.filter.filter(|f| !f.trim().is_empty()),
             auto_sync: input.auto_sync,
             delivery: input.delivery.map(|d| d.into_spec()).unwrap_or_default(),
+            ordering: input.ordering.and_then(|o| o.into_spec()),
         };
         check_spec(&spec, &connection.spec)?;
         let touchpoint = api.store.create_touchpoint(spec).await?;
@@ -196,6 +170,9 @@ impl MutationRoot {
         if let Some(delivery) = input.delivery {
             spec.delivery = delivery.into_spec();
         }
+        if let Some(ordering) = input.ordering {
+            spec.ordering = ordering.into_spec();
+        }
         check_spec(&spec, &connection.spec)?;
         let touchpoint = api.store.update_touchpoint(id, spec).await?;
         write_secrets(api, secrets).await?;
@@ -222,7 +199,12 @@ impl MutationRoot {
         check_verification(&current.spec)?;
         let touchpoint = api.store.publish_touchpoint(id).await?;
         api.runtime.reload().await?;
-        log(api, id, format!("published generation {}", touchpoint.generation)).await;
+        log(
+            api,
+            id,
+            format!("published generation {}", touchpoint.generation),
+        )
+        .await;
         api.wake_worker.notify_one();
         Ok(Touchpoint(touchpoint))
     }
@@ -263,7 +245,10 @@ impl MutationRoot {
     async fn resync_events(&self, ctx: &Context<'_>, ids: Vec<ID>) -> ApiResult<Vec<BucketEntry>> {
         let api = ctx.data_unchecked::<ApiContext>();
         if ids.is_empty() || ids.len() > 1_000 {
-            return Err(ApiError::invalid("INVALID_INPUT", "give between 1 and 1000 ids"));
+            return Err(ApiError::invalid(
+                "INVALID_INPUT",
+                "give between 1 and 1000 ids",
+            ));
         }
         let ids = ids
             .iter()
@@ -271,7 +256,10 @@ impl MutationRoot {
             .collect::<ApiResult<Vec<_>>>()?;
         for id in &ids {
             if api.store.event(*id).await?.is_none() {
-                return Err(ApiError::invalid("EVENT_NOT_FOUND", format!("no event with id {id}")));
+                return Err(ApiError::invalid(
+                    "EVENT_NOT_FOUND",
+                    format!("no event with id {id}"),
+                ));
             }
         }
         let events = api.store.resync_events(&ids).await?;
@@ -332,7 +320,12 @@ impl MutationRoot {
         for chunk in ids.chunks(500) {
             count += api.store.resync_events(chunk).await?.len();
         }
-        log(api, touchpoint_id, format!("resync of {count} events requested")).await;
+        log(
+            api,
+            touchpoint_id,
+            format!("resync of {count} events requested"),
+        )
+        .await;
         api.wake_worker.notify_one();
         Ok(ResyncResult { count })
     }
@@ -342,16 +335,24 @@ fn check_spec(spec: &TouchpointSpec, connection: &ConnectionSpec) -> ApiResult<(
     if hookplane_sources::app(&spec.source.app).is_none() {
         return Err(ApiError::invalid(
             "UNKNOWN_APP",
-            format!("source.app: {:?} is not in the app catalog", spec.source.app),
+            format!(
+                "source.app: {:?} is not in the app catalog",
+                spec.source.app
+            ),
         ));
     }
-    spec::validate(spec, connection).map(drop).map_err(ApiError::from)
+    spec::validate(spec, connection)
+        .map(drop)
+        .map_err(ApiError::from)
 }
 
 /// A source that needs a secret and has none is not published.
 fn check_verification(spec: &TouchpointSpec) -> ApiResult<()> {
     let Some(app) = hookplane_sources::app(&spec.source.app) else {
-        return Err(ApiError::invalid("UNKNOWN_APP", "source.app is not in the app catalog"));
+        return Err(ApiError::invalid(
+            "UNKNOWN_APP",
+            "source.app is not in the app catalog",
+        ));
     };
     let verification = spec.source.verification.clone().unwrap_or_default();
     app.validate(&verification)
@@ -381,9 +382,15 @@ async fn log(api: &ApiContext, touchpoint_id: Uuid, message: String) {
 }
 
 fn connection_not_found(id: Uuid) -> ApiError {
-    ApiError::invalid("CONNECTION_NOT_FOUND", format!("no connection with id {id}"))
+    ApiError::invalid(
+        "CONNECTION_NOT_FOUND",
+        format!("no connection with id {id}"),
+    )
 }
 
 fn touchpoint_not_found(id: Uuid) -> ApiError {
-    ApiError::invalid("TOUCHPOINT_NOT_FOUND", format!("no touchpoint with id {id}"))
+    ApiError::invalid(
+        "TOUCHPOINT_NOT_FOUND",
+        format!("no touchpoint with id {id}"),
+    )
 }

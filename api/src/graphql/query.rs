@@ -32,7 +32,13 @@ impl QueryRoot {
 
     async fn connections(&self, ctx: &Context<'_>) -> ApiResult<Vec<Connection>> {
         let api = ctx.data_unchecked::<ApiContext>();
-        Ok(api.store.connections().await?.into_iter().map(Connection).collect())
+        Ok(api
+            .store
+            .connections()
+            .await?
+            .into_iter()
+            .map(Connection)
+            .collect())
     }
 
     async fn connection(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Connection>> {
@@ -89,7 +95,12 @@ impl QueryRoot {
                 after,
             })
             .await?;
-        Ok(page_connection(page, after.is_some(), |e| e.id, BucketEntry))
+        Ok(page_connection(
+            page,
+            after.is_some(),
+            |e| e.id,
+            BucketEntry,
+        ))
     }
 
     /// A touchpoint's log bucket, newest first; `level` keeps entries at that level or above.

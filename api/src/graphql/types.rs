@@ -27,6 +27,15 @@ pub enum HttpMethod {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "hookplane_crds::OrderingFailure")]
+pub enum OrderingFailure {
+    /// Later events of the key wait until the failed one is resynced and succeeds.
+    Block,
+    /// The failed event is parked and the key moves on.
+    Park,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "hookplane_store::EventStatus")]
 pub enum EventStatus {
     Unprocessed,
@@ -344,7 +353,11 @@ impl Touchpoint {
     }
     async fn connection(&self, ctx: &Context<'_>) -> ApiResult<Option<Connection>> {
         let api = ctx.data_unchecked::<ApiContext>();
-        Ok(api.store.connection(self.0.connection_id).await?.map(Connection))
+        Ok(api
+            .store
+            .connection(self.0.connection_id)
+            .await?
+            .map(Connection))
     }
     async fn name(&self) -> &str {
         &self.0.spec.name

@@ -164,7 +164,14 @@ async fn intake(
     );
     let events = match received {
         Ok(Received::Ping) => {
-            log(state, touchpoint_id, LogLevel::Info, "ping acknowledged", json!({})).await;
+            log(
+                state,
+                touchpoint_id,
+                LogLevel::Info,
+                "ping acknowledged",
+                json!({}),
+            )
+            .await;
             return Ok(("ping", reply(running.app.acknowledge(&Ack::Ping))));
         }
         Ok(Received::Events(events)) => events,
@@ -188,14 +195,18 @@ async fn intake(
             dedupe_key: Some(event.dedupe_key),
         })
         .collect();
-    let appended = state.store.append_events(new_events).await.map_err(|error| {
-        warn!(%error, "storing webhook");
-        HttpError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "STORAGE_UNAVAILABLE",
-            "the webhook could not be stored; retry later",
-        )
-    })?;
+    let appended = state
+        .store
+        .append_events(new_events)
+        .await
+        .map_err(|error| {
+            warn!(%error, "storing webhook");
+            HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "STORAGE_UNAVAILABLE",
+                "the webhook could not be stored; retry later",
+            )
+        })?;
     state.wake_worker.notify_one();
 
     let mut event_ids = Vec::with_capacity(appended.len());
@@ -228,7 +239,11 @@ async fn intake(
     if let Err(error) = state.store.append_logs(logs).await {
         warn!(%error, "writing intake log");
     }
-    let outcome = if created == 0 { "duplicate" } else { "accepted" };
+    let outcome = if created == 0 {
+        "duplicate"
+    } else {
+        "accepted"
+    };
     let ack = running.app.acknowledge(&Ack::Stored {
         event_ids: &event_ids,
     });

@@ -35,7 +35,14 @@ mod tests {
             ..DeliveryPolicy::default()
         };
         let mut rng = StdRng::seed_from_u64(7);
-        for (attempts, nominal) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1_000), (60, 1_000)] {
+        for (attempts, nominal) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1_000),
+            (60, 1_000),
+        ] {
             for _ in 0..100 {
                 let delay = retry_delay(&policy, attempts, &mut rng).as_millis() as u64;
                 assert!(
@@ -54,9 +61,6 @@ mod tests {
             max_backoff_ms: 0,
             ..DeliveryPolicy::default()
         };
-        assert_eq!(
-            retry_delay(&policy, 3, &mut rand::rng()),
-            Duration::ZERO
-        );
+        assert_eq!(retry_delay(&policy, 3, &mut rand::rng()), Duration::ZERO);
     }
 }

@@ -11,5 +11,5 @@ mod process;
 mod worker;
 
 pub use backoff::retry_delay;
-pub use deliver::{Delivery, DeliveryError, Deliverer};
+pub use deliver::{Deliverer, Delivery, DeliveryError};
 pub use worker::{Worker, WorkerConfig};

@@ -10,8 +10,11 @@ use hookplane_store::{Event, LogLevel, NewLog, Outcome, Store};
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
-use super::{Delivery, DeliveryError, Deliverer, retry_delay};
-use crate::{runtime::{Running, Runtime}, telemetry::Metrics};
+use super::{Deliverer, Delivery, DeliveryError, retry_delay};
+use crate::{
+    runtime::{Running, Runtime},
+    telemetry::Metrics,
+};
 
 pub struct Processor {
     pub store: Store,
@@ -88,7 +91,9 @@ impl Processor {
         }
         let mapped = match touchpoint.mapping.apply(&event.payload) {
             Ok(output) => Mapped(output),
-            Err(error) => return permanent_failure(None, format!("mapping failed: {error}"), generation),
+            Err(error) => {
+                return permanent_failure(None, format!("mapping failed: {error}"), generation);
+            }
         };
         self.deliver(running, event, mapped).await
     }
@@ -144,9 +149,11 @@ impl Processor {
                 Some(i32::from(response.status)),
                 Some(response.elapsed),
             ),
-            Err(error @ (DeliveryError::Timeout(_) | DeliveryError::Connect(_) | DeliveryError::Request(_))) => {
-                (error.to_string(), None, None)
-            }
+            Err(
+                error @ (DeliveryError::Timeout(_)
+                | DeliveryError::Connect(_)
+                | DeliveryError::Request(_)),
+            ) => (error.to_string(), None, None),
         };
         if let Some(elapsed) = elapsed {
             self.metrics

@@ -4,7 +4,10 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use hookplane_store::Store;
-use tokio::{sync::{Notify, Semaphore}, task::JoinSet};
+use tokio::{
+    sync::{Notify, Semaphore},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info_span, warn};
 
@@ -108,7 +111,8 @@ impl Worker {
                     .await
                     .expect("the semaphore is never closed");
                 let processor = Arc::clone(&self.processor);
-                let span = info_span!("event", event = %event.id, touchpoint = %event.touchpoint_id);
+                let span =
+                    info_span!("event", event = %event.id, touchpoint = %event.touchpoint_id);
                 tasks.spawn(
                     async move {
                         processor.process(event).await;

@@ -67,6 +67,16 @@ pub struct ConnectionSpec {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub credentials: Vec<CredentialSpec>,
     /// How the webhook receivers run (Kubernetes only).
+    /// HTTP basic authentication for the destination app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthSpec>,
+    /// OAuth2 client credentials for the destination app: a token is fetched, cached until it
+    /// expires, sent as `Authorization: Bearer`, and refreshed when the destination answers 401.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2Spec>,
+    /// How hard the destination may be driven.
+    #[serde(default)]
+    pub limits: DestinationLimits,
     #[serde(default)]
     pub receiver: ReceiverSpec,
     /// How the sync workers run and scale (Kubernetes only).
@@ -91,6 +101,74 @@ pub struct CredentialSpec {
     pub prefix: Option<String>,
     /// The Secret key holding the value.
     pub secret_key_ref: SecretKeyRef,
+}
+
+impl ConnectionSpec {
+    /// Every secret key the connection refers to: credentials, basic auth, OAuth2.
+    pub fn secret_refs(&self) -> impl Iterator<Item = &SecretKeyRef> {
+        self.credentials
+            .iter()
+            .map(|c| &c.secret_key_ref)
+            .chain(self.basic_auth.iter().map(|b| &b.password_ref))
+            .chain(self.oauth2.iter().map(|o| &o.client_secret_ref))
+    }
+}
+
+/// HTTP basic authentication.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuthSpec {
+    /// User name.
+    #[schemars(length(min = 1))]
+    pub username: String,
+    /// The Secret key holding the password.
+    pub password_ref: SecretKeyRef,
+}
+
+/// OAuth2 client credentials grant (RFC 6749 section 4.4).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuth2Spec {
+    /// Token endpoint.
+    #[schemars(length(min = 1))]
+    pub token_url: String,
+    /// Client id.
+    #[schemars(length(min = 1))]
+    pub client_id: String,
+    /// The Secret key holding the client secret.
+    pub client_secret_ref: SecretKeyRef,
+    /// Scopes requested.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+/// Limits on deliveries to the destination app, shared by all touchpoints of the connection.
+/// On 429 or 503 the rate is halved (and `Retry-After` honoured); it recovers gradually after
+/// successes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationLimits {
+    /// Requests in flight at once, 1 to 1000.
+    #[serde(default = "default_max_concurrency")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_concurrency: u32,
+    /// Requests per second; unset means no rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub requests_per_second: Option<u32>,
+}
+
+impl Default for DestinationLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrency: default_max_concurrency(),
+            requests_per_second: None,
+        }
+    }
+}
+
+fn default_max_concurrency() -> u32 {
+    16
 }
 
 /// How the webhook receivers of a connection run. Receivers never scale to zero: a webhook

@@ -12,11 +12,13 @@ mod touchpoint;
 mod verification;
 
 pub use connection::{
-    Connection, ConnectionSpec, ConnectionStatus, CredentialSpec, ReceiverSpec, WorkerSpec,
+    BasicAuthSpec, Connection, ConnectionSpec, ConnectionStatus, CredentialSpec, DestinationLimits,
+    OAuth2Spec, ReceiverSpec, WorkerSpec,
 };
 pub use touchpoint::{
     DeliveryPolicy, DestinationSpec, ENDPOINT_PATTERN, HeaderSpec, MappingRule, MappingSpec,
-    SOURCE_APPS, SourceSpec, Touchpoint, TouchpointSpec, TouchpointStatus,
+    OrderingFailure, OrderingSpec, SOURCE_APPS, SourceSpec, Touchpoint, TouchpointSpec,
+    TouchpointStatus,
 };
 pub use verification::{SecretKeyRef, VerificationSpec};
 

@@ -85,6 +85,35 @@ pub struct TouchpointSpec {
     /// Retries and timeouts for delivery.
     #[serde(default)]
     pub delivery: DeliveryPolicy,
+    /// Deliver events with the same key one at a time, in arrival order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering: Option<OrderingSpec>,
+}
+
+/// Per-key ordering: events whose `key` evaluates to the same value are delivered one at a
+/// time in arrival order; events with different keys are delivered in parallel.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderingSpec {
+    /// jq expression computing the ordering key from the source payload, e.g. `.id`. An event
+    /// whose key is `null` is not ordered.
+    #[schemars(length(min = 1))]
+    pub key: String,
+    /// What a FAILED event does to the events behind it with the same key.
+    #[serde(default)]
+    pub on_failure: OrderingFailure,
+}
+
+/// What a FAILED event does to later events with the same ordering key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OrderingFailure {
+    /// Nothing overtakes it: later events of the key wait until it is resynced and succeeds
+    /// (or is deleted).
+    #[default]
+    Block,
+    /// It is parked in the bucket as FAILED and the key moves on.
+    Park,
 }
 
 /// The source side of a touchpoint: the app that sends webhooks and the endpoint they go to.
@@ -146,6 +175,10 @@ pub struct DestinationSpec {
     /// Extra headers sent with every delivery.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderSpec>,
+    /// Root element name when `format` is `xml` (default `payload`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9._-]*$"))]
+    pub xml_root: Option<String>,
 }
 
 /// One HTTP header.
@@ -209,6 +242,10 @@ pub struct DeliveryPolicy {
     #[serde(default = "default_timeout_seconds")]
     #[schemars(range(min = 1, max = 600))]
     pub timeout_seconds: u32,
+    /// Retry 4xx answers other than 408, 409, 425 and 429 too. By default they are permanent
+    /// and the event is FAILED at once.
+    #[serde(default)]
+    pub retry_client_errors: bool,
 }
 
 impl Default for DeliveryPolicy {
@@ -218,6 +255,7 @@ impl Default for DeliveryPolicy {
             initial_backoff_ms: default_initial_backoff_ms(),
             max_backoff_ms: default_max_backoff_ms(),
             timeout_seconds: default_timeout_seconds(),
+            retry_client_errors: false,
         }
     }
 }

@@ -78,7 +78,11 @@ impl Subscription {
             .expect("a message");
         let ack: Value = serde_json::from_str(ack.to_text().expect("text")).expect("JSON");
         assert_eq!(ack["type"], "connection_ack", "got {ack}");
-        let start_type = if protocol == "graphql-ws" { "start" } else { "subscribe" };
+        let start_type = if protocol == "graphql-ws" {
+            "start"
+        } else {
+            "subscribe"
+        };
         socket
             .send(send(json!({
                 "id": "1",
@@ -90,13 +94,21 @@ impl Subscription {
         let (sender, items) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             while let Some(Ok(message)) = socket.next().await {
-                let Ok(text) = message.to_text() else { continue };
-                let Ok(value) = serde_json::from_str::<Value>(text) else { continue };
+                let Ok(text) = message.to_text() else {
+                    continue;
+                };
+                let Ok(value) = serde_json::from_str::<Value>(text) else {
+                    continue;
+                };
                 match value["type"].as_str() {
-                    Some("next" | "data") if sender.send(value["payload"].clone()).is_err() => break,
+                    Some("next" | "data") if sender.send(value["payload"].clone()).is_err() => {
+                        break;
+                    }
                     Some("next" | "data") => {}
                     Some("ping") => {
-                        let _ = socket.send(Message::text(json!({"type": "pong"}).to_string())).await;
+                        let _ = socket
+                            .send(Message::text(json!({"type": "pong"}).to_string()))
+                            .await;
                     }
                     Some("error") => {
                         let _ = sender.send(json!({ "errors": value["payload"] }));
@@ -106,10 +118,7 @@ impl Subscription {
                 }
             }
         });
-        Self {
-            items,
-            _task: task,
-        }
+        Self { items, _task: task }
     }
 
     /// Everything received so far, without waiting.

@@ -1,12 +1,6 @@
 //! Start and stop the real `hookplane serve` binary.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    process::Stdio,
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
 
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -55,7 +49,12 @@ impl Server {
     pub async fn start_with(backend: &Backend, extra_args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookplane"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--database-url", &backend.database_url])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                &backend.database_url,
+            ])
             .args(extra_args)
             .env("HOOKPLANE_LOG", "warn")
             .stdout(Stdio::piped())
@@ -77,10 +76,7 @@ impl Server {
         .expect("hookplane starts listening within 30 s");
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            address,
-            child,
-        }
+        Self { address, child }
     }
 
     pub fn url(&self, path: &str) -> String {
