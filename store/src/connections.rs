@@ -6,7 +6,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QueryOrder};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{Store, StoreError, entity::connection, time};
+use crate::{Store, StoreError, entity::connection};
 
 /// A stored connection.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -39,12 +39,13 @@ impl TryFrom<connection::Model> for Connection {
 impl Store {
     /// Creates a connection.
     pub async fn create_connection(&self, spec: ConnectionSpec) -> Result<Connection, StoreError> {
-        let now = time::now();
+        let now = self.now();
         let row = connection::ActiveModel {
             id: Set(Uuid::now_v7()),
             spec: Set(spec_json(&spec)),
             created_at: Set(now),
             updated_at: Set(now),
+            paused: Set(false),
         }
         .insert(self.db())
         .await

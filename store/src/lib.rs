@@ -52,6 +52,7 @@ pub use crate::{
     logs::{LogEntry, LogLevel, LogQuery, NewLog, ParseLevelError},
     organization::Organization,
     page::Page,
+    time::{Clock, ManualClock},
     touchpoints::{Published, Touchpoint},
     writer::WriterStats,
 };
@@ -67,11 +68,17 @@ pub struct StoreOptions {
     /// writer. The writer has its own connection on SQLite and borrows from this pool on
     /// PostgreSQL.
     pub max_connections: u32,
+    /// Where the store reads the current time for the timestamps it sets (received, updated,
+    /// log times). [`Clock::System`] except in tests.
+    pub clock: Clock,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 8 }
+        Self {
+            max_connections: 8,
+            clock: Clock::System,
+        }
     }
 }
 
@@ -97,6 +104,7 @@ struct Inner {
     backend: Backend,
     writer: Writer,
     feed: Feed,
+    clock: Clock,
 }
 
 impl Store {
@@ -108,7 +116,14 @@ impl Store {
     pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         let pools = connect::connect(url, &options).await?;
         let feed = Feed::new();
-        let writer = Writer::spawn(pools.writer.clone(), pools.backend, feed.clone());
+        let writer = Writer::spawn(
+            pools.writer.clone(),
+            pools.backend,
+            feed.clone(),
+            writer::Context {
+                clock: options.clock.clone(),
+            },
+        );
         tracing::debug!(backend = ?pools.backend, "store opened");
         Ok(Store {
             inner: Arc::new(Inner {
@@ -117,6 +132,7 @@ impl Store {
                 backend: pools.backend,
                 writer,
                 feed,
+                clock: options.clock,
             }),
         })
     }
@@ -179,6 +195,11 @@ impl Store {
         if let Err(error) = self.inner.db.close_by_ref().await {
             tracing::warn!(error = %error, "closing the database pool failed");
         }
+    }
+
+    /// The current time from the store's clock, as stored.
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.clock.now()
     }
 
     fn db(&self) -> &DatabaseConnection {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{Page, Store, StoreError, entity::log, error::is_foreign_key_violation, time};
+use crate::{Page, Store, StoreError, entity::log, error::is_foreign_key_violation};
 
 /// Severity, least severe first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -206,6 +206,7 @@ const INSERT_CHUNK: usize = 1000;
 pub(crate) async fn insert(
     txn: &impl ConnectionTrait,
     logs: Vec<NewLog>,
+    now: DateTime<Utc>,
 ) -> Result<Vec<LogEntry>, StoreError> {
     let entries: Vec<LogEntry> = logs
         .into_iter()
@@ -213,7 +214,7 @@ pub(crate) async fn insert(
             id: Uuid::now_v7(),
             touchpoint_id: new.touchpoint_id,
             event_id: new.event_id,
-            time: time::now(),
+            time: now,
             level: new.level,
             message: new.message,
             fields: new.fields,

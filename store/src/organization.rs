@@ -6,7 +6,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, 
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{Backend, Store, StoreError, entity::organization, time};
+use crate::{Backend, Store, StoreError, entity::organization};
 
 /// The installation's organization.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -69,7 +69,7 @@ impl Store {
             .one(&txn)
             .await
             .map_err(StoreError::SaveOrganization)?;
-        let now = time::now();
+        let now = self.now();
         let saved = match existing {
             Some(row) => {
                 let mut row: organization::ActiveModel = row.into();

@@ -4,12 +4,12 @@
 
 use sea_orm::{ActiveValue::Set, EntityTrait, sea_query::OnConflict};
 
-use crate::{Store, StoreError, entity::secret, time};
+use crate::{Store, StoreError, entity::secret};
 
 impl Store {
     /// Stores (or replaces) the value of `key` in the secret `name`.
     pub async fn put_secret(&self, name: &str, key: &str, value: &str) -> Result<(), StoreError> {
-        let now = time::now();
+        let now = self.now();
         let row = secret::ActiveModel {
             name: Set(name.to_owned()),
             key: Set(key.to_owned()),

@@ -7,11 +7,87 @@
 //! which sorts before `.` and before every digit. Every timestamp that reaches the database
 //! passes through [`stored`] (or [`now`]) so both backends hold exactly the same values and
 //! compare them the same way; `SQL now()` is never used.
+//!
+//! The store reads "now" from its [`Clock`]: the system clock, or a [`ManualClock`] that tests
+//! set and advance (received times, update times, the dedupe window).
+
+use std::{
+    fmt,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
-/// The current time, as stored.
-pub(crate) fn now() -> DateTime<Utc> {
+/// Where the store reads the current time ([`crate::StoreOptions::clock`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// The system clock.
+    #[default]
+    System,
+    /// A clock that only moves when told to (tests).
+    Manual(ManualClock),
+}
+
+impl Clock {
+    /// The current time, as stored.
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Self::System => now(),
+            Self::Manual(clock) => clock.now(),
+        }
+    }
+}
+
+impl From<ManualClock> for Clock {
+    fn from(clock: ManualClock) -> Self {
+        Self::Manual(clock)
+    }
+}
+
+/// A shared clock that stands still until set or advanced; clones share the time.
+#[derive(Clone)]
+pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    /// A clock showing `start`.
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self(Arc::new(Mutex::new(stored(start))))
+    }
+
+    /// The time it shows, as stored.
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Shows `time` from now on.
+    pub fn set(&self, time: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = stored(time);
+    }
+
+    /// Moves the clock by `delta` (which may be negative).
+    pub fn advance(&self, delta: TimeDelta) {
+        let mut time = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *time = stored(time.checked_add_signed(delta).unwrap_or_else(latest));
+    }
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ManualClock").field(&self.now()).finish()
+    }
+}
+
+/// Two manual clocks are equal when they are clones of each other.
+impl PartialEq for ManualClock {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ManualClock {}
+
+/// The system time, as stored.
+fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
@@ -87,6 +163,21 @@ mod tests {
         let time = now();
         assert_eq!(after(time, std::time::Duration::MAX), latest());
         assert!(after(time, std::time::Duration::from_millis(1)) > time);
+    }
+
+    #[test]
+    fn manual_clocks_move_only_when_told() {
+        let start = stored(Utc::now());
+        let clock = ManualClock::new(start);
+        let shared = Clock::from(clock.clone());
+        assert_eq!(shared.now(), start);
+        clock.advance(TimeDelta::hours(73));
+        assert_eq!(shared.now(), start + TimeDelta::hours(73));
+        clock.set(start);
+        assert_eq!(shared.now(), start);
+        assert_eq!(shared, Clock::Manual(clock));
+        assert_ne!(shared, Clock::Manual(ManualClock::new(start)));
+        assert_ne!(shared, Clock::System);
     }
 
     #[test]

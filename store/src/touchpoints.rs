@@ -24,7 +24,6 @@ use crate::{
     connections::spec_json,
     entity::{connection, touchpoint},
     error::is_unique_violation,
-    time,
 };
 
 /// A stored touchpoint.
@@ -122,7 +121,7 @@ impl Store {
             return Err(StoreError::ConnectionNotFound);
         }
         ensure_endpoint_free(&txn, &endpoint, None).await?;
-        let now = time::now();
+        let now = self.now();
         let row = touchpoint::ActiveModel {
             id: Set(Uuid::now_v7()),
             connection_id: Set(connection_id),
@@ -204,7 +203,7 @@ impl Store {
         update.spec = Set(spec_json(&spec));
         update.endpoint = Set(endpoint.clone());
         update.generation = Set(generation);
-        update.updated_at = Set(time::now());
+        update.updated_at = Set(self.now());
         let row = update
             .update(&txn)
             .await
@@ -221,7 +220,7 @@ impl Store {
             .await
             .map_err(StoreError::SaveTouchpoint)?;
         let row = lock_touchpoint(&txn, id).await?;
-        let now = time::now();
+        let now = self.now();
         let endpoint = row.endpoint.clone();
         let mut update: touchpoint::ActiveModel = row.clone().into();
         update.published_spec = Set(Some(row.spec));
@@ -259,7 +258,7 @@ impl Store {
         update.spec = Set(spec_json(&spec));
         update.published_spec = Set(published_spec);
         update.auto_sync = Set(on);
-        update.updated_at = Set(time::now());
+        update.updated_at = Set(self.now());
         let row = update
             .update(&txn)
             .await

@@ -11,6 +11,7 @@ pub struct Model {
     pub spec: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    pub paused: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

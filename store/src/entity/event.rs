@@ -29,6 +29,14 @@ pub struct Model {
     pub response_status: Option<i32>,
     pub published_generation: Option<i64>,
     pub updated_at: DateTimeUtc,
+    pub lease_id: Option<Uuid>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub ordering_key: Option<String>,
+    pub parked: bool,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub retired_dedupe_key: Option<String>,
+    pub last_attempt_at: Option<DateTimeUtc>,
+    pub resynced_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

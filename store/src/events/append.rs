@@ -12,7 +12,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Appended, Event, EventStatus, NewEvent};
-use crate::{Store, StoreError, entity::event, error::is_foreign_key_violation, time};
+use crate::{Store, StoreError, entity::event, error::is_foreign_key_violation, writer::Context};
 
 impl Store {
     /// Appends events to their touchpoints' buckets and returns only after the transaction
@@ -34,11 +34,12 @@ impl Store {
 pub(crate) async fn insert(
     txn: &impl ConnectionTrait,
     events: Vec<NewEvent>,
+    context: &Context,
 ) -> Result<Vec<Appended>, StoreError> {
     let mut appended = Vec::with_capacity(events.len());
     for new in events {
         let id = Uuid::now_v7();
-        let now = time::now();
+        let now = context.clock.now();
         let row = event::ActiveModel {
             id: Set(id),
             touchpoint_id: Set(new.touchpoint_id),
@@ -57,6 +58,12 @@ pub(crate) async fn insert(
             response_status: Set(None),
             published_generation: Set(None),
             updated_at: Set(now),
+            lease_id: Set(None),
+            ordering_key: Set(None),
+            parked: Set(false),
+            retired_dedupe_key: Set(None),
+            last_attempt_at: Set(None),
+            resynced_at: Set(None),
         };
         let stored = event::Entity::insert(row)
             .on_conflict(on_duplicate(now))

@@ -83,7 +83,7 @@ impl Store {
     pub async fn resync_events(&self, ids: &[Uuid]) -> Result<Vec<Event>, StoreError> {
         let mut events = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(RESYNC_CHUNK) {
-            let now = time::now();
+            let now = self.now();
             let rows = event::Entity::update_many()
                 .col_expr(
                     event::Column::Status,
@@ -153,8 +153,8 @@ pub(crate) async fn apply_outcome(
     txn: &impl ConnectionTrait,
     id: Uuid,
     outcome: Outcome,
+    now: DateTime<Utc>,
 ) -> Result<Event, StoreError> {
-    let now = time::now();
     let mut update = event::Entity::update_many()
         .filter(event::Column::Id.eq(id))
         .col_expr(event::Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))

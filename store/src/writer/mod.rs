@@ -33,6 +33,7 @@ use tokio::{
 use tracing::Instrument;
 use uuid::Uuid;
 
+pub(crate) use self::work::Context;
 use self::work::{OutcomeWork, Work};
 use crate::{
     Backend, StoreError, begin_immediate,
@@ -84,11 +85,16 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn spawn(db: DatabaseConnection, backend: Backend, feed: Feed) -> Self {
+    pub(crate) fn spawn(
+        db: DatabaseConnection,
+        backend: Backend,
+        feed: Feed,
+        context: Context,
+    ) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let task = tokio::spawn(
-            run(db, queue, feed, counters.clone())
+            run(db, queue, feed, context, counters.clone())
                 .instrument(tracing::info_span!("store_writer", ?backend)),
         );
         Self {
@@ -205,6 +211,7 @@ impl<W: Work> Request<W> {
     async fn stage(
         self,
         txn: &DatabaseTransaction,
+        context: &Context,
     ) -> Result<Staged<W>, (Reply<W::Output>, DbErr)> {
         let Self { work, reply } = self;
         let rows = work.rows();
@@ -212,7 +219,7 @@ impl<W: Work> Request<W> {
             Ok(savepoint) => savepoint,
             Err(error) => return Err((reply, error)),
         };
-        let result = work.apply(&savepoint).await;
+        let result = work.apply(&savepoint, context).await;
         let closed = if result.is_ok() {
             savepoint.commit().await
         } else {
@@ -297,6 +304,7 @@ async fn run(
     db: DatabaseConnection,
     mut queue: mpsc::Receiver<Job>,
     feed: Feed,
+    context: Context,
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -310,7 +318,8 @@ async fn run(
             .position(|job| matches!(job, Job::Shutdown))
             .map(|at| batch.split_off(at));
         if !batch.is_empty() {
-            commit_batch(&db, std::mem::take(&mut batch), &feed, &counters).await;
+            let batch = std::mem::take(&mut batch);
+            commit_batch(&db, batch, &feed, &context, &counters).await;
         }
         if let Some(refused) = after_shutdown {
             queue.close();
@@ -324,7 +333,13 @@ async fn run(
     }
 }
 
-async fn commit_batch(db: &DatabaseConnection, batch: Vec<Job>, feed: &Feed, counters: &Counters) {
+async fn commit_batch(
+    db: &DatabaseConnection,
+    batch: Vec<Job>,
+    feed: &Feed,
+    context: &Context,
+    counters: &Counters,
+) {
     let started = Instant::now();
     let requests = batch.len();
     let txn = match begin_immediate(db).await {
@@ -340,28 +355,24 @@ async fn commit_batch(db: &DatabaseConnection, batch: Vec<Job>, feed: &Feed, cou
     let mut jobs = batch.into_iter();
     while let Some(job) = jobs.next() {
         let failure = match job {
-            Job::Events(request) => {
-                request
-                    .stage(&txn)
-                    .await
-                    .map(StagedJob::Events)
-                    .map_err(|(reply, error)| {
-                        let _ = reply.send(Err(StoreError::AppendEvents(error.clone())));
-                        error
-                    })
-            }
-            Job::Logs(request) => {
-                request
-                    .stage(&txn)
-                    .await
-                    .map(StagedJob::Logs)
-                    .map_err(|(reply, error)| {
-                        let _ = reply.send(Err(StoreError::AppendLogs(error.clone())));
-                        error
-                    })
-            }
+            Job::Events(request) => request
+                .stage(&txn, context)
+                .await
+                .map(StagedJob::Events)
+                .map_err(|(reply, error)| {
+                    let _ = reply.send(Err(StoreError::AppendEvents(error.clone())));
+                    error
+                }),
+            Job::Logs(request) => request
+                .stage(&txn, context)
+                .await
+                .map(StagedJob::Logs)
+                .map_err(|(reply, error)| {
+                    let _ = reply.send(Err(StoreError::AppendLogs(error.clone())));
+                    error
+                }),
             Job::Outcome(request) => request
-                .stage(&txn)
+                .stage(&txn, context)
                 .await
                 .map(|staged| StagedJob::Outcome(Box::new(staged)))
                 .map_err(|(reply, error)| {

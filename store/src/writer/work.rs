@@ -9,17 +9,28 @@ use uuid::Uuid;
 
 use super::Counters;
 use crate::{
-    Change, ChangeKind, StoreError,
+    Change, ChangeKind, Clock, StoreError,
     events::{self, Appended, Event, NewEvent, Outcome},
     logs::{self, LogEntry, NewLog},
 };
+
+/// What every write reads besides its request: the store's settings.
+#[derive(Clone, Debug)]
+pub(crate) struct Context {
+    /// The store's clock.
+    pub(crate) clock: Clock,
+}
 
 /// One kind of write the task runs.
 pub(super) trait Work: Send + Sized {
     type Output: Send;
     /// Rows it writes, for the stats.
     fn rows(&self) -> u64;
-    async fn apply(self, txn: &DatabaseTransaction) -> Result<Self::Output, StoreError>;
+    async fn apply(
+        self,
+        txn: &DatabaseTransaction,
+        context: &Context,
+    ) -> Result<Self::Output, StoreError>;
     /// The changes to publish once the output is committed.
     fn changes(output: &Self::Output) -> Vec<Change>;
     /// The error a caller gets when the batch's transaction fails.
@@ -34,8 +45,12 @@ impl Work for Vec<NewEvent> {
         self.len() as u64
     }
 
-    async fn apply(self, txn: &DatabaseTransaction) -> Result<Vec<Appended>, StoreError> {
-        events::append::insert(txn, self).await
+    async fn apply(
+        self,
+        txn: &DatabaseTransaction,
+        context: &Context,
+    ) -> Result<Vec<Appended>, StoreError> {
+        events::append::insert(txn, self, context).await
     }
 
     fn changes(output: &Vec<Appended>) -> Vec<Change> {
@@ -73,8 +88,12 @@ impl Work for Vec<NewLog> {
         self.len() as u64
     }
 
-    async fn apply(self, txn: &DatabaseTransaction) -> Result<Vec<LogEntry>, StoreError> {
-        logs::insert(txn, self).await
+    async fn apply(
+        self,
+        txn: &DatabaseTransaction,
+        context: &Context,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        logs::insert(txn, self, context.clock.now()).await
     }
 
     fn changes(output: &Vec<LogEntry>) -> Vec<Change> {
@@ -110,8 +129,12 @@ impl Work for OutcomeWork {
         1
     }
 
-    async fn apply(self, txn: &DatabaseTransaction) -> Result<Event, StoreError> {
-        events::queue::apply_outcome(txn, self.id, self.outcome).await
+    async fn apply(
+        self,
+        txn: &DatabaseTransaction,
+        context: &Context,
+    ) -> Result<Event, StoreError> {
+        events::queue::apply_outcome(txn, self.id, self.outcome, context.clock.now()).await
     }
 
     fn changes(event: &Event) -> Vec<Change> {
