@@ -24,6 +24,10 @@ pub enum StoreError {
     /// The event does not exist.
     #[error("the event does not exist")]
     EventNotFound,
+    /// The event no longer carries the caller's lease: it was claimed again after the lease
+    /// expired, or resynced. Nothing was changed.
+    #[error("the event's lease was lost to a newer claim or a resync")]
+    LeaseLost,
     /// Another touchpoint already uses this endpoint (in its draft or its published spec).
     #[error("the endpoint {endpoint:?} is already used by another touchpoint")]
     EndpointTaken {
@@ -98,6 +102,9 @@ pub enum StoreError {
     /// Recording the outcome of processing an event failed.
     #[error("could not record the outcome of an event")]
     RecordOutcome(#[source] DbErr),
+    /// Handing a lease back failed.
+    #[error("could not release the lease")]
+    ReleaseLease(#[source] DbErr),
     /// Putting events back to UNPROCESSED failed.
     #[error("could not resync events")]
     ResyncEvents(#[source] DbErr),
@@ -111,6 +118,7 @@ impl StoreError {
             Self::ConnectionNotFound => "CONNECTION_NOT_FOUND",
             Self::TouchpointNotFound => "TOUCHPOINT_NOT_FOUND",
             Self::EventNotFound => "EVENT_NOT_FOUND",
+            Self::LeaseLost => "LEASE_LOST",
             Self::EndpointTaken { .. } => "ENDPOINT_TAKEN",
             Self::ConnectionImmutable => "CONNECTION_IMMUTABLE",
             Self::NotMigrated => "NOT_MIGRATED",
@@ -130,6 +138,7 @@ impl StoreError {
             | Self::AppendLogs(_)
             | Self::ClaimEvents(_)
             | Self::RecordOutcome(_)
+            | Self::ReleaseLease(_)
             | Self::ResyncEvents(_) => "STORAGE_ERROR",
         }
     }
@@ -177,6 +186,7 @@ mod tests {
             .code(),
             "ENDPOINT_TAKEN"
         );
+        assert_eq!(StoreError::LeaseLost.code(), "LEASE_LOST");
         assert_eq!(
             StoreError::AppendEvents(DbErr::Custom("disk full".into())).code(),
             "STORAGE_ERROR"

@@ -9,7 +9,10 @@
 //!   `synchronous=FULL` in WAL mode, so committed means on disk). Appends, log appends and
 //!   outcome records go through one group-commit writer (module `writer`): concurrent callers share
 //!   a transaction and its fsync, and each caller's request is applied all or nothing.
-//! - [`Store::claim_due_events`] never hands the same event to two claimers while a lease holds.
+//! - [`Store::claim_due_events`] never hands the same event to two claimers while a lease holds,
+//!   and [`Store::record_outcome`] applies only under the lease the claim handed out
+//!   ([`StoreError::LeaseLost`] otherwise): a worker that lost its event cannot overwrite newer
+//!   processing. An outcome and its attempt row commit together.
 //! - [`Store::subscribe`] delivers a [`Change`] only after the change is committed, so a
 //!   subscriber that loads the row sees it.
 //! - Ids are UUIDv7: ordering by id is ordering by creation time, on both backends.
@@ -47,7 +50,9 @@ pub use crate::{
     connections::Connection,
     error::StoreError,
     events::{
-        Appended, Event, EventQuery, EventStatus, NewEvent, Outcome, ParseStatusError, StatusCounts,
+        Appended, Attempt, AttemptRecord, AttemptTrigger, Event, EventQuery, EventStatus, NewEvent,
+        Outcome, ParseStatusError, StatusCounts,
+        attempts::{ERROR_MAX_BYTES, SNIPPET_MAX_BYTES},
     },
     logs::{LogEntry, LogLevel, LogQuery, NewLog, ParseLevelError},
     organization::Organization,

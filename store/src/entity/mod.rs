@@ -3,6 +3,7 @@
 //! These are storage rows, not the public types: specs are JSON text, statuses and levels
 //! are plain columns. The modules that own each table convert rows into the public types.
 
+pub(crate) mod attempt;
 pub(crate) mod connection;
 pub(crate) mod event;
 pub(crate) mod log;

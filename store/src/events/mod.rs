@@ -1,7 +1,8 @@
 //! The resync bucket: every event a touchpoint received, with its processing state.
 //!
 //! Submodules: [`append`] (inserts, run inside the group-commit writer), [`query`] (reads),
-//! [`queue`] (the work-queue side: claim, outcome, resync, next due time).
+//! [`queue`] (the work-queue side: claim, outcome, release, resync, next due time),
+//! [`attempts`] (the delivery attempts behind outcomes).
 
 use std::{fmt, str::FromStr};
 
@@ -10,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use self::attempts::{Attempt, AttemptRecord, AttemptTrigger};
 use crate::{StoreError, entity::event};
 
 pub(crate) mod append;
+pub(crate) mod attempts;
 mod query;
 pub(crate) mod queue;
 
@@ -142,6 +145,10 @@ pub struct Event {
     pub next_attempt_at: DateTime<Utc>,
     /// Set while a worker has leased it.
     pub lease_until: Option<DateTime<Utc>>,
+    /// The token of the claim that leased it: pass it to [`crate::Store::record_outcome`] and
+    /// [`crate::Store::release_lease`]. A later claim (after the lease expired) or a resync
+    /// replaces it, and the old holder's outcome is refused.
+    pub lease_id: Option<Uuid>,
     /// The mapped output of the last attempt.
     pub mapped_output: Option<Value>,
     /// The error of the last attempt.
@@ -150,6 +157,8 @@ pub struct Event {
     pub response_status: Option<i32>,
     /// The published generation of the touchpoint that last processed it.
     pub published_generation: Option<i64>,
+    /// When its last delivery attempt started (see [`crate::Store::attempts`]).
+    pub last_attempt_at: Option<DateTime<Utc>>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
 }
@@ -174,10 +183,12 @@ impl TryFrom<event::Model> for Event {
             attempts: row.attempts,
             next_attempt_at: row.next_attempt_at,
             lease_until: row.lease_until,
+            lease_id: row.lease_id,
             mapped_output: row.mapped_output,
             last_error: row.last_error,
             response_status: row.response_status,
             published_generation: row.published_generation,
+            last_attempt_at: row.last_attempt_at,
             updated_at: row.updated_at,
         })
     }
@@ -185,6 +196,8 @@ impl TryFrom<event::Model> for Event {
 
 /// The result of processing a leased event. `Success`, `Retry` and `Failed` count as a
 /// delivery attempt; `Skipped` does not. `generation` is the published generation that ran.
+/// `attempt` describes the HTTP request, if one was made (`None` when, say, the mapping
+/// failed): it becomes a row of the event's attempt history, in the same transaction.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// Delivered: status SUCCESS.
@@ -195,6 +208,8 @@ pub enum Outcome {
         response_status: i32,
         /// The published generation that ran.
         generation: i64,
+        /// The request that delivered it.
+        attempt: Option<AttemptRecord>,
     },
     /// The filter excluded it: status SKIPPED.
     Skipped {
@@ -213,6 +228,8 @@ pub enum Outcome {
         next_attempt_at: DateTime<Utc>,
         /// The published generation that ran.
         generation: i64,
+        /// The request that failed, if one was made.
+        attempt: Option<AttemptRecord>,
     },
     /// Give up: status FAILED (until resynced).
     Failed {
@@ -224,6 +241,8 @@ pub enum Outcome {
         response_status: Option<i32>,
         /// The published generation that ran.
         generation: i64,
+        /// The request that failed, if one was made.
+        attempt: Option<AttemptRecord>,
     },
 }
 

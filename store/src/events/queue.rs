@@ -1,5 +1,5 @@
-//! The resync bucket as a work queue: lease due events, record outcomes, resync, and tell
-//! the worker when the next event is due.
+//! The resync bucket as a work queue: lease due events, record outcomes, hand leases back,
+//! resync, and tell the worker when the next event is due.
 //!
 //! An event is due when it is UNPROCESSED, its `next_attempt_at` has passed, it is not leased
 //! (or its lease expired) and its touchpoint is published with auto-sync on. A claim leases
@@ -8,8 +8,15 @@
 //! instead of waiting, and SQLite runs one writing statement at a time. Either way no two
 //! claimers lease the same event while a lease holds.
 //!
-//! Outcomes go through the group-commit writer (a busy worker pool records many outcomes at
-//! once and they share a commit); resyncs are rare user actions and run directly.
+//! Every claim writes a fresh `lease_id` on the events it leases. An outcome or a release
+//! names the lease it holds and applies only while the event still carries it
+//! ([`StoreError::LeaseLost`] otherwise, with nothing changed): a worker whose lease expired
+//! and whose event was claimed again, or resynced, cannot overwrite the newer processing. An
+//! expired lease that nobody replaced is still honoured: nothing newer happened.
+//!
+//! Outcomes (with their attempt rows) go through the group-commit writer (a busy worker pool
+//! records many outcomes at once and they share a commit); releases and resyncs are rare and
+//! run directly.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -18,7 +25,11 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Event, EventStatus, Outcome};
+use super::{
+    Event, EventStatus, Outcome,
+    attempts::{self, AttemptOf},
+};
+use crate::AttemptTrigger;
 use crate::{
     Change, ChangeKind, Store, StoreError,
     entity::{event, touchpoint},
@@ -29,7 +40,8 @@ use crate::{
 const RESYNC_CHUNK: usize = 500;
 
 impl Store {
-    /// Leases up to `limit` due events until `now + lease` and returns them oldest first.
+    /// Leases up to `limit` due events until `now + lease` and returns them oldest first,
+    /// each with the claim's `lease_id`.
     pub async fn claim_due_events(
         &self,
         now: DateTime<Utc>,
@@ -60,6 +72,7 @@ impl Store {
                 event::Column::LeaseUntil,
                 Expr::val(time::after(now, lease)),
             )
+            .col_expr(event::Column::LeaseId, Expr::val(Uuid::now_v7()))
             .filter(event::Column::Id.in_subquery(due))
             .exec_with_returning(self.db())
             .await
@@ -72,14 +85,51 @@ impl Store {
         Ok(events)
     }
 
-    /// Records what processing a leased event came to and clears its lease. Returns after
-    /// the change is committed ([`StoreError::EventNotFound`] if the event is gone).
-    pub async fn record_outcome(&self, id: Uuid, outcome: Outcome) -> Result<Event, StoreError> {
-        self.inner.writer.record_outcome(id, outcome).await
+    /// Records what processing a leased event came to, with its attempt row if the outcome
+    /// carries one, and clears the lease. Returns after the change is committed.
+    ///
+    /// [`StoreError::LeaseLost`] (nothing changed) when the event no longer carries
+    /// `lease_id`; [`StoreError::EventNotFound`] if the event is gone.
+    pub async fn record_outcome(
+        &self,
+        id: Uuid,
+        lease_id: Uuid,
+        outcome: Outcome,
+    ) -> Result<Event, StoreError> {
+        self.inner
+            .writer
+            .record_outcome(id, lease_id, outcome)
+            .await
     }
 
-    /// Puts events back to UNPROCESSED, due now, with attempts, lease and last error
-    /// cleared. Returns the events found, oldest first; unknown ids are left out.
+    /// Hands a leased event back without an outcome (the worker is shutting down, the
+    /// touchpoint was unpublished meanwhile): it is claimable at once, and nothing else about
+    /// it changes. [`StoreError::LeaseLost`] when the event no longer carries `lease_id`,
+    /// [`StoreError::EventNotFound`] if it is gone.
+    pub async fn release_lease(&self, id: Uuid, lease_id: Uuid) -> Result<(), StoreError> {
+        let released = event::Entity::update_many()
+            .col_expr(event::Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
+            .col_expr(event::Column::LeaseId, Expr::val(None::<Uuid>))
+            .filter(event::Column::Id.eq(id))
+            .filter(event::Column::LeaseId.eq(lease_id))
+            .exec(self.db())
+            .await
+            .map_err(StoreError::ReleaseLease)?;
+        if released.rows_affected > 0 {
+            return Ok(());
+        }
+        Err(lease_lost_or_missing(self.db(), id)
+            .await
+            .map_err(StoreError::ReleaseLease)?)
+    }
+
+    /// Puts events back to UNPROCESSED, due now, with attempts and last error cleared; later
+    /// attempts are marked [`crate::AttemptTrigger::Resync`]. Returns the events found, oldest
+    /// first; unknown ids are left out.
+    ///
+    /// A resync takes an event away from a worker that is processing it (that worker's
+    /// outcome gets [`StoreError::LeaseLost`]) but keeps its `lease_until`: the event is
+    /// claimed again only when that lease runs out, so two deliveries of it never overlap.
     pub async fn resync_events(&self, ids: &[Uuid]) -> Result<Vec<Event>, StoreError> {
         let mut events = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(RESYNC_CHUNK) {
@@ -91,8 +141,9 @@ impl Store {
                 )
                 .col_expr(event::Column::Attempts, Expr::val(0))
                 .col_expr(event::Column::NextAttemptAt, Expr::val(now))
-                .col_expr(event::Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
+                .col_expr(event::Column::LeaseId, Expr::val(None::<Uuid>))
                 .col_expr(event::Column::LastError, Expr::val(None::<String>))
+                .col_expr(event::Column::ResyncedAt, Expr::val(now))
                 .col_expr(event::Column::UpdatedAt, Expr::val(now))
                 .filter(event::Column::Id.is_in(chunk.iter().copied()))
                 .exec_with_returning(self.db())
@@ -148,16 +199,20 @@ fn runnable_touchpoints() -> SelectStatement {
         .to_owned()
 }
 
-/// Applies an outcome on `txn` (inside the group-commit writer).
+/// Applies an outcome on `txn` (inside the group-commit writer): updates the event if it
+/// still carries `lease_id` and inserts the attempt row, if any.
 pub(crate) async fn apply_outcome(
     txn: &impl ConnectionTrait,
     id: Uuid,
+    lease_id: Uuid,
     outcome: Outcome,
     now: DateTime<Utc>,
 ) -> Result<Event, StoreError> {
     let mut update = event::Entity::update_many()
         .filter(event::Column::Id.eq(id))
+        .filter(event::Column::LeaseId.eq(lease_id))
         .col_expr(event::Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
+        .col_expr(event::Column::LeaseId, Expr::val(None::<Uuid>))
         .col_expr(event::Column::UpdatedAt, Expr::val(now));
     if outcome.is_attempt() {
         update = update.col_expr(
@@ -165,25 +220,30 @@ pub(crate) async fn apply_outcome(
             Expr::col(event::Column::Attempts).add(1),
         );
     }
-    let (status, mapped, error, response_status, generation) = match outcome {
+    let (status, mapped, error, response_status, generation, attempt) = match outcome {
         Outcome::Success {
             mapped,
             response_status,
             generation,
+            attempt,
         } => (
             EventStatus::Success,
             Some(mapped),
             None,
             Some(response_status),
             generation,
+            attempt,
         ),
-        Outcome::Skipped { generation } => (EventStatus::Skipped, None, None, None, generation),
+        Outcome::Skipped { generation } => {
+            (EventStatus::Skipped, None, None, None, generation, None)
+        }
         Outcome::Retry {
             mapped,
             error,
             response_status,
             next_attempt_at,
             generation,
+            attempt,
         } => {
             update = update.col_expr(
                 event::Column::NextAttemptAt,
@@ -195,6 +255,7 @@ pub(crate) async fn apply_outcome(
                 Some(error),
                 response_status,
                 generation,
+                attempt,
             )
         }
         Outcome::Failed {
@@ -202,14 +263,22 @@ pub(crate) async fn apply_outcome(
             error,
             response_status,
             generation,
+            attempt,
         } => (
             EventStatus::Failed,
             mapped,
             Some(error),
             response_status,
             generation,
+            attempt,
         ),
     };
+    if let Some(attempt) = &attempt {
+        update = update.col_expr(
+            event::Column::LastAttemptAt,
+            Expr::val(time::stored(attempt.started_at)),
+        );
+    }
     let rows = update
         .col_expr(event::Column::Status, Expr::val(status.as_str()))
         .col_expr(event::Column::MappedOutput, Expr::val(mapped))
@@ -219,6 +288,45 @@ pub(crate) async fn apply_outcome(
         .exec_with_returning(txn)
         .await
         .map_err(StoreError::RecordOutcome)?;
-    let row = rows.into_iter().next().ok_or(StoreError::EventNotFound)?;
+    let Some(row) = rows.into_iter().next() else {
+        return Err(lease_lost_or_missing(txn, id)
+            .await
+            .map_err(StoreError::RecordOutcome)?);
+    };
+    if let Some(record) = attempt {
+        let of = AttemptOf {
+            event_id: row.id,
+            touchpoint_id: row.touchpoint_id,
+            generation,
+            trigger: if row.resynced_at.is_some() {
+                AttemptTrigger::Resync
+            } else {
+                AttemptTrigger::Auto
+            },
+        };
+        attempts::insert(txn, of, record)
+            .await
+            .map_err(StoreError::RecordOutcome)?;
+    }
     Event::try_from(row)
+}
+
+/// Why a lease-checked update matched nothing: `LeaseLost` if the event exists,
+/// `EventNotFound` otherwise.
+async fn lease_lost_or_missing(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<StoreError, sea_orm::DbErr> {
+    let exists = event::Entity::find_by_id(id)
+        .select_only()
+        .column(event::Column::Id)
+        .into_tuple::<Uuid>()
+        .one(db)
+        .await?
+        .is_some();
+    Ok(if exists {
+        StoreError::LeaseLost
+    } else {
+        StoreError::EventNotFound
+    })
 }

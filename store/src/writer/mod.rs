@@ -128,10 +128,15 @@ impl Writer {
     pub(crate) async fn record_outcome(
         &self,
         id: Uuid,
+        lease_id: Uuid,
         outcome: Outcome,
     ) -> Result<Event, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let work = OutcomeWork { id, outcome };
+        let work = OutcomeWork {
+            id,
+            lease_id,
+            outcome,
+        };
         self.submit(Job::Outcome(Request { work, reply }), answer)
             .await
     }

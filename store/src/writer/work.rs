@@ -119,6 +119,7 @@ impl Work for Vec<NewLog> {
 
 pub(super) struct OutcomeWork {
     pub(super) id: Uuid,
+    pub(super) lease_id: Uuid,
     pub(super) outcome: Outcome,
 }
 
@@ -134,7 +135,8 @@ impl Work for OutcomeWork {
         txn: &DatabaseTransaction,
         context: &Context,
     ) -> Result<Event, StoreError> {
-        events::queue::apply_outcome(txn, self.id, self.outcome, context.clock.now()).await
+        let now = context.clock.now();
+        events::queue::apply_outcome(txn, self.id, self.lease_id, self.outcome, now).await
     }
 
     fn changes(event: &Event) -> Vec<Change> {

@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::sync::{Barrier, broadcast};
 use uuid::Uuid;
 
-use crate::common::{Harness, append, backend_tests, new_event, new_log};
+use crate::common::{Harness, append, backend_tests, new_event, new_log, settle};
 
 backend_tests!(
     concurrent_appends_share_transactions,
@@ -268,18 +268,18 @@ async fn events_page_newest_first(h: &Harness) {
 
     // Status filter.
     for id in [ids[3], ids[7], ids[20]] {
-        h.store
-            .record_outcome(
-                id,
-                Outcome::Failed {
-                    mapped: None,
-                    error: "boom".to_owned(),
-                    response_status: Some(500),
-                    generation: 1,
-                },
-            )
-            .await
-            .expect("fail");
+        settle(
+            &h.store,
+            id,
+            Outcome::Failed {
+                mapped: None,
+                error: "boom".to_owned(),
+                response_status: Some(500),
+                generation: 1,
+                attempt: None,
+            },
+        )
+        .await;
     }
     let failed = h
         .store
@@ -324,11 +324,13 @@ async fn events_are_counted_per_status(h: &Harness) {
             mapped: json!({}),
             response_status: 200,
             generation: 1,
+            attempt: None,
         },
         Outcome::Success {
             mapped: json!({}),
             response_status: 201,
             generation: 1,
+            attempt: None,
         },
         Outcome::Skipped { generation: 1 },
         Outcome::Failed {
@@ -336,10 +338,11 @@ async fn events_are_counted_per_status(h: &Harness) {
             error: "no".to_owned(),
             response_status: None,
             generation: 1,
+            attempt: None,
         },
     ];
     for (id, outcome) in ids.iter().zip(outcomes) {
-        h.store.record_outcome(*id, outcome).await.expect("record");
+        settle(&h.store, *id, outcome).await;
     }
     assert_eq!(
         h.store.count_events(touchpoint.id).await.expect("count"),
@@ -407,10 +410,7 @@ async fn changes_are_published_after_commit(h: &Harness) {
         ChangeKind::EventUpdated
     );
 
-    h.store
-        .record_outcome(id, Outcome::Skipped { generation: 1 })
-        .await
-        .expect("record");
+    settle(&h.store, id, Outcome::Skipped { generation: 1 }).await;
     let change = next_change(&mut changes).await;
     assert_eq!(
         (change.kind, change.id, change.status),

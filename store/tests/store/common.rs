@@ -4,9 +4,11 @@
 
 use std::sync::Mutex;
 
+use chrono::{TimeDelta, Utc};
 use hookplane_crds::{ConnectionSpec, DestinationSpec, SourceSpec, TouchpointSpec};
 use hookplane_store::{
-    Backend, Connection, LogLevel, NewEvent, NewLog, Store, StoreOptions, Touchpoint, testing,
+    Backend, Connection, Event, LogLevel, NewEvent, NewLog, Outcome, Store, StoreOptions,
+    Touchpoint, testing,
 };
 use serde_json::json;
 use tempfile::TempDir;
@@ -166,6 +168,39 @@ pub async fn append(store: &Store, touchpoint_id: Uuid, count: usize) -> Vec<Uui
         ids.push(appended[0].event().id);
     }
     ids
+}
+
+/// Leases exactly the event `id` (UNPROCESSED, at a running touchpoint, not blocked) and
+/// returns the lease: claims everything claimable whatever its due time, keeps `id` and hands
+/// the rest back.
+pub async fn lease(store: &Store, id: Uuid) -> Uuid {
+    let far = Utc::now() + TimeDelta::days(3650);
+    let claimed = store
+        .claim_due_events(far, std::time::Duration::from_secs(60), u64::MAX)
+        .await
+        .expect("claim");
+    let mut lease = None;
+    for event in claimed {
+        let lease_id = event.lease_id.expect("a claimed event carries its lease");
+        if event.id == id {
+            lease = Some(lease_id);
+        } else {
+            store
+                .release_lease(event.id, lease_id)
+                .await
+                .expect("release");
+        }
+    }
+    lease.unwrap_or_else(|| panic!("event {id} was not claimable"))
+}
+
+/// Leases `id` and records `outcome` for it.
+pub async fn settle(store: &Store, id: Uuid, outcome: Outcome) -> Event {
+    let lease_id = lease(store, id).await;
+    store
+        .record_outcome(id, lease_id, outcome)
+        .await
+        .expect("record the outcome")
 }
 
 macro_rules! backend_tests {

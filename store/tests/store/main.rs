@@ -3,7 +3,9 @@
 
 mod common;
 
+mod attempts;
 mod bucket;
+mod leases;
 mod lifecycle;
 mod logs;
 mod portal;

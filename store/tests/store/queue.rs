@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
-use crate::common::{Harness, append, backend_tests, touchpoint_spec};
+use crate::common::{Harness, append, backend_tests, settle, touchpoint_spec};
 
 backend_tests!(
     claims_take_only_due_events_of_running_touchpoints,
@@ -31,6 +31,7 @@ fn retry_at(at: DateTime<Utc>) -> Outcome {
         response_status: Some(503),
         next_attempt_at: at,
         generation: 1,
+        attempt: None,
     }
 }
 
@@ -60,21 +61,18 @@ async fn claims_take_only_due_events_of_running_touchpoints(h: &Harness) {
     let unpublished_event = append(&h.store, unpublished.id, 1).await[0];
     let paused_event = append(&h.store, paused.id, 1).await[0];
     let now = Utc::now().trunc_subsecs(6) + secs(1);
-    h.store
-        .record_outcome(
-            done,
-            Outcome::Success {
-                mapped: json!({}),
-                response_status: 200,
-                generation: 1,
-            },
-        )
-        .await
-        .expect("success");
-    h.store
-        .record_outcome(later, retry_at(now + secs(3600)))
-        .await
-        .expect("retry");
+    settle(
+        &h.store,
+        done,
+        Outcome::Success {
+            mapped: json!({}),
+            response_status: 200,
+            generation: 1,
+            attempt: None,
+        },
+    )
+    .await;
+    settle(&h.store, later, retry_at(now + secs(3600))).await;
 
     assert!(
         h.store
@@ -90,6 +88,7 @@ async fn claims_take_only_due_events_of_running_touchpoints(h: &Harness) {
         .expect("claim");
     assert_eq!(ids(&claimed), [due]);
     assert_eq!(claimed[0].lease_until, Some(now + secs(30)));
+    assert!(claimed[0].lease_id.is_some());
     assert_eq!(claimed[0].status, EventStatus::Unprocessed);
     assert!(
         h.store
@@ -105,6 +104,10 @@ async fn claims_take_only_due_events_of_running_touchpoints(h: &Harness) {
         .await
         .expect("claim");
     assert_eq!(ids(&reclaimed), [due], "an expired lease can be taken over");
+    assert_ne!(
+        reclaimed[0].lease_id, claimed[0].lease_id,
+        "with a new lease"
+    );
 
     let both = h
         .store
@@ -190,15 +193,22 @@ async fn outcomes_are_recorded(h: &Harness) {
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 3);
+    let lease_id = claimed[0].lease_id.expect("leased");
+    assert!(
+        claimed.iter().all(|event| event.lease_id == Some(lease_id)),
+        "one lease per claim"
+    );
 
     let event = h
         .store
         .record_outcome(
             delivered,
+            lease_id,
             Outcome::Success {
                 mapped: json!({"CardCode": "C1"}),
                 response_status: 201,
                 generation: 3,
+                attempt: None,
             },
         )
         .await
@@ -206,6 +216,7 @@ async fn outcomes_are_recorded(h: &Harness) {
     assert_eq!(event.status, EventStatus::Success);
     assert_eq!(event.attempts, 1);
     assert_eq!(event.lease_until, None);
+    assert_eq!(event.lease_id, None);
     assert_eq!(event.mapped_output, Some(json!({"CardCode": "C1"})));
     assert_eq!(event.response_status, Some(201));
     assert_eq!(event.last_error, None);
@@ -214,7 +225,7 @@ async fn outcomes_are_recorded(h: &Harness) {
 
     let event = h
         .store
-        .record_outcome(skipped, Outcome::Skipped { generation: 3 })
+        .record_outcome(skipped, lease_id, Outcome::Skipped { generation: 3 })
         .await
         .expect("skipped");
     assert_eq!(event.status, EventStatus::Skipped);
@@ -224,7 +235,7 @@ async fn outcomes_are_recorded(h: &Harness) {
     let next = (Utc::now() + secs(60)).trunc_subsecs(6);
     let event = h
         .store
-        .record_outcome(retried, retry_at(next))
+        .record_outcome(retried, lease_id, retry_at(next))
         .await
         .expect("retry");
     assert_eq!(event.status, EventStatus::Unprocessed);
@@ -234,19 +245,18 @@ async fn outcomes_are_recorded(h: &Harness) {
     assert_eq!(event.last_error.as_deref(), Some("destination unavailable"));
     assert_eq!(event.response_status, Some(503));
 
-    let event = h
-        .store
-        .record_outcome(
-            retried,
-            Outcome::Failed {
-                mapped: Some(json!({"x": 1})),
-                error: "gave up".to_owned(),
-                response_status: None,
-                generation: 4,
-            },
-        )
-        .await
-        .expect("failed");
+    let event = settle(
+        &h.store,
+        retried,
+        Outcome::Failed {
+            mapped: Some(json!({"x": 1})),
+            error: "gave up".to_owned(),
+            response_status: None,
+            generation: 4,
+            attempt: None,
+        },
+    )
+    .await;
     assert_eq!(event.status, EventStatus::Failed);
     assert_eq!(event.attempts, 2);
     assert_eq!(event.last_error.as_deref(), Some("gave up"));
@@ -256,7 +266,11 @@ async fn outcomes_are_recorded(h: &Harness) {
 
     let missing = h
         .store
-        .record_outcome(Uuid::now_v7(), Outcome::Skipped { generation: 1 })
+        .record_outcome(
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Outcome::Skipped { generation: 1 },
+        )
         .await;
     assert!(matches!(missing, Err(StoreError::EventNotFound)));
 }
@@ -265,19 +279,22 @@ async fn failed_events_are_resynced(h: &Harness) {
     let touchpoint = h.running_touchpoint("orders").await;
     let ids = append(&h.store, touchpoint.id, 2).await;
     let now = Utc::now() + secs(1);
-    h.store
+    let claimed = h
+        .store
         .claim_due_events(now, LEASE, 10)
         .await
         .expect("claim");
-    for id in &ids {
+    for event in &claimed {
         h.store
             .record_outcome(
-                *id,
+                event.id,
+                event.lease_id.expect("leased"),
                 Outcome::Failed {
                     mapped: None,
                     error: "bad request".to_owned(),
                     response_status: Some(400),
                     generation: 1,
+                    attempt: None,
                 },
             )
             .await
@@ -340,10 +357,7 @@ async fn next_due_time_and_subsecond_order(h: &Harness) {
         .try_into()
         .expect("three ids");
     for (id, at) in [(a, whole), (b, half), (c, fine)] {
-        h.store
-            .record_outcome(id, retry_at(at))
-            .await
-            .expect("retry");
+        settle(&h.store, id, retry_at(at)).await;
     }
     assert_eq!(h.store.next_due_at().await.expect("next"), Some(fine));
 
