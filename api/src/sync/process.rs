@@ -6,7 +6,8 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use hookplane_store::{Event, LogLevel, NewLog, Outcome, Store};
+use hookplane_crds::{OrderingFailure, TouchpointSpec};
+use hookplane_store::{AttemptRecord, Event, LogLevel, NewLog, Outcome, Store};
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
@@ -38,15 +39,21 @@ struct Decision {
 impl Processor {
     pub async fn process(&self, event: Event) {
         let snapshot = self.runtime.snapshot();
-        let Some(running) = snapshot.touchpoint(event.touchpoint_id) else {
-            // Unpublished since it was claimed: the lease expires and a later claim decides.
-            debug!("touchpoint is no longer published; leaving the event for later");
+        let Some(lease_id) = event.lease_id else {
+            warn!("a claimed event without a lease; leaving it");
             return;
         };
-        if !running.auto_sync {
-            debug!("auto-sync was turned off; leaving the event for later");
+        let runnable = snapshot
+            .touchpoint(event.touchpoint_id)
+            .filter(|running| running.auto_sync);
+        let Some(running) = runnable else {
+            // Unpublished or auto-sync turned off since it was claimed: hand it back.
+            debug!("touchpoint no longer runs; releasing the event");
+            if let Err(error) = self.store.release_lease(event.id, lease_id).await {
+                warn!(%error, "releasing the lease; it will expire instead");
+            }
             return;
-        }
+        };
         self.metrics.events_in_flight.inc();
         let decision = self.decide(running, &event).await;
         self.metrics.events_in_flight.dec();
@@ -61,7 +68,11 @@ impl Processor {
             message: decision.message,
             fields: decision.fields,
         };
-        if let Err(error) = self.store.record_outcome(event.id, decision.outcome).await {
+        let recorded = self
+            .store
+            .record_outcome(event.id, lease_id, decision.outcome)
+            .await;
+        if let Err(error) = recorded {
             // The lease expires and the event is processed again: at least once, never lost.
             warn!(%error, "recording the outcome; the event will be retried after its lease");
             return;
@@ -86,13 +97,16 @@ impl Processor {
                         metric: "SKIPPED",
                     };
                 }
-                Err(error) => return permanent_failure(None, error.to_string(), generation),
+                Err(error) => {
+                    return permanent_failure(&touchpoint.spec, None, error.to_string(), generation);
+                }
             }
         }
         let mapped = match touchpoint.mapping.apply(&event.payload) {
             Ok(output) => Mapped(output),
             Err(error) => {
-                return permanent_failure(None, format!("mapping failed: {error}"), generation);
+                let message = format!("mapping failed: {error}");
+                return permanent_failure(&touchpoint.spec, None, message, generation);
             }
         };
         self.deliver(running, event, mapped).await
@@ -104,9 +118,11 @@ impl Processor {
         let Mapped(output) = mapped;
         let body = match serde_json::to_vec(&output) {
             Ok(body) => body,
-            Err(error) => return permanent_failure(Some(output), error.to_string(), generation),
+            Err(error) => {
+                return permanent_failure(spec, Some(output), error.to_string(), generation);
+            }
         };
-        let attempt = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
+        let number = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
         let delivery = Delivery {
             method: spec.destination.method,
             url: &running.touchpoint.destination_url,
@@ -116,23 +132,36 @@ impl Processor {
             idempotency_key: event.id,
             timeout: Duration::from_secs(u64::from(spec.delivery.timeout_seconds)),
         };
+        let started_at = Utc::now();
         let result = self.deliverer.send(delivery).await;
-        let (error, response_status, elapsed) = match result {
+        let attempt = |response_status: Option<u16>, error: Option<String>, snippet: Option<String>| {
+            Some(AttemptRecord {
+                started_at,
+                duration_ms: u64::try_from((Utc::now() - started_at).num_milliseconds())
+                    .unwrap_or(0),
+                response_status: response_status.map(i32::from),
+                error,
+                response_snippet: snippet.filter(|s| !s.is_empty()),
+            })
+        };
+        let (error, response_status, elapsed, snippet) = match result {
             Ok(response) if (200..300).contains(&response.status) => {
                 self.metrics
                     .delivery_duration
                     .with_label_values(&["success"])
                     .observe(response.elapsed.as_secs_f64());
+                let record = attempt(Some(response.status), None, Some(response.snippet.clone()));
                 return Decision {
                     outcome: Outcome::Success {
                         mapped: output,
                         response_status: i32::from(response.status),
                         generation,
+                        attempt: record,
                     },
                     level: LogLevel::Info,
                     message: format!("delivered: the destination answered {}", response.status),
                     fields: json!({
-                        "attempt": attempt,
+                        "attempt": number,
                         "status": response.status,
                         "durationMs": response.elapsed.as_millis() as u64,
                         "generation": generation,
@@ -148,12 +177,13 @@ impl Processor {
                 ),
                 Some(i32::from(response.status)),
                 Some(response.elapsed),
+                Some(response.snippet),
             ),
             Err(
                 error @ (DeliveryError::Timeout(_)
                 | DeliveryError::Connect(_)
                 | DeliveryError::Request(_)),
-            ) => (error.to_string(), None, None),
+            ) => (error.to_string(), None, None, None),
         };
         if let Some(elapsed) = elapsed {
             self.metrics
@@ -162,25 +192,32 @@ impl Processor {
                 .observe(elapsed.as_secs_f64());
         }
         let fields = json!({
-            "attempt": attempt,
+            "attempt": number,
             "status": response_status,
             "generation": generation,
         });
-        if attempt >= spec.delivery.max_attempts {
+        let record = attempt(
+            response_status.and_then(|s| u16::try_from(s).ok()),
+            Some(error.clone()),
+            snippet,
+        );
+        if number >= spec.delivery.max_attempts {
             return Decision {
                 outcome: Outcome::Failed {
                     mapped: Some(output),
                     error: error.clone(),
                     response_status,
                     generation,
+                    attempt: record,
+                    park: parks(spec),
                 },
                 level: LogLevel::Error,
-                message: format!("failed after {attempt} attempts: {error}"),
+                message: format!("failed after {number} attempts: {error}"),
                 fields,
                 metric: "FAILED",
             };
         }
-        let delay = retry_delay(&spec.delivery, attempt, &mut rand::rng());
+        let delay = retry_delay(&spec.delivery, number, &mut rand::rng());
         let next_attempt_at = Utc::now()
             + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::seconds(1));
         Decision {
@@ -190,10 +227,11 @@ impl Processor {
                 response_status,
                 next_attempt_at,
                 generation,
+                attempt: record,
             },
             level: LogLevel::Warn,
             message: format!(
-                "attempt {attempt} failed, retrying in {} ms: {error}",
+                "attempt {number} failed, retrying in {} ms: {error}",
                 delay.as_millis()
             ),
             fields,
@@ -202,7 +240,19 @@ impl Processor {
     }
 }
 
-fn permanent_failure(mapped: Option<Value>, error: String, generation: i64) -> Decision {
+/// Whether a FAILED event steps aside for the rest of its ordering key.
+fn parks(spec: &TouchpointSpec) -> bool {
+    spec.ordering
+        .as_ref()
+        .is_some_and(|ordering| ordering.on_failure == OrderingFailure::Park)
+}
+
+fn permanent_failure(
+    spec: &TouchpointSpec,
+    mapped: Option<Value>,
+    error: String,
+    generation: i64,
+) -> Decision {
     Decision {
         message: format!("failed: {error}"),
         outcome: Outcome::Failed {
@@ -210,6 +260,8 @@ fn permanent_failure(mapped: Option<Value>, error: String, generation: i64) -> D
             error,
             response_status: None,
             generation,
+            attempt: None,
+            park: parks(spec),
         },
         level: LogLevel::Error,
         fields: json!({ "generation": generation }),
