@@ -13,6 +13,9 @@
 //!   and [`Store::record_outcome`] applies only under the lease the claim handed out
 //!   ([`StoreError::LeaseLost`] otherwise): a worker that lost its event cannot overwrite newer
 //!   processing. An outcome and its attempt row commit together.
+//! - Events sharing a touchpoint and an ordering key are leased one at a time, in arrival
+//!   order (a FAILED head holds its key unless parked), under any number of concurrent
+//!   claimers on either backend.
 //! - [`Store::subscribe`] delivers a [`Change`] only after the change is committed, so a
 //!   subscriber that loads the row sees it.
 //! - Ids are UUIDv7: ordering by id is ordering by creation time, on both backends.

@@ -59,7 +59,7 @@ pub(crate) async fn insert(
             published_generation: Set(None),
             updated_at: Set(now),
             lease_id: Set(None),
-            ordering_key: Set(None),
+            ordering_key: Set(new.ordering_key),
             parked: Set(false),
             retired_dedupe_key: Set(None),
             last_attempt_at: Set(None),

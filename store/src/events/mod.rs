@@ -2,7 +2,8 @@
 //!
 //! Submodules: [`append`] (inserts, run inside the group-commit writer), [`query`] (reads),
 //! [`queue`] (the work-queue side: claim, outcome, release, resync, next due time),
-//! [`attempts`] (the delivery attempts behind outcomes).
+//! [`attempts`] (the delivery attempts behind outcomes), [`ordering`] (the per-key rule claims
+//! follow).
 
 use std::{fmt, str::FromStr};
 
@@ -16,6 +17,7 @@ use crate::{StoreError, entity::event};
 
 pub(crate) mod append;
 pub(crate) mod attempts;
+mod ordering;
 mod query;
 pub(crate) mod queue;
 
@@ -84,6 +86,9 @@ pub struct NewEvent {
     /// The source's delivery id; a second event with the same key for the same touchpoint is
     /// absorbed as a duplicate.
     pub dedupe_key: Option<String>,
+    /// Events of the touchpoint with the same key are processed one at a time, in arrival
+    /// order (see [`crate::Store::claim_due_events`]). `None`: no ordering.
+    pub ordering_key: Option<String>,
 }
 
 /// What appending one event did.
@@ -137,8 +142,13 @@ pub struct Event {
     pub dedupe_key: Option<String>,
     /// How many duplicates of it arrived later.
     pub duplicates: i32,
+    /// Its ordering key, if the touchpoint orders events.
+    pub ordering_key: Option<String>,
     /// Processing status.
     pub status: EventStatus,
+    /// FAILED and stepped aside so later events of its key go ahead (park mode); a FAILED
+    /// event with a key that is not parked holds its key back until resynced.
+    pub parked: bool,
     /// Delivery attempts so far (reset by a resync).
     pub attempts: i32,
     /// When it is (next) due.
@@ -176,10 +186,12 @@ impl TryFrom<event::Model> for Event {
             payload: row.payload,
             dedupe_key: row.dedupe_key,
             duplicates: row.duplicates,
+            ordering_key: row.ordering_key,
             status: row
                 .status
                 .parse()
                 .map_err(|error| StoreError::invalid_row("events", error))?,
+            parked: row.parked,
             attempts: row.attempts,
             next_attempt_at: row.next_attempt_at,
             lease_until: row.lease_until,
@@ -233,6 +245,9 @@ pub enum Outcome {
     },
     /// Give up: status FAILED (until resynced).
     Failed {
+        /// For an event with an ordering key: step aside so later events of the key go ahead
+        /// (park mode); `false` holds the key back until this event is resynced (block mode).
+        park: bool,
         /// The mapped output, if mapping got that far.
         mapped: Option<Value>,
         /// What went wrong.

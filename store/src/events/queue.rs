@@ -2,7 +2,8 @@
 //! resync, and tell the worker when the next event is due.
 //!
 //! An event is due when it is UNPROCESSED, its `next_attempt_at` has passed, it is not leased
-//! (or its lease expired) and its touchpoint is published with auto-sync on. A claim leases
+//! (or its lease expired), its touchpoint is published with auto-sync on, and its ordering key
+//! (if any) does not hold it back (module `ordering`: one event per key at a time, in order). A claim leases
 //! due events in one `UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING *`; on PostgreSQL
 //! the inner select is `FOR UPDATE SKIP LOCKED`, so concurrent claimers skip each other's rows
 //! instead of waiting, and SQLite runs one writing statement at a time. Either way no two
@@ -20,7 +21,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait, Func, LockBehavior, LockType, Order, Query, SelectStatement},
 };
 use uuid::Uuid;
@@ -28,8 +29,9 @@ use uuid::Uuid;
 use super::{
     Event, EventStatus, Outcome,
     attempts::{self, AttemptOf},
+    ordering::{self, Held},
 };
-use crate::AttemptTrigger;
+use crate::{AttemptTrigger, Backend};
 use crate::{
     Change, ChangeKind, Store, StoreError,
     entity::{event, touchpoint},
@@ -41,7 +43,9 @@ const RESYNC_CHUNK: usize = 500;
 
 impl Store {
     /// Leases up to `limit` due events until `now + lease` and returns them oldest first,
-    /// each with the claim's `lease_id`.
+    /// each with the claim's `lease_id`. Of the events sharing a touchpoint and ordering key,
+    /// only the earliest unfinished one is ever leased, and only while no other one of them
+    /// holds a lease.
     pub async fn claim_due_events(
         &self,
         now: DateTime<Utc>,
@@ -52,31 +56,56 @@ impl Store {
             return Ok(Vec::new());
         }
         let now = time::stored(now);
+        let e = ordering::candidate();
         let due = Query::select()
-            .column(event::Column::Id)
-            .from(event::Entity)
-            .and_where(event::Column::Status.eq(EventStatus::Unprocessed.as_str()))
-            .and_where(event::Column::NextAttemptAt.lte(now))
+            .column((e.clone(), event::Column::Id))
+            .from_as(event::Entity, e.clone())
             .and_where(
-                event::Column::LeaseUntil
-                    .is_null()
-                    .or(event::Column::LeaseUntil.lt(now)),
+                Expr::col((e.clone(), event::Column::Status)).eq(EventStatus::Unprocessed.as_str()),
             )
-            .and_where(event::Column::TouchpointId.in_subquery(runnable_touchpoints()))
-            .order_by(event::Column::Id, Order::Asc)
+            .and_where(Expr::col((e.clone(), event::Column::NextAttemptAt)).lte(now))
+            .and_where(
+                Expr::col((e.clone(), event::Column::LeaseUntil))
+                    .is_null()
+                    .or(Expr::col((e.clone(), event::Column::LeaseUntil)).lt(now)),
+            )
+            .and_where(
+                Expr::col((e.clone(), event::Column::TouchpointId))
+                    .in_subquery(runnable_touchpoints()),
+            )
+            .and_where(ordering::held_back(Held::At(now)).not())
+            .order_by((e, event::Column::Id), Order::Asc)
             .limit(crate::page::clamp(limit))
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
             .to_owned();
-        let rows = event::Entity::update_many()
+        let claim = event::Entity::update_many()
             .col_expr(
                 event::Column::LeaseUntil,
                 Expr::val(time::after(now, lease)),
             )
             .col_expr(event::Column::LeaseId, Expr::val(Uuid::now_v7()))
-            .filter(event::Column::Id.in_subquery(due))
-            .exec_with_returning(self.db())
-            .await
-            .map_err(StoreError::ClaimEvents)?;
+            .filter(event::Column::Id.in_subquery(due));
+        let rows = match self.backend() {
+            // SQLite runs one writing statement at a time: claims are serialized already.
+            Backend::Sqlite => claim.exec_with_returning(self.db()).await,
+            Backend::Postgres => {
+                // Serialize claims (see `ordering`): the lock first, then the UPDATE, whose
+                // snapshot sees every earlier claim's leases.
+                async {
+                    let txn = self.db().begin().await?;
+                    txn.execute_unprepared(&format!(
+                        "SELECT pg_advisory_xact_lock({})",
+                        ordering::CLAIM_LOCK
+                    ))
+                    .await?;
+                    let rows = claim.exec_with_returning(&txn).await?;
+                    txn.commit().await?;
+                    Ok(rows)
+                }
+                .await
+            }
+        }
+        .map_err(StoreError::ClaimEvents)?;
         let mut events = rows
             .into_iter()
             .map(Event::try_from)
@@ -123,7 +152,8 @@ impl Store {
             .map_err(StoreError::ReleaseLease)?)
     }
 
-    /// Puts events back to UNPROCESSED, due now, with attempts and last error cleared; later
+    /// Puts events back to UNPROCESSED, due now, with attempts, last error and `parked`
+    /// cleared (a resynced event takes its place in its key's order again); later
     /// attempts are marked [`crate::AttemptTrigger::Resync`]. Returns the events found, oldest
     /// first; unknown ids are left out.
     ///
@@ -143,6 +173,7 @@ impl Store {
                 .col_expr(event::Column::NextAttemptAt, Expr::val(now))
                 .col_expr(event::Column::LeaseId, Expr::val(None::<Uuid>))
                 .col_expr(event::Column::LastError, Expr::val(None::<String>))
+                .col_expr(event::Column::Parked, Expr::val(false))
                 .col_expr(event::Column::ResyncedAt, Expr::val(now))
                 .col_expr(event::Column::UpdatedAt, Expr::val(now))
                 .filter(event::Column::Id.is_in(chunk.iter().copied()))
@@ -168,24 +199,38 @@ impl Store {
     }
 
     /// When the next claim could return something: the earliest `max(next_attempt_at,
-    /// lease_until)` among UNPROCESSED events of published touchpoints with auto-sync on.
-    /// `None` when there is nothing to wait for.
+    /// lease_until)` among UNPROCESSED events of published touchpoints with auto-sync on that
+    /// their key does not hold back; for an event held back, its own lease's end, if it has
+    /// one. `None` when there is nothing to wait for (a key blocked by a FAILED head waits for
+    /// a resync, an event behind one in flight for that event's outcome: wake the worker then).
     pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let due = Expr::case(
-            Expr::col(event::Column::LeaseUntil).gt(Expr::col(event::Column::NextAttemptAt)),
-            Expr::col(event::Column::LeaseUntil),
-        )
-        .finally(Expr::col(event::Column::NextAttemptAt));
-        let earliest: Option<Option<DateTime<Utc>>> = event::Entity::find()
-            .select_only()
+        let e = ordering::candidate();
+        let lease_until = || Expr::col((e.clone(), event::Column::LeaseUntil));
+        let next_attempt_at = Expr::col((e.clone(), event::Column::NextAttemptAt));
+        let due = Expr::case(ordering::held_back(Held::Set), lease_until())
+            .case(lease_until().gt(next_attempt_at.clone()), lease_until())
+            .finally(next_attempt_at);
+        let query = Query::select()
             .expr(Func::min(due))
-            .filter(event::Column::Status.eq(EventStatus::Unprocessed.as_str()))
-            .filter(event::Column::TouchpointId.in_subquery(runnable_touchpoints()))
-            .into_tuple()
-            .one(self.db())
+            .from_as(event::Entity, e.clone())
+            .and_where(
+                Expr::col((e.clone(), event::Column::Status)).eq(EventStatus::Unprocessed.as_str()),
+            )
+            .and_where(
+                Expr::col((e, event::Column::TouchpointId)).in_subquery(runnable_touchpoints()),
+            )
+            .to_owned();
+        let row = self
+            .db()
+            .query_one(&query)
             .await
             .map_err(StoreError::read("the next due time"))?;
-        Ok(earliest.flatten())
+        match row {
+            Some(row) => row
+                .try_get_by_index::<Option<DateTime<Utc>>>(0)
+                .map_err(StoreError::read("the next due time")),
+            None => Ok(None),
+        }
     }
 }
 
@@ -259,19 +304,23 @@ pub(crate) async fn apply_outcome(
             )
         }
         Outcome::Failed {
+            park,
             mapped,
             error,
             response_status,
             generation,
             attempt,
-        } => (
-            EventStatus::Failed,
-            mapped,
-            Some(error),
-            response_status,
-            generation,
-            attempt,
-        ),
+        } => {
+            update = update.col_expr(event::Column::Parked, Expr::val(park));
+            (
+                EventStatus::Failed,
+                mapped,
+                Some(error),
+                response_status,
+                generation,
+                attempt,
+            )
+        }
     };
     if let Some(attempt) = &attempt {
         update = update.col_expr(

@@ -60,6 +60,7 @@ async fn attempts_are_recorded_with_outcomes(h: &Harness) {
         &h.store,
         id,
         Outcome::Failed {
+            park: false,
             mapped: Some(json!({"n": 0})),
             error: "timed out".to_owned(),
             response_status: None,
@@ -130,6 +131,7 @@ async fn attempts_are_recorded_with_outcomes(h: &Harness) {
         &h.store,
         mapping_failure,
         Outcome::Failed {
+            park: false,
             mapped: None,
             error: "mapping failed: .customer.id is null".to_owned(),
             response_status: None,

@@ -272,6 +272,7 @@ async fn events_page_newest_first(h: &Harness) {
             &h.store,
             id,
             Outcome::Failed {
+                park: false,
                 mapped: None,
                 error: "boom".to_owned(),
                 response_status: Some(500),
@@ -334,6 +335,7 @@ async fn events_are_counted_per_status(h: &Harness) {
         },
         Outcome::Skipped { generation: 1 },
         Outcome::Failed {
+            park: false,
             mapped: None,
             error: "no".to_owned(),
             response_status: None,

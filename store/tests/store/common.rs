@@ -144,6 +144,7 @@ pub fn new_event(touchpoint_id: Uuid, n: usize) -> NewEvent {
         raw_body: format!("{{\"n\":{n}}}").into_bytes(),
         payload: json!({"n": n}),
         dedupe_key: None,
+        ordering_key: None,
     }
 }
 

@@ -8,5 +8,6 @@ mod bucket;
 mod leases;
 mod lifecycle;
 mod logs;
+mod ordering;
 mod portal;
 mod queue;

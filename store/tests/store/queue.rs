@@ -249,6 +249,7 @@ async fn outcomes_are_recorded(h: &Harness) {
         &h.store,
         retried,
         Outcome::Failed {
+            park: false,
             mapped: Some(json!({"x": 1})),
             error: "gave up".to_owned(),
             response_status: None,
@@ -290,6 +291,7 @@ async fn failed_events_are_resynced(h: &Harness) {
                 event.id,
                 event.lease_id.expect("leased"),
                 Outcome::Failed {
+                    park: false,
                     mapped: None,
                     error: "bad request".to_owned(),
                     response_status: Some(400),
