@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use hookplane_crds::TouchpointSpec;
+use hookplane_crds::{OrderingFailure, TouchpointSpec};
 use hookplane_store::{AttemptRecord, Event, LogLevel, NewLog, Outcome, Store};
 use serde_json::{Value, json};
 use tracing::{debug, warn};
@@ -209,6 +209,7 @@ impl Processor {
                     response_status,
                     generation,
                     attempt: record,
+                    park: parks(spec),
                 },
                 level: LogLevel::Error,
                 message: format!("failed after {number} attempts: {error}"),
@@ -240,8 +241,14 @@ impl Processor {
 }
 
 /// Whether a FAILED event steps aside for the rest of its ordering key.
+fn parks(spec: &TouchpointSpec) -> bool {
+    spec.ordering
+        .as_ref()
+        .is_some_and(|ordering| ordering.on_failure == OrderingFailure::Park)
+}
+
 fn permanent_failure(
-    _spec: &TouchpointSpec,
+    spec: &TouchpointSpec,
     mapped: Option<Value>,
     error: String,
     generation: i64,
@@ -254,6 +261,7 @@ fn permanent_failure(
             response_status: None,
             generation,
             attempt: None,
+            park: parks(spec),
         },
         level: LogLevel::Error,
         fields: json!({ "generation": generation }),
