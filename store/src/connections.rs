@@ -1,8 +1,16 @@
-//! Connections: a source app and a destination app, stored as their spec (JSON text).
+//! Connections: a source app and a destination app, stored as their spec (JSON text), and
+//! whether delivery is paused.
+//!
+//! Pausing holds delivery only: receivers keep storing events (UNPROCESSED), claims and
+//! [`Store::next_due_at`] skip the events of every touchpoint of a paused connection, and
+//! unpausing lets the worker drain them.
 
 use chrono::{DateTime, Utc};
 use hookplane_crds::ConnectionSpec;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::Expr,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -16,6 +24,8 @@ pub struct Connection {
     pub id: Uuid,
     /// What it connects.
     pub spec: ConnectionSpec,
+    /// Whether delivery of its touchpoints' events is on hold (intake continues).
+    pub paused: bool,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -30,6 +40,7 @@ impl TryFrom<connection::Model> for Connection {
             id: row.id,
             spec: serde_json::from_str(&row.spec)
                 .map_err(|error| StoreError::invalid_row("connections", error))?,
+            paused: row.paused,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -61,6 +72,27 @@ impl Store {
             .map_err(StoreError::read("a connection"))?
             .map(Connection::try_from)
             .transpose()
+    }
+
+    /// Pauses (`true`) or resumes delivery for a connection's touchpoints.
+    /// [`StoreError::ConnectionNotFound`] for an unknown id.
+    pub async fn set_connection_paused(
+        &self,
+        id: Uuid,
+        paused: bool,
+    ) -> Result<Connection, StoreError> {
+        let rows = connection::Entity::update_many()
+            .col_expr(connection::Column::Paused, Expr::val(paused))
+            .col_expr(connection::Column::UpdatedAt, Expr::val(self.now()))
+            .filter(connection::Column::Id.eq(id))
+            .exec_with_returning(self.db())
+            .await
+            .map_err(StoreError::SaveConnection)?;
+        let row = rows
+            .into_iter()
+            .next()
+            .ok_or(StoreError::ConnectionNotFound)?;
+        Connection::try_from(row)
     }
 
     /// Every connection, oldest first.

@@ -3,7 +3,8 @@
 //!
 //! An event is due when it is UNPROCESSED, its `next_attempt_at` has passed, it is not leased
 //! (or its lease expired), its touchpoint is published with auto-sync on, and its ordering key
-//! (if any) does not hold it back (module `ordering`: one event per key at a time, in order). A claim leases
+//! (if any) does not hold it back (module `ordering`: one event per key at a time, in order),
+//! and its connection is not paused. A claim leases
 //! due events in one `UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING *`; on PostgreSQL
 //! the inner select is `FOR UPDATE SKIP LOCKED`, so concurrent claimers skip each other's rows
 //! instead of waiting, and SQLite runs one writing statement at a time. Either way no two
@@ -34,7 +35,7 @@ use super::{
 use crate::{AttemptTrigger, Backend};
 use crate::{
     Change, ChangeKind, Store, StoreError,
-    entity::{event, touchpoint},
+    entity::{connection, event, touchpoint},
     time,
 };
 
@@ -199,9 +200,9 @@ impl Store {
     }
 
     /// When the next claim could return something: the earliest `max(next_attempt_at,
-    /// lease_until)` among UNPROCESSED events of published touchpoints with auto-sync on that
-    /// their key does not hold back; for an event held back, its own lease's end, if it has
-    /// one. `None` when there is nothing to wait for (a key blocked by a FAILED head waits for
+    /// lease_until)` among UNPROCESSED events of running touchpoints (published, auto-sync on,
+    /// connection not paused) that their key does not hold back; for an event held back, its
+    /// own lease's end, if it has one. `None` when there is nothing to wait for (a key blocked by a FAILED head waits for
     /// a resync, an event behind one in flight for that event's outcome: wake the worker then).
     pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let e = ordering::candidate();
@@ -234,13 +235,19 @@ impl Store {
     }
 }
 
-/// Ids of the touchpoints the worker runs: published, auto-sync on.
+/// Ids of the touchpoints the worker runs: published, auto-sync on, connection not paused.
 fn runnable_touchpoints() -> SelectStatement {
+    let paused = Query::select()
+        .column(connection::Column::Id)
+        .from(connection::Entity)
+        .and_where(connection::Column::Paused.eq(true))
+        .to_owned();
     Query::select()
         .column(touchpoint::Column::Id)
         .from(touchpoint::Entity)
         .and_where(touchpoint::Column::PublishedSpec.is_not_null())
         .and_where(touchpoint::Column::AutoSync.eq(true))
+        .and_where(touchpoint::Column::ConnectionId.not_in_subquery(paused))
         .to_owned()
 }
 

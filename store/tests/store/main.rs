@@ -9,5 +9,6 @@ mod leases;
 mod lifecycle;
 mod logs;
 mod ordering;
+mod pause;
 mod portal;
 mod queue;

@@ -68,6 +68,7 @@ async fn connections_are_created_and_listed(h: &Harness) {
         .await
         .expect("create");
     assert_eq!(a.spec, connection_spec("A"));
+    assert!(!a.paused, "a new connection delivers");
     assert_eq!(
         h.store.connection(a.id).await.expect("read"),
         Some(a.clone())
