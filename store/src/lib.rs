@@ -79,13 +79,21 @@ pub struct StoreOptions {
     /// Where the store reads the current time for the timestamps it sets (received, updated,
     /// log times). [`Clock::System`] except in tests.
     pub clock: Clock,
+    /// How long a dedupe key keeps absorbing duplicates: an event whose key matches an event
+    /// of its touchpoint received longer ago than this is a new event (72 hours by default).
+    pub dedupe_window: std::time::Duration,
 }
+
+/// The default [`StoreOptions::dedupe_window`]: 72 hours, longer than the retry schedules
+/// of the webhook sources.
+pub const DEFAULT_DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             max_connections: 8,
             clock: Clock::System,
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
         }
     }
 }
@@ -130,6 +138,7 @@ impl Store {
             feed.clone(),
             writer::Context {
                 clock: options.clock.clone(),
+                dedupe_window: options.dedupe_window,
             },
         );
         tracing::debug!(backend = ?pools.backend, "store opened");

@@ -91,6 +91,15 @@ fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// `time - duration`, saturating at the earliest storable time.
+pub(crate) fn before(time: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc> {
+    let earlier = TimeDelta::from_std(duration)
+        .ok()
+        .and_then(|delta| time.checked_sub_signed(delta))
+        .unwrap_or_else(earliest);
+    stored(earlier)
+}
+
 /// `time` as stored: truncated to microseconds and clamped to years 1970..=9999.
 pub(crate) fn stored(time: DateTime<Utc>) -> DateTime<Utc> {
     time.trunc_subsecs(6).clamp(earliest(), latest())
@@ -159,10 +168,12 @@ mod tests {
     }
 
     #[test]
-    fn after_saturates() {
+    fn after_and_before_saturate() {
         let time = now();
         assert_eq!(after(time, std::time::Duration::MAX), latest());
         assert!(after(time, std::time::Duration::from_millis(1)) > time);
+        assert_eq!(before(time, std::time::Duration::MAX), earliest());
+        assert!(before(time, std::time::Duration::from_millis(1)) < time);
     }
 
     #[test]

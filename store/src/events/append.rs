@@ -1,24 +1,35 @@
 //! Appending events, inside a group-commit transaction.
 //!
 //! One `INSERT ... ON CONFLICT (touchpoint_id, dedupe_key) DO UPDATE SET duplicates =
-//! duplicates + 1 ... RETURNING *` per event: a new key inserts, a known key bumps the existing
-//! row and returns it, and the returned id tells which happened. NULL keys never conflict.
+//! duplicates + 1 ... WHERE received_at >= now - window RETURNING *` per event: a new key
+//! inserts, a key seen within the dedupe window bumps the existing row and returns it, and the
+//! returned id tells which happened. NULL keys never conflict.
+//!
+//! A key last seen before the window returns no row: that event's key is retired (moved to
+//! `retired_dedupe_key`, out of the unique index) and the insert runs again, in the same
+//! savepoint, so the new event takes the key atomically. The common path stays one statement.
 
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ConnectionTrait, DbErr, EntityTrait,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
 
 use super::{Appended, Event, EventStatus, NewEvent};
-use crate::{Store, StoreError, entity::event, error::is_foreign_key_violation, writer::Context};
+use crate::{
+    Store, StoreError, entity::event, error::is_foreign_key_violation, time, writer::Context,
+};
 
 impl Store {
     /// Appends events to their touchpoints' buckets and returns only after the transaction
     /// holding them has committed (group commit: concurrent callers share one transaction).
     /// An event whose `dedupe_key` the touchpoint already has is not inserted: the existing
-    /// event's `duplicates` is incremented and it comes back as [`Appended::Duplicate`].
+    /// event's `duplicates` is incremented and it comes back as [`Appended::Duplicate`] —
+    /// unless the existing event was received longer ago than
+    /// [`crate::StoreOptions::dedupe_window`]: then it is a new event, and the old one keeps
+    /// its key only for display.
     /// All of `events` are stored or none ([`StoreError::TouchpointNotFound`] if one names an
     /// unknown touchpoint).
     pub async fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
@@ -40,6 +51,9 @@ pub(crate) async fn insert(
     for new in events {
         let id = Uuid::now_v7();
         let now = context.clock.now();
+        let cutoff = time::before(now, context.dedupe_window);
+        let touchpoint_id = new.touchpoint_id;
+        let dedupe_key = new.dedupe_key.clone();
         let row = event::ActiveModel {
             id: Set(id),
             touchpoint_id: Set(new.touchpoint_id),
@@ -65,11 +79,27 @@ pub(crate) async fn insert(
             last_attempt_at: Set(None),
             resynced_at: Set(None),
         };
-        let stored = event::Entity::insert(row)
-            .on_conflict(on_duplicate(now))
-            .exec_with_returning(txn)
-            .await
-            .map_err(append_error)?;
+        // `insert_many` of one row: its RETURNING yields no row (rather than an error) when
+        // the conflict's update did not apply.
+        let insert = || {
+            event::Entity::insert_many([row.clone()])
+                .on_conflict(on_duplicate(now, cutoff))
+                .exec_with_returning(txn)
+        };
+        let stored = match insert().await.map_err(append_error)?.pop() {
+            Some(stored) => stored,
+            None => {
+                // The key's holder was received before the window: retire its key, then the
+                // new event takes it.
+                let key = dedupe_key.ok_or(StoreError::AppendEvents(DbErr::RecordNotInserted))?;
+                retire_key(txn, touchpoint_id, &key, cutoff).await?;
+                insert()
+                    .await
+                    .map_err(append_error)?
+                    .pop()
+                    .ok_or(StoreError::AppendEvents(DbErr::RecordNotInserted))?
+            }
+        };
         let stored = Event::try_from(stored)?;
         appended.push(if stored.id == id {
             Appended::Created(stored)
@@ -80,14 +110,35 @@ pub(crate) async fn insert(
     Ok(appended)
 }
 
-fn on_duplicate(now: chrono::DateTime<chrono::Utc>) -> OnConflict {
+/// A duplicate within the window bumps the holder; one past it updates (and returns) nothing.
+fn on_duplicate(now: DateTime<Utc>, cutoff: DateTime<Utc>) -> OnConflict {
     OnConflict::columns([event::Column::TouchpointId, event::Column::DedupeKey])
         .value(
             event::Column::Duplicates,
             Expr::col((event::Entity, event::Column::Duplicates)).add(1),
         )
         .value(event::Column::UpdatedAt, Expr::val(now))
+        .action_and_where(Expr::col((event::Entity, event::Column::ReceivedAt)).gte(cutoff))
         .to_owned()
+}
+
+/// Moves `key` of the touchpoint's event received before `cutoff` out of the unique index.
+async fn retire_key(
+    txn: &impl ConnectionTrait,
+    touchpoint_id: Uuid,
+    key: &str,
+    cutoff: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    event::Entity::update_many()
+        .col_expr(event::Column::RetiredDedupeKey, Expr::val(key))
+        .col_expr(event::Column::DedupeKey, Expr::val(None::<String>))
+        .filter(event::Column::TouchpointId.eq(touchpoint_id))
+        .filter(event::Column::DedupeKey.eq(key))
+        .filter(event::Column::ReceivedAt.lt(cutoff))
+        .exec(txn)
+        .await
+        .map_err(StoreError::AppendEvents)?;
+    Ok(())
 }
 
 fn append_error(error: DbErr) -> StoreError {

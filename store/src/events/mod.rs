@@ -138,7 +138,8 @@ pub struct Event {
     pub raw_body: Vec<u8>,
     /// The body parsed to JSON.
     pub payload: Value,
-    /// The source's delivery id, if it sends one.
+    /// The source's delivery id, if it sends one (also once a later event with the same key
+    /// took it over after the dedupe window).
     pub dedupe_key: Option<String>,
     /// How many duplicates of it arrived later.
     pub duplicates: i32,
@@ -184,7 +185,7 @@ impl TryFrom<event::Model> for Event {
             headers: row.headers,
             raw_body: row.raw_body,
             payload: row.payload,
-            dedupe_key: row.dedupe_key,
+            dedupe_key: row.dedupe_key.or(row.retired_dedupe_key),
             duplicates: row.duplicates,
             ordering_key: row.ordering_key,
             status: row

@@ -19,6 +19,8 @@ use crate::{
 pub(crate) struct Context {
     /// The store's clock.
     pub(crate) clock: Clock,
+    /// [`crate::StoreOptions::dedupe_window`].
+    pub(crate) dedupe_window: std::time::Duration,
 }
 
 /// One kind of write the task runs.

@@ -2,19 +2,23 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
+use chrono::{SubsecRound, TimeDelta, Utc};
 use hookplane_store::{
-    Appended, Change, ChangeKind, EventQuery, EventStatus, LogLevel, Outcome, StatusCounts,
-    StoreError,
+    Appended, Change, ChangeKind, EventQuery, EventStatus, LogLevel, ManualClock, Outcome,
+    StatusCounts, StoreError, StoreOptions,
 };
 use serde_json::json;
 use tokio::sync::{Barrier, broadcast};
 use uuid::Uuid;
 
-use crate::common::{Harness, append, backend_tests, new_event, new_log, settle};
+use crate::common::{
+    Harness, append, backend_tests, new_event, new_log, running_touchpoint, settle,
+};
 
 backend_tests!(
     concurrent_appends_share_transactions,
     duplicates_are_absorbed,
+    duplicates_are_absorbed_within_the_dedupe_window_only,
     a_bad_request_fails_alone,
     events_page_newest_first,
     events_are_counted_per_status,
@@ -164,6 +168,109 @@ async fn duplicates_are_absorbed(h: &Harness) {
             .map(|e| e.duplicates),
         Some(1)
     );
+}
+
+async fn duplicates_are_absorbed_within_the_dedupe_window_only(h: &Harness) {
+    assert_eq!(
+        StoreOptions::default().dedupe_window,
+        Duration::from_secs(72 * 3600)
+    );
+    let start = Utc::now().trunc_subsecs(6) - TimeDelta::days(10);
+    let clock = ManualClock::new(start);
+    let store = h
+        .store_with(StoreOptions {
+            clock: clock.clone().into(),
+            ..StoreOptions::default()
+        })
+        .await;
+    let touchpoint = running_touchpoint(&store, "orders").await;
+    let mut event = new_event(touchpoint.id, 1);
+    event.dedupe_key = Some("delivery-1".to_owned());
+    let append = |n: usize| {
+        let mut event = event.clone();
+        event.payload = json!({"n": n});
+        let store = store.clone();
+        async move { store.append_events(vec![event]).await.expect("append") }
+    };
+
+    let first = append(1).await;
+    let [Appended::Created(original)] = first.as_slice() else {
+        panic!("created: {first:?}");
+    };
+    assert_eq!(
+        original.received_at, start,
+        "received_at comes from the store's clock"
+    );
+
+    // Exactly at the end of the window: still a duplicate.
+    clock.advance(TimeDelta::hours(72));
+    let inside = append(2).await;
+    assert!(
+        matches!(inside.as_slice(), [Appended::Duplicate(e)] if e.id == original.id && e.duplicates == 1),
+        "{inside:?}"
+    );
+    assert_eq!(inside[0].event().updated_at, start + TimeDelta::hours(72));
+
+    // One microsecond later the original is outside the window: a new event takes the key.
+    clock.advance(TimeDelta::microseconds(1));
+    let outside = append(3).await;
+    let [Appended::Created(renewed)] = outside.as_slice() else {
+        panic!("a new event past the window: {outside:?}");
+    };
+    assert_ne!(renewed.id, original.id);
+    assert_eq!(renewed.payload, json!({"n": 3}));
+    assert_eq!(renewed.dedupe_key.as_deref(), Some("delivery-1"));
+    let old = store.event(original.id).await.expect("read").expect("kept");
+    assert_eq!(old.dedupe_key.as_deref(), Some("delivery-1"), "still shown");
+    assert_eq!(old.duplicates, 1);
+
+    // The new event now absorbs duplicates, in the same request too.
+    clock.advance(TimeDelta::hours(1));
+    let again = append(4).await;
+    assert!(
+        matches!(again.as_slice(), [Appended::Duplicate(e)] if e.id == renewed.id),
+        "{again:?}"
+    );
+    let both = store
+        .append_events(vec![event.clone(), event.clone()])
+        .await
+        .expect("append");
+    assert!(
+        both.iter()
+            .all(|a| a.is_duplicate() && a.event().id == renewed.id)
+    );
+    assert_eq!(
+        store
+            .count_events(touchpoint.id)
+            .await
+            .expect("count")
+            .unprocessed,
+        2
+    );
+
+    // A shorter window, in a store of its own.
+    store.close().await;
+    let short = h
+        .store_with(StoreOptions {
+            clock: clock.clone().into(),
+            dedupe_window: Duration::from_secs(60),
+            ..StoreOptions::default()
+        })
+        .await;
+    let touchpoint = running_touchpoint(&short, "orders").await;
+    event.touchpoint_id = touchpoint.id;
+    let first = short
+        .append_events(vec![event.clone()])
+        .await
+        .expect("append");
+    clock.advance(TimeDelta::seconds(61));
+    let second = short
+        .append_events(vec![event.clone()])
+        .await
+        .expect("append");
+    assert!(!second[0].is_duplicate());
+    assert_ne!(second[0].event().id, first[0].event().id);
+    short.close().await;
 }
 
 async fn a_bad_request_fails_alone(h: &Harness) {

@@ -73,6 +73,16 @@ impl Harness {
         }
     }
 
+    /// Another migrated store, on a fresh database of the same backend, opened with
+    /// `options` (a manual clock, another dedupe window). Close it before the test ends.
+    pub async fn store_with(&self, options: StoreOptions) -> Store {
+        let store = Store::open(&self.fresh_url().await, options)
+            .await
+            .expect("open the store");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
     pub async fn finish(self) {
         self.store.close().await;
         let databases = std::mem::take(&mut *self.databases.lock().expect("not poisoned"));
@@ -90,21 +100,28 @@ impl Harness {
 
     /// A touchpoint that is published with auto-sync on: the worker runs it.
     pub async fn running_touchpoint(&self, endpoint: &str) -> Touchpoint {
-        let connection = self.connection().await;
-        let touchpoint = self
-            .store
-            .create_touchpoint(touchpoint_spec(connection.id, endpoint))
-            .await
-            .expect("create a touchpoint");
-        self.store
-            .publish_touchpoint(touchpoint.id)
-            .await
-            .expect("publish");
-        self.store
-            .set_auto_sync(touchpoint.id, true)
-            .await
-            .expect("auto-sync on")
+        running_touchpoint(&self.store, endpoint).await
     }
+}
+
+/// A touchpoint of a new connection in `store`, published with auto-sync on.
+pub async fn running_touchpoint(store: &Store, endpoint: &str) -> Touchpoint {
+    let connection = store
+        .create_connection(connection_spec("Shop to ERP"))
+        .await
+        .expect("create a connection");
+    let touchpoint = store
+        .create_touchpoint(touchpoint_spec(connection.id, endpoint))
+        .await
+        .expect("create a touchpoint");
+    store
+        .publish_touchpoint(touchpoint.id)
+        .await
+        .expect("publish");
+    store
+        .set_auto_sync(touchpoint.id, true)
+        .await
+        .expect("auto-sync on")
 }
 
 pub fn connection_spec(name: &str) -> ConnectionSpec {
