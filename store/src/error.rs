@@ -105,6 +105,9 @@ pub enum StoreError {
     /// Handing a lease back failed.
     #[error("could not release the lease")]
     ReleaseLease(#[source] DbErr),
+    /// Purging old events and log entries failed; what was purged before stays purged.
+    #[error("could not purge old entries")]
+    Purge(#[source] DbErr),
     /// Putting events back to UNPROCESSED failed.
     #[error("could not resync events")]
     ResyncEvents(#[source] DbErr),
@@ -139,6 +142,7 @@ impl StoreError {
             | Self::ClaimEvents(_)
             | Self::RecordOutcome(_)
             | Self::ReleaseLease(_)
+            | Self::Purge(_)
             | Self::ResyncEvents(_) => "STORAGE_ERROR",
         }
     }

@@ -32,6 +32,7 @@ mod logs;
 mod migration;
 mod organization;
 mod page;
+mod retention;
 mod secrets;
 pub mod testing;
 mod time;
@@ -60,6 +61,7 @@ pub use crate::{
     logs::{LogEntry, LogLevel, LogQuery, NewLog, ParseLevelError},
     organization::Organization,
     page::Page,
+    retention::{MAX_PURGE_BATCH, PurgeStats},
     time::{Clock, ManualClock},
     touchpoints::{Published, Touchpoint},
     writer::WriterStats,

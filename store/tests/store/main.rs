@@ -12,3 +12,4 @@ mod ordering;
 mod pause;
 mod portal;
 mod queue;
+mod retention;
