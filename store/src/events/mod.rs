@@ -276,13 +276,17 @@ pub struct EventQuery {
     pub touchpoint_id: Uuid,
     /// Only events with this status.
     pub status: Option<EventStatus>,
+    /// Only events received at or after this time.
+    pub received_from: Option<DateTime<Utc>>,
+    /// Only events received at or before this time (inclusive, like `received_from`).
+    pub received_to: Option<DateTime<Utc>>,
     /// Page size.
     pub first: u64,
     /// Cursor: only events older than (id less than) this one.
     pub after: Option<Uuid>,
 }
 
-/// Events of a touchpoint per status.
+/// Events per status (of a touchpoint, or of all).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusCounts {

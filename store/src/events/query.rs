@@ -1,10 +1,11 @@
-//! Reading a resync bucket: one event, a page (newest first), counts per status.
+//! Reading resync buckets: one event, a page (newest first, by status and time received),
+//! counts per status (per touchpoint or in all), and the backlog of every touchpoint.
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use uuid::Uuid;
 
 use super::{Event, EventQuery, EventStatus, StatusCounts};
-use crate::{Page, Store, StoreError, entity::event};
+use crate::{Page, Store, StoreError, entity::event, time};
 
 impl Store {
     /// The event with this id.
@@ -29,6 +30,12 @@ impl Store {
         if let Some(after) = q.after {
             query = query.filter(event::Column::Id.lt(after));
         }
+        if let Some(from) = q.received_from {
+            query = query.filter(event::Column::ReceivedAt.gte(time::stored(from)));
+        }
+        if let Some(to) = q.received_to {
+            query = query.filter(event::Column::ReceivedAt.lte(time::stored(to)));
+        }
         let rows = query
             .all(self.db())
             .await
@@ -41,11 +48,41 @@ impl Store {
 
     /// How many of a touchpoint's events are in each status.
     pub async fn count_events(&self, touchpoint_id: Uuid) -> Result<StatusCounts, StoreError> {
-        let rows: Vec<(String, i64)> = event::Entity::find()
+        self.count_by_status(
+            event::Entity::find().filter(event::Column::TouchpointId.eq(touchpoint_id)),
+        )
+        .await
+    }
+
+    /// How many events of all touchpoints are in each status (for metrics).
+    pub async fn count_events_by_status_all(&self) -> Result<StatusCounts, StoreError> {
+        self.count_by_status(event::Entity::find()).await
+    }
+
+    /// The UNPROCESSED events of each touchpoint that has any, by touchpoint id, in one
+    /// grouped query (for metrics and the operator). Touchpoints with none are left out.
+    pub async fn backlog(&self) -> Result<Vec<(Uuid, i64)>, StoreError> {
+        event::Entity::find()
+            .select_only()
+            .column(event::Column::TouchpointId)
+            .column_as(event::Column::Id.count(), "count")
+            .filter(event::Column::Status.eq(EventStatus::Unprocessed.as_str()))
+            .group_by(event::Column::TouchpointId)
+            .order_by_asc(event::Column::TouchpointId)
+            .into_tuple()
+            .all(self.db())
+            .await
+            .map_err(StoreError::read("the backlog"))
+    }
+
+    async fn count_by_status(
+        &self,
+        events: Select<event::Entity>,
+    ) -> Result<StatusCounts, StoreError> {
+        let rows: Vec<(String, i64)> = events
             .select_only()
             .column(event::Column::Status)
             .column_as(event::Column::Id.count(), "count")
-            .filter(event::Column::TouchpointId.eq(touchpoint_id))
             .group_by(event::Column::Status)
             .into_tuple()
             .all(self.db())

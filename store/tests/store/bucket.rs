@@ -68,6 +68,8 @@ async fn concurrent_appends_share_transactions(h: &Harness) {
         .events(EventQuery {
             touchpoint_id: touchpoint.id,
             status: None,
+            received_from: None,
+            received_to: None,
             first: 10_000,
             after: None,
         })
@@ -333,6 +335,8 @@ async fn events_page_newest_first(h: &Harness) {
     let query = |first, after| EventQuery {
         touchpoint_id: touchpoint.id,
         status: None,
+        received_from: None,
+        received_to: None,
         first,
         after,
     };

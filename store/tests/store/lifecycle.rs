@@ -90,6 +90,8 @@ async fn data_survives_close_and_reopen(h: &Harness) {
         .events(EventQuery {
             touchpoint_id: touchpoint.id,
             status: None,
+            received_from: None,
+            received_to: None,
             first: 10,
             after: None,
         })

@@ -12,4 +12,5 @@ mod ordering;
 mod pause;
 mod portal;
 mod queue;
+mod reports;
 mod retention;
