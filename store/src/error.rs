@@ -90,6 +90,12 @@ pub enum StoreError {
     /// Saving a secret failed.
     #[error("could not save the secret")]
     SaveSecret(#[source] DbErr),
+    /// Saving a JSON Schema failed.
+    #[error("could not save the schema")]
+    SaveSchema(#[source] DbErr),
+    /// Deleting a JSON Schema failed.
+    #[error("could not delete the schema")]
+    DeleteSchema(#[source] DbErr),
     /// Appending events to the resync bucket failed; none of them is stored.
     #[error("could not append events")]
     AppendEvents(#[source] DbErr),
@@ -137,6 +143,8 @@ impl StoreError {
             | Self::SaveTouchpoint(_)
             | Self::DeleteTouchpoint(_)
             | Self::SaveSecret(_)
+            | Self::SaveSchema(_)
+            | Self::DeleteSchema(_)
             | Self::AppendEvents(_)
             | Self::AppendLogs(_)
             | Self::ClaimEvents(_)

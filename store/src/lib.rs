@@ -33,6 +33,7 @@ mod migration;
 mod organization;
 mod page;
 mod retention;
+mod schemas;
 mod secrets;
 pub mod testing;
 mod time;
@@ -62,6 +63,7 @@ pub use crate::{
     organization::Organization,
     page::Page,
     retention::{MAX_PURGE_BATCH, PurgeStats},
+    schemas::Schema,
     time::{Clock, ManualClock},
     touchpoints::{Published, Touchpoint},
     writer::WriterStats,

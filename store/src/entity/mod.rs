@@ -8,5 +8,6 @@ pub(crate) mod connection;
 pub(crate) mod event;
 pub(crate) mod log;
 pub(crate) mod organization;
+pub(crate) mod schema;
 pub(crate) mod secret;
 pub(crate) mod touchpoint;

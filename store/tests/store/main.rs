@@ -14,3 +14,4 @@ mod portal;
 mod queue;
 mod reports;
 mod retention;
+mod schemas;
