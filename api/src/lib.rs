@@ -9,6 +9,7 @@ pub mod graphql;
 pub mod http_error;
 pub mod ingest;
 pub mod runtime;
+pub mod schemas;
 pub mod server;
 pub mod sink;
 pub mod spec;

@@ -68,6 +68,10 @@ enum Command {
         /// Seconds an event stays leased to a worker before another may claim it.
         #[arg(long, env = "HOOKPLANE_LEASE_SECONDS", default_value_t = 120)]
         lease_seconds: u64,
+        /// Hours a delivery id keeps absorbing repeats of a webhook (longer than the source
+        /// apps' retry schedules: Shopify hours, Salesforce 24 h, BigCommerce 48 h).
+        #[arg(long, env = "HOOKPLANE_DEDUPE_WINDOW_HOURS", default_value_t = 72)]
+        dedupe_window_hours: u64,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -120,10 +124,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             max_body_bytes,
             worker_concurrency,
             lease_seconds,
+            dedupe_window_hours,
         } => {
             let config = ServeConfig {
                 listen,
                 database_url,
+                dedupe_window: Duration::from_secs(dedupe_window_hours.saturating_mul(3600)),
                 ingest: IngestConfig { max_body_bytes },
                 worker: WorkerConfig {
                     concurrency: worker_concurrency,

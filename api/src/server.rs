@@ -44,6 +44,8 @@ pub struct AppState {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub database_url: String,
+    /// How long a delivery id keeps absorbing repeats of a webhook.
+    pub dedupe_window: std::time::Duration,
     pub ingest: IngestConfig,
     pub worker: WorkerConfig,
 }
@@ -90,10 +92,15 @@ pub async fn serve(
     let ServeConfig {
         listen,
         database_url,
+        dedupe_window,
         ingest,
         worker,
     } = config;
-    let store = Store::open(&database_url, StoreOptions::default())
+    let options = StoreOptions {
+        dedupe_window,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&database_url, options)
         .await
         .map_err(ServeError::OpenStore)?;
     store.migrate().await.map_err(ServeError::Migrate)?;

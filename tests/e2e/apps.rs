@@ -15,6 +15,7 @@ use crate::{
 };
 
 on_both_backends!(
+    catalog_and_publish_checks,
     shopify_signed_orders_rotation_and_duplicates,
     woocommerce_ping_and_signed_delivery,
     bigcommerce_and_standard_webhooks,
@@ -108,6 +109,104 @@ async fn rejection_logged(server: &Server, touchpoint: &str, code: &str) -> bool
         .expect("edges")
         .iter()
         .any(|edge| edge["node"]["fields"]["code"] == code)
+}
+
+async fn catalog_and_publish_checks(backend: Backend) {
+    let server = Server::start(&backend).await;
+    // The catalog lists every app with the verification fields a portal must render.
+    let data = gql_ok(
+        &server,
+        "{ apps { id displayName verification fields { name kind required } headers dedupe } }",
+        json!({}),
+    )
+    .await;
+    let apps = data["apps"].as_array().expect("apps");
+    let ids: Vec<&str> = apps.iter().filter_map(|a| a["id"].as_str()).collect();
+    for id in [
+        "shopify",
+        "woocommerce",
+        "bigcommerce",
+        "salesforce",
+        "zohocrm",
+        "shift4shop",
+        "prestashop",
+        "generic",
+    ] {
+        assert!(ids.contains(&id), "{id} is in the catalog: {ids:?}");
+    }
+    let shopify = apps.iter().find(|a| a["id"] == "shopify").expect("shopify");
+    assert!(
+        shopify["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .any(|f| f["name"] == "secret" && f["kind"] == "SECRET" && f["required"] == true),
+        "shopify needs a write-only secret: {shopify}"
+    );
+    let salesforce = apps
+        .iter()
+        .find(|a| a["id"] == "salesforce")
+        .expect("salesforce");
+    assert!(
+        salesforce["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .any(|f| f["name"] == "orgId")
+    );
+
+    // A source that needs a secret and has none is stored as a draft but not published.
+    flows::connection(&server).await;
+    let connection = gql_ok(
+        &server,
+        r#"mutation { createConnection(input: { name: "s", sourceApp: "shopify", destinationApp: "generic" }) { id } }"#,
+        json!({}),
+    )
+    .await["createConnection"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let draft = flows::touchpoint(
+        &server,
+        &connection,
+        json!({
+            "name": "unsigned shopify",
+            "source": { "app": "shopify", "endpoint": "no-secret" },
+            "destination": { "url": "http://127.0.0.1:9/unused" },
+        }),
+    )
+    .await;
+    let code =
+        crate::support::gql_error_code(&server, flows::PUBLISH, json!({ "id": draft })).await;
+    assert_eq!(code, "SECRET_REQUIRED");
+    let generic = flows::touchpoint(
+        &server,
+        &connection,
+        json!({
+            "name": "generic without scheme",
+            "source": { "app": "generic", "endpoint": "no-scheme" },
+            "destination": { "url": "http://127.0.0.1:9/unused" },
+        }),
+    )
+    .await;
+    let code =
+        crate::support::gql_error_code(&server, flows::PUBLISH, json!({ "id": generic })).await;
+    assert_eq!(
+        code, "SCHEME_REQUIRED",
+        "generic sources say explicitly that they are unsigned"
+    );
+    let response = reqwest::Client::new()
+        .post(server.url("/hooks/acme/no-secret"))
+        .body("{}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        response.status(),
+        404,
+        "an unpublished endpoint receives nothing"
+    );
+    server.stop().await;
 }
 
 async fn shopify_signed_orders_rotation_and_duplicates(backend: Backend) {

@@ -3,7 +3,9 @@
 //! destination, on SQLite and (when `HOOKPLANE_TEST_POSTGRES_URL` is set) PostgreSQL.
 
 mod apps;
+mod crash;
 mod flows;
+mod operations;
 mod rejections;
 mod restart;
 mod spine;

@@ -84,6 +84,20 @@ async fn webhook_rejections(backend: Backend) {
         .await
         .expect("post");
     expect(bomb, 400, "XML_DOCTYPE_FORBIDDEN").await;
+    let missing_type = client
+        .post(server.url("/hooks/acme/live"))
+        .body(ok_body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(missing_type.status(), 415);
+    let body: Value = missing_type.json().await.expect("JSON");
+    assert_eq!(body["code"], "UNSUPPORTED_MEDIA_TYPE");
+    let listed = body["message"].as_str().unwrap_or_default();
+    assert!(
+        listed.contains("application/json") && listed.contains("application/xml"),
+        "the accepted types are listed: {listed}"
+    );
     let media = post("/hooks/acme/live", "text/plain", ok_body.clone())
         .await
         .expect("post");
@@ -104,8 +118,8 @@ async fn webhook_rejections(backend: Backend) {
         .collect();
     assert_eq!(
         rejected.len(),
-        4,
-        "413, 400 (twice) and 415 were logged: {published_logs:#?}"
+        5,
+        "413, 400 (twice) and 415 (twice) were logged: {published_logs:#?}"
     );
     let draft_logs = flows::logs(&server, &draft).await;
     assert!(

@@ -1,11 +1,11 @@
 //! Mutations: register the URL, create connections and touchpoints, publish, auto-sync,
 //! resync. Each validates fully before it writes, so a rejected mutation changes nothing.
 
-use async_graphql::{Context, ID, Object, SimpleObject};
+use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use hookplane_crds::{ConnectionSpec, TouchpointSpec};
 use hookplane_store::{EventQuery, LogLevel, NewLog};
-use serde_json::json;
+use serde_json::{Value, json};
 use url::Url;
 use uuid::Uuid;
 
@@ -21,6 +21,21 @@ use super::{
 use crate::spec;
 
 pub struct MutationRoot;
+
+/// What a touchpoint's mapping makes of a payload, without delivering anything.
+#[derive(SimpleObject)]
+pub struct MappingPreview {
+    /// The generation of the spec used (draft or published).
+    generation: i64,
+    /// True when the filter would mark the event SKIPPED.
+    skipped: bool,
+    /// The mapped destination payload (null when skipped or on error).
+    output: Option<Json<Value>>,
+    /// The ordering key the event would get, when the touchpoint orders per key.
+    ordering_key: Option<Json<Value>>,
+    /// The filter, mapping or ordering error, as the bucket would record it.
+    error: Option<String>,
+}
 
 /// The result of a bulk resync.
 #[derive(SimpleObject)]
@@ -85,6 +100,31 @@ impl MutationRoot {
         spec::validate_connection(&spec)?;
         let connection = api.store.create_connection(spec).await?;
         write_secrets(api, secrets).await?;
+        Ok(Connection(connection))
+    }
+
+    /// Pause or resume deliveries to a connection's destination. While paused, webhooks are
+    /// still received and stored; resuming drains them at the configured rate.
+    async fn set_connection_paused(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        paused: bool,
+    ) -> ApiResult<Connection> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        let id = parse_id(&id, "connection")?;
+        let connection = api.store.set_connection_paused(id, paused).await?;
+        let state = if paused { "paused" } else { "resumed" };
+        for touchpoint in api.store.touchpoints(Some(id)).await? {
+            log(
+                api,
+                touchpoint.id,
+                format!("deliveries {state} for the connection"),
+            )
+            .await;
+        }
+        api.runtime.reload().await?;
+        api.wake_worker.notify_one();
         Ok(Connection(connection))
     }
 
@@ -240,9 +280,107 @@ impl MutationRoot {
         Ok(id)
     }
 
+    /// Apply a touchpoint's filter and mapping to a stored event or a pasted payload and
+    /// return the result without delivering (a portal's mapping preview). Uses the draft spec
+    /// unless `published` is true.
+    async fn preview_mapping(
+        &self,
+        ctx: &Context<'_>,
+        touchpoint_id: ID,
+        event_id: Option<ID>,
+        payload: Option<Json<Value>>,
+        #[graphql(default = false)] published: bool,
+    ) -> ApiResult<MappingPreview> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        let id = parse_id(&touchpoint_id, "touchpoint")?;
+        let touchpoint = api
+            .store
+            .touchpoint(id)
+            .await?
+            .ok_or_else(|| touchpoint_not_found(id))?;
+        let (spec, generation) = if published {
+            let published = touchpoint.published.as_ref().ok_or_else(|| {
+                ApiError::invalid(
+                    "TOUCHPOINT_NOT_PUBLISHED",
+                    "the touchpoint is not published",
+                )
+            })?;
+            (published.spec.clone(), published.generation)
+        } else {
+            (touchpoint.spec.clone(), touchpoint.generation)
+        };
+        let payload = match (event_id, payload) {
+            (Some(event_id), None) => {
+                let event_id = parse_id(&event_id, "event")?;
+                let event = api
+                    .store
+                    .event(event_id)
+                    .await?
+                    .filter(|event| event.touchpoint_id == id)
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "EVENT_NOT_FOUND",
+                            format!("no event {event_id} in this touchpoint's bucket"),
+                        )
+                    })?;
+                event.payload
+            }
+            (None, Some(Json(payload))) => payload,
+            _ => {
+                return Err(ApiError::invalid(
+                    "INVALID_INPUT",
+                    "give either eventId or payload",
+                ));
+            }
+        };
+        let connection = api
+            .store
+            .connection(touchpoint.connection_id)
+            .await?
+            .ok_or_else(|| connection_not_found(touchpoint.connection_id))?;
+        let validated = spec::validate(&spec, &connection.spec)?;
+        let mut preview = MappingPreview {
+            generation,
+            skipped: false,
+            output: None,
+            ordering_key: None,
+            error: None,
+        };
+        if let Some(filter) = &validated.filter {
+            match filter.matches(&payload) {
+                Ok(true) => {}
+                Ok(false) => {
+                    preview.skipped = true;
+                    return Ok(preview);
+                }
+                Err(error) => {
+                    preview.error = Some(error.to_string());
+                    return Ok(preview);
+                }
+            }
+        }
+        if let Some(key) = &validated.ordering_key {
+            match key.apply(&payload) {
+                Ok(key) => preview.ordering_key = Some(Json(key)),
+                Err(error) => preview.error = Some(format!("ordering key: {error}")),
+            }
+        }
+        match validated.mapping.apply(&payload) {
+            Ok(output) => preview.output = Some(Json(output)),
+            Err(error) => preview.error = Some(format!("mapping failed: {error}")),
+        }
+        Ok(preview)
+    }
+
     /// Put events back to UNPROCESSED with attempts reset (works for FAILED, SKIPPED and
-    /// SUCCESS alike). All ids must exist, or nothing changes.
-    async fn resync_events(&self, ctx: &Context<'_>, ids: Vec<ID>) -> ApiResult<Vec<BucketEntry>> {
+    /// SUCCESS alike). All ids must exist, or nothing changes. Each resync is logged with
+    /// `requestedBy`.
+    async fn resync_events(
+        &self,
+        ctx: &Context<'_>,
+        ids: Vec<ID>,
+        #[graphql(default_with = "\"api\".to_owned()")] requested_by: String,
+    ) -> ApiResult<Vec<BucketEntry>> {
         let api = ctx.data_unchecked::<ApiContext>();
         if ids.is_empty() || ids.len() > 1_000 {
             return Err(ApiError::invalid(
@@ -269,8 +407,8 @@ impl MutationRoot {
                 touchpoint_id: event.touchpoint_id,
                 event_id: Some(event.id),
                 level: LogLevel::Info,
-                message: "resync requested".to_owned(),
-                fields: json!({ "requestedBy": "api" }),
+                message: format!("resync requested by {requested_by}"),
+                fields: json!({ "requestedBy": requested_by }),
             })
             .collect();
         if let Err(error) = api.store.append_logs(logs).await {
@@ -289,6 +427,7 @@ impl MutationRoot {
         status: EventStatus,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
+        #[graphql(default_with = "\"api\".to_owned()")] requested_by: String,
     ) -> ApiResult<ResyncResult> {
         let api = ctx.data_unchecked::<ApiContext>();
         let touchpoint_id = super::query::existing_touchpoint(api, &touchpoint_id).await?;
@@ -302,16 +441,12 @@ impl MutationRoot {
                     status: Some(status.into()),
                     first: 500,
                     after,
+                    received_from: from,
+                    received_to: to,
                 })
                 .await?;
             after = page.items.last().map(|e| e.id);
-            ids.extend(
-                page.items
-                    .iter()
-                    .filter(|e| from.is_none_or(|from| e.received_at >= from))
-                    .filter(|e| to.is_none_or(|to| e.received_at <= to))
-                    .map(|e| e.id),
-            );
+            ids.extend(page.items.iter().map(|e| e.id));
             if !page.has_next_page {
                 break;
             }
@@ -323,7 +458,7 @@ impl MutationRoot {
         log(
             api,
             touchpoint_id,
-            format!("resync of {count} events requested"),
+            format!("resync of {count} {status:?} events requested by {requested_by}"),
         )
         .await;
         api.wake_worker.notify_one();

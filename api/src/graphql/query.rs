@@ -1,6 +1,7 @@
 //! Queries: the portal model and the two buckets, with cursor pagination.
 
 use async_graphql::{Context, ID, Object, connection::Connection as Page};
+use chrono::{DateTime, Utc};
 use hookplane_store::{EventQuery, LogQuery};
 
 use super::{
@@ -74,12 +75,16 @@ impl QueryRoot {
         Ok(api.store.event(id).await?.map(BucketEntry))
     }
 
-    /// A touchpoint's resync bucket, newest first.
+    /// A touchpoint's resync bucket, newest first, optionally only events received within
+    /// `[from, to]`.
+    #[allow(clippy::too_many_arguments)]
     async fn resync_bucket(
         &self,
         ctx: &Context<'_>,
         touchpoint_id: ID,
         status: Option<EventStatus>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
         #[graphql(default = 50, validator(minimum = 1, maximum = 500))] first: u64,
         after: Option<String>,
     ) -> ApiResult<Page<String, BucketEntry>> {
@@ -93,6 +98,8 @@ impl QueryRoot {
                 status: status.map(Into::into),
                 first,
                 after,
+                received_from: from,
+                received_to: to,
             })
             .await?;
         Ok(page_connection(

@@ -99,6 +99,34 @@ impl Connection {
     async fn show_in_sync_panel(&self) -> bool {
         self.0.spec.show_in_sync_panel
     }
+    /// While paused, webhooks are still received and stored, and wait as UNPROCESSED.
+    async fn paused(&self) -> bool {
+        self.0.paused
+    }
+    /// Requests in flight at once to the destination.
+    async fn max_concurrency(&self) -> u32 {
+        self.0.spec.limits.max_concurrency
+    }
+    /// Requests per second to the destination (null: unlimited).
+    async fn requests_per_second(&self) -> Option<u32> {
+        self.0.spec.limits.requests_per_second
+    }
+    /// Names of the header credentials (their values are write-only).
+    async fn credential_names(&self) -> Vec<&str> {
+        self.0
+            .spec
+            .credentials
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+    async fn has_basic_auth(&self) -> bool {
+        self.0.spec.basic_auth.is_some()
+    }
+    /// The OAuth2 token URL, when the destination uses client credentials.
+    async fn oauth2_token_url(&self) -> Option<&str> {
+        self.0.spec.oauth2.as_ref().map(|o| o.token_url.as_str())
+    }
     async fn touchpoints(&self, ctx: &Context<'_>) -> ApiResult<Vec<Touchpoint>> {
         let api = ctx.data_unchecked::<ApiContext>();
         let touchpoints = api.store.touchpoints(Some(self.0.id)).await?;
@@ -452,6 +480,11 @@ impl BucketEntry {
     async fn next_attempt_at(&self) -> DateTime<Utc> {
         self.0.next_attempt_at
     }
+    /// Set while a worker holds the event; a lease that passes without an outcome (the
+    /// worker died) makes the event claimable again.
+    async fn leased_until(&self) -> Option<DateTime<Utc>> {
+        self.0.lease_until
+    }
     /// The parsed source payload (JSON).
     async fn payload(&self) -> Json<&Value> {
         Json(&self.0.payload)
@@ -486,6 +519,12 @@ impl BucketEntry {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// Every delivery attempt, oldest first.
+    async fn attempt_history(&self, ctx: &Context<'_>) -> ApiResult<Vec<Attempt>> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        let attempts = api.store.attempts(self.0.id).await?;
+        Ok(attempts.into_iter().map(Attempt).collect())
+    }
     /// This event's log entries, newest first.
     async fn logs(
         &self,
@@ -504,6 +543,50 @@ impl BucketEntry {
             })
             .await?;
         Ok(page.items.into_iter().map(LogEntry).collect())
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "hookplane_store::AttemptTrigger")]
+pub enum AttemptTrigger {
+    /// Processed as it arrived (and retried).
+    Auto,
+    /// Processed after a resync.
+    Resync,
+}
+
+/// One delivery attempt of an event.
+pub struct Attempt(pub store::Attempt);
+
+#[Object]
+impl Attempt {
+    /// 1 for the first attempt; counting restarts after a resync.
+    async fn number(&self) -> i32 {
+        self.0.number
+    }
+    async fn started_at(&self) -> DateTime<Utc> {
+        self.0.started_at
+    }
+    async fn duration_ms(&self) -> u64 {
+        self.0.duration_ms
+    }
+    /// HTTP status the destination answered, if it answered.
+    async fn response_status(&self) -> Option<i32> {
+        self.0.response_status
+    }
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+    /// The start of the response body.
+    async fn response_snippet(&self) -> Option<&str> {
+        self.0.response_snippet.as_deref()
+    }
+    /// The published generation of the touchpoint that made the attempt.
+    async fn generation(&self) -> i64 {
+        self.0.generation
+    }
+    async fn trigger(&self) -> AttemptTrigger {
+        self.0.trigger.into()
     }
 }
 

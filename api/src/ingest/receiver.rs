@@ -18,7 +18,11 @@ use serde_json::{Map, Value, json};
 use tracing::{Span, field, instrument, warn};
 use uuid::Uuid;
 
-use crate::{http_error::HttpError, runtime::Route, server::AppState};
+use crate::{
+    http_error::HttpError,
+    runtime::{Route, Running},
+    server::AppState,
+};
 
 /// Intake limits.
 #[derive(Clone, Debug)]
@@ -191,6 +195,7 @@ async fn intake(
             touchpoint_id,
             headers: headers.clone(),
             raw_body: request.body.to_vec(),
+            ordering_key: ordering_key(running, &event.payload),
             payload: event.payload,
             dedupe_key: Some(event.dedupe_key),
         })
@@ -248,6 +253,22 @@ async fn intake(
         event_ids: &event_ids,
     });
     Ok((outcome, reply(ack)))
+}
+
+/// The event's ordering key, when its touchpoint orders per key. A key that evaluates to
+/// `null` or fails leaves the event unordered (and says so in the server log): refusing the
+/// webhook would lose it, and the bucket still shows the payload to fix the expression on.
+fn ordering_key(running: &Running, payload: &Value) -> Option<String> {
+    let expression = running.touchpoint.ordering_key.as_ref()?;
+    match expression.apply(payload) {
+        Ok(Value::Null) => None,
+        Ok(Value::String(key)) => Some(key),
+        Ok(other) => Some(other.to_string()),
+        Err(error) => {
+            warn!(%error, "the ordering key could not be computed; the event is not ordered");
+            None
+        }
+    }
 }
 
 fn reply(reply: Reply) -> Response {

@@ -98,7 +98,12 @@ impl Processor {
                     };
                 }
                 Err(error) => {
-                    return permanent_failure(&touchpoint.spec, None, error.to_string(), generation);
+                    return permanent_failure(
+                        &touchpoint.spec,
+                        None,
+                        error.to_string(),
+                        generation,
+                    );
                 }
             }
         }
@@ -134,16 +139,17 @@ impl Processor {
         };
         let started_at = Utc::now();
         let result = self.deliverer.send(delivery).await;
-        let attempt = |response_status: Option<u16>, error: Option<String>, snippet: Option<String>| {
-            Some(AttemptRecord {
-                started_at,
-                duration_ms: u64::try_from((Utc::now() - started_at).num_milliseconds())
-                    .unwrap_or(0),
-                response_status: response_status.map(i32::from),
-                error,
-                response_snippet: snippet.filter(|s| !s.is_empty()),
-            })
-        };
+        let attempt =
+            |response_status: Option<u16>, error: Option<String>, snippet: Option<String>| {
+                Some(AttemptRecord {
+                    started_at,
+                    duration_ms: u64::try_from((Utc::now() - started_at).num_milliseconds())
+                        .unwrap_or(0),
+                    response_status: response_status.map(i32::from),
+                    error,
+                    response_snippet: snippet.filter(|s| !s.is_empty()),
+                })
+            };
         let (error, response_status, elapsed, snippet) = match result {
             Ok(response) if (200..300).contains(&response.status) => {
                 self.metrics

@@ -101,4 +101,9 @@ impl Server {
             .expect("waiting for the server");
         assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
     }
+
+    /// SIGKILL: no chance to finish anything.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("killing the server");
+    }
 }

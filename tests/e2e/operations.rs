@@ -1,0 +1,217 @@
+//! Operating a touchpoint: pausing a connection, the dedupe window, the mapping preview,
+//! metrics and health.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::{
+    flows::{self, order, order_mapping, post_webhook},
+    on_both_backends,
+    support::{
+        Backend, Destination, Server, destination::Mode, eventually, gql_error_code, gql_ok,
+    },
+};
+
+on_both_backends!(
+    a_paused_connection_keeps_receiving_and_drains_when_resumed,
+    the_dedupe_window_is_configurable,
+    preview_maps_without_delivering,
+);
+
+const PAUSE: &str = "mutation($id: ID!, $paused: Boolean!) { setConnectionPaused(id: $id, paused: $paused) { id paused } }";
+
+async fn a_paused_connection_keeps_receiving_and_drains_when_resumed(backend: Backend) {
+    let destination = Destination::start(Mode::Ok).await;
+    let server = Server::start(&backend).await;
+    let connection = flows::connection(&server).await;
+    let touchpoint = flows::touchpoint(
+        &server,
+        &connection,
+        json!({
+            "name": "Orders",
+            "source": { "endpoint": "orders", "verification": { "scheme": "none" } },
+            "destination": { "url": destination.url("/erp") },
+            "autoSync": true,
+        }),
+    )
+    .await;
+    flows::publish(&server, &touchpoint).await;
+    let paused = gql_ok(&server, PAUSE, json!({ "id": connection, "paused": true })).await;
+    assert_eq!(paused["setConnectionPaused"]["paused"], true);
+    let client = reqwest::Client::new();
+    for n in 0..5 {
+        let (status, _) = post_webhook(&client, &server, "orders", &json!({ "n": n })).await;
+        assert_eq!(status, 200, "intake continues while paused");
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(flows::counts(&server, &touchpoint).await["unprocessed"], 5);
+    assert!(
+        destination.received().is_empty(),
+        "nothing is delivered while paused"
+    );
+
+    gql_ok(&server, PAUSE, json!({ "id": connection, "paused": false })).await;
+    eventually(Duration::from_secs(20), "the held events drain", || async {
+        (flows::counts(&server, &touchpoint).await["success"] == 5).then_some(())
+    })
+    .await;
+    assert_eq!(
+        gql_error_code(
+            &server,
+            PAUSE,
+            json!({ "id": "00000000-0000-7000-8000-000000000000", "paused": true })
+        )
+        .await,
+        "CONNECTION_NOT_FOUND"
+    );
+    server.stop().await;
+}
+
+async fn the_dedupe_window_is_configurable(backend: Backend) {
+    // With a zero-hour window a repeated delivery id is a new event; with the default it is
+    // absorbed (see the per-app tests).
+    let server = Server::start_with(&backend, &["--dedupe-window-hours", "0"]).await;
+    let connection = flows::connection(&server).await;
+    let touchpoint = flows::touchpoint(
+        &server,
+        &connection,
+        json!({
+            "name": "Orders",
+            "source": { "endpoint": "orders", "verification": { "scheme": "none", "idHeader": "X-Delivery" } },
+            "destination": { "url": "http://127.0.0.1:9/unused" },
+        }),
+    )
+    .await;
+    flows::publish(&server, &touchpoint).await;
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let response = client
+            .post(server.url("/hooks/acme/orders"))
+            .header("x-delivery", "same-id")
+            .json(&json!({ "n": 1 }))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status(), 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(flows::counts(&server, &touchpoint).await["unprocessed"], 2);
+    server.stop().await;
+
+    let server = Server::start(&backend).await;
+    let response = client
+        .post(server.url("/hooks/acme/orders"))
+        .header("x-delivery", "same-id")
+        .json(&json!({ "n": 1 }))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        flows::counts(&server, &touchpoint).await["unprocessed"],
+        2,
+        "within the default 72 h window the repeat is absorbed"
+    );
+    server.stop().await;
+}
+
+async fn preview_maps_without_delivering(backend: Backend) {
+    let destination = Destination::start(Mode::Ok).await;
+    let server = Server::start(&backend).await;
+    let connection = flows::connection(&server).await;
+    let touchpoint = flows::touchpoint(
+        &server,
+        &connection,
+        json!({
+            "name": "Orders",
+            "source": { "endpoint": "orders", "verification": { "scheme": "none" } },
+            "destination": { "url": destination.url("/erp") },
+            "mapping": order_mapping(),
+            "filter": ".test != true",
+            "ordering": { "key": ".customer.id" },
+        }),
+    )
+    .await;
+    let preview = "mutation($id: ID!, $event: ID, $payload: JSON) {
+        previewMapping(touchpointId: $id, eventId: $event, payload: $payload) { generation skipped output orderingKey error } }";
+    let data = gql_ok(
+        &server,
+        preview,
+        json!({ "id": touchpoint, "payload": order(3, false) }),
+    )
+    .await;
+    assert_eq!(data["previewMapping"]["output"], flows::mapped_order(3));
+    assert_eq!(data["previewMapping"]["orderingKey"], 703);
+    assert_eq!(data["previewMapping"]["generation"], 1);
+    let data = gql_ok(
+        &server,
+        preview,
+        json!({ "id": touchpoint, "payload": order(4, true) }),
+    )
+    .await;
+    assert_eq!(data["previewMapping"]["skipped"], true);
+    let data = gql_ok(
+        &server,
+        preview,
+        json!({ "id": touchpoint, "payload": { "total_price": "abc" } }),
+    )
+    .await;
+    let error = data["previewMapping"]["error"]
+        .as_str()
+        .expect("a mapping error");
+    assert!(
+        error.contains("tonumber") || error.contains("Total"),
+        "{error}"
+    );
+
+    // A stored event can be previewed too; nothing is delivered either way.
+    flows::publish(&server, &touchpoint).await;
+    let (_, answer) =
+        post_webhook(&reqwest::Client::new(), &server, "orders", &order(5, false)).await;
+    let event = answer["eventIds"][0].clone();
+    let data = gql_ok(
+        &server,
+        preview,
+        json!({ "id": touchpoint, "event": event }),
+    )
+    .await;
+    assert_eq!(data["previewMapping"]["output"], flows::mapped_order(5));
+    assert!(
+        destination.received().is_empty(),
+        "auto-sync is off and previews never deliver"
+    );
+    assert_eq!(
+        gql_error_code(&server, preview, json!({ "id": touchpoint })).await,
+        "INVALID_INPUT"
+    );
+
+    // Health and metrics.
+    let client = reqwest::Client::new();
+    let health = client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+    let ready = client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("hookplane_webhooks_received_total{outcome=\"accepted\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hookplane_http_request_duration_seconds_bucket"));
+    server.stop().await;
+}
