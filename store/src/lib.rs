@@ -1,8 +1,9 @@
 //! Durable storage for Hookplane on SQLite (embedded) or PostgreSQL (cluster).
 //!
-//! [`Store`] holds the portal model (organization, connections, touchpoints with a draft and a
-//! published spec, write-only secrets), each touchpoint's resync bucket (the events, which
-//! double as the sync worker's queue) and its log bucket.
+//! [`Store`] holds the portal model (organization, connections that can be paused,
+//! touchpoints with a draft and a published spec, write-only secrets, JSON schemas of source
+//! entities), each touchpoint's resync bucket (the events, which double as the sync worker's
+//! queue, with the attempt history of each) and its log bucket.
 //!
 //! Guarantees to the next step:
 //! - [`Store::append_events`] returns only after the events are committed (SQLite:
@@ -15,10 +16,16 @@
 //!   processing. An outcome and its attempt row commit together.
 //! - Events sharing a touchpoint and an ordering key are leased one at a time, in arrival
 //!   order (a FAILED head holds its key unless parked), under any number of concurrent
-//!   claimers on either backend.
+//!   claimers on either backend. Events of a paused connection are kept but not claimed.
+//! - A dedupe key absorbs duplicates for [`StoreOptions::dedupe_window`] after its event
+//!   arrived; later, the same key is a new event.
+//! - [`Store::purge`] never deletes an UNPROCESSED event, and works in bounded batches beside
+//!   intake and delivery.
 //! - [`Store::subscribe`] delivers a [`Change`] only after the change is committed, so a
 //!   subscriber that loads the row sees it.
 //! - Ids are UUIDv7: ordering by id is ordering by creation time, on both backends.
+//! - Every timestamp the store sets comes from [`StoreOptions::clock`] (tests use a
+//!   [`ManualClock`]).
 
 #![forbid(unsafe_code)]
 
