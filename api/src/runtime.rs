@@ -15,7 +15,10 @@ use hookplane_store::{Store, StoreError};
 use tracing::warn;
 use uuid::Uuid;
 
-use crate::spec::{self, ValidatedTouchpoint};
+use crate::{
+    schemas::SourceSchema,
+    spec::{self, ValidatedTouchpoint},
+};
 
 /// A published touchpoint as it runs.
 pub struct Running {
@@ -28,6 +31,8 @@ pub struct Running {
     pub app: &'static dyn SourceApp,
     /// The verification settings with their secret values resolved.
     pub verifier: VerifierConfig,
+    /// The source schema payloads are validated against, if the touchpoint names one.
+    pub schema: Option<SourceSchema>,
 }
 
 /// One consistent view of the organization and its published touchpoints.
@@ -158,6 +163,22 @@ impl Runtime {
                 VerifierConfig::resolve_with(verification, |reference: &SecretKeyRef| {
                     secrets.get(reference).cloned()
                 });
+            let schema = match published.spec.source.schema.as_deref() {
+                None => None,
+                Some(name) => match self.store.schema(name).await? {
+                    Some(stored) => match SourceSchema::compile(name, &stored.document) {
+                        Ok(schema) => Some(schema),
+                        Err(error) => {
+                            warn!(touchpoint = %touchpoint.id, schema = name, %error, "the source schema does not compile; not running the touchpoint");
+                            continue;
+                        }
+                    },
+                    None => {
+                        warn!(touchpoint = %touchpoint.id, schema = name, "the source schema is missing; not running the touchpoint");
+                        continue;
+                    }
+                },
+            };
             let running = Arc::new(Running {
                 id: touchpoint.id,
                 connection_id: touchpoint.connection_id,
@@ -166,6 +187,7 @@ impl Runtime {
                 touchpoint: validated,
                 app,
                 verifier,
+                schema,
             });
             snapshot
                 .by_endpoint

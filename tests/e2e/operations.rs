@@ -17,6 +17,7 @@ on_both_backends!(
     a_paused_connection_keeps_receiving_and_drains_when_resumed,
     the_dedupe_window_is_configurable,
     preview_maps_without_delivering,
+    payloads_are_validated_against_the_source_schema,
 );
 
 const PAUSE: &str = "mutation($id: ID!, $paused: Boolean!) { setConnectionPaused(id: $id, paused: $paused) { id paused } }";
@@ -213,5 +214,81 @@ async fn preview_maps_without_delivering(backend: Backend) {
         "{metrics}"
     );
     assert!(metrics.contains("hookplane_http_request_duration_seconds_bucket"));
+    server.stop().await;
+}
+
+async fn payloads_are_validated_against_the_source_schema(backend: Backend) {
+    let destination = Destination::start(Mode::Ok).await;
+    let server = Server::start(&backend).await;
+    let connection = flows::connection(&server).await;
+    let touchpoint = flows::touchpoint(
+        &server,
+        &connection,
+        json!({
+            "name": "Orders",
+            "source": { "endpoint": "orders", "schema": "Order", "verification": { "scheme": "none" } },
+            "destination": { "url": destination.url("/erp") },
+            "mapping": order_mapping(),
+            "autoSync": true,
+        }),
+    )
+    .await;
+    // Publishing needs the schema it names.
+    assert_eq!(
+        gql_error_code(&server, flows::PUBLISH, json!({ "id": touchpoint })).await,
+        "SCHEMA_NOT_FOUND"
+    );
+    let import = "mutation($name: String!, $doc: JSON!) { importSchema(name: $name, document: $doc) { name } }";
+    assert_eq!(
+        gql_error_code(
+            &server,
+            import,
+            json!({ "name": "Order", "doc": { "type": 12 } })
+        )
+        .await,
+        "INVALID_SCHEMA"
+    );
+    let inferred = gql_ok(
+        &server,
+        "mutation($sample: JSON!) { inferSchema(name: \"Order\", sample: $sample) { name document } }",
+        json!({ "sample": order(1, false) }),
+    )
+    .await;
+    assert_eq!(
+        inferred["inferSchema"]["document"]["properties"]["customer"]["type"],
+        "object"
+    );
+    flows::publish(&server, &touchpoint).await;
+
+    let client = reqwest::Client::new();
+    post_webhook(&client, &server, "orders", &order(2, false)).await;
+    let mut wrong = order(3, false);
+    wrong["customer"]["id"] = json!("not a number");
+    post_webhook(&client, &server, "orders", &wrong).await;
+    eventually(Duration::from_secs(20), "both processed", || async {
+        let counts = flows::counts(&server, &touchpoint).await;
+        (counts["success"] == 1 && counts["failed"] == 1).then_some(())
+    })
+    .await;
+    let failed = flows::bucket(&server, &touchpoint, Some("FAILED")).await;
+    let error = failed[0]["lastError"].as_str().expect("error");
+    assert!(
+        error.contains("Order") && error.contains("/customer/id"),
+        "{error}"
+    );
+    assert_eq!(
+        destination.received().len(),
+        1,
+        "the invalid payload was not delivered"
+    );
+    assert_eq!(
+        gql_error_code(
+            &server,
+            "mutation { deleteSchema(name: \"Order\") }",
+            json!({})
+        )
+        .await,
+        "SCHEMA_IN_USE"
+    );
     server.stop().await;
 }

@@ -16,9 +16,9 @@ use super::{
         CreateConnectionInput, CreateTouchpointInput, RegisterUrlInput, SecretWrites,
         UpdateTouchpointInput,
     },
-    types::{BucketEntry, Connection, EventStatus, Organization, Touchpoint},
+    types::{BucketEntry, Connection, EventStatus, Organization, SchemaDocument, Touchpoint},
 };
-use crate::spec;
+use crate::{schemas::SourceSchema, spec};
 
 pub struct MutationRoot;
 
@@ -101,6 +101,71 @@ impl MutationRoot {
         let connection = api.store.create_connection(spec).await?;
         write_secrets(api, secrets).await?;
         Ok(Connection(connection))
+    }
+
+    /// Store a JSON Schema (draft 2020-12) for a source entity; replaces one of that name.
+    /// Touchpoints whose `source.schema` names it validate payloads against it once
+    /// published: a payload that does not match is FAILED with the validation errors.
+    async fn import_schema(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        document: Json<Value>,
+    ) -> ApiResult<SchemaDocument> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        check_schema_name(&name)?;
+        SourceSchema::compile(&name, &document.0)
+            .map_err(|error| ApiError::invalid("INVALID_SCHEMA", error))?;
+        let schema = api.store.put_schema(&name, document.0).await?;
+        api.runtime.reload().await?;
+        Ok(SchemaDocument(schema))
+    }
+
+    /// Infer a JSON Schema from a sample payload and store it under `name`.
+    async fn infer_schema(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        sample: Json<Value>,
+    ) -> ApiResult<SchemaDocument> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        check_schema_name(&name)?;
+        let document = crate::schemas::infer(&name, &sample.0);
+        let schema = api.store.put_schema(&name, document).await?;
+        api.runtime.reload().await?;
+        Ok(SchemaDocument(schema))
+    }
+
+    /// Delete a schema no touchpoint uses.
+    async fn delete_schema(&self, ctx: &Context<'_>, name: String) -> ApiResult<bool> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        let users: Vec<String> = api
+            .store
+            .touchpoints(None)
+            .await?
+            .into_iter()
+            .filter(|t| {
+                t.spec.source.schema.as_deref() == Some(name.as_str())
+                    || t.published
+                        .as_ref()
+                        .and_then(|p| p.spec.source.schema.as_deref())
+                        == Some(name.as_str())
+            })
+            .map(|t| t.spec.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(ApiError::invalid(
+                "SCHEMA_IN_USE",
+                format!("touchpoints use this schema: {}", users.join(", ")),
+            ));
+        }
+        if !api.store.delete_schema(&name).await? {
+            return Err(ApiError::invalid(
+                "SCHEMA_NOT_FOUND",
+                format!("no schema {name:?}"),
+            ));
+        }
+        Ok(true)
     }
 
     /// Pause or resume deliveries to a connection's destination. While paused, webhooks are
@@ -237,6 +302,16 @@ impl MutationRoot {
             .ok_or_else(|| connection_not_found(current.connection_id))?;
         check_spec(&current.spec, &connection.spec)?;
         check_verification(&current.spec)?;
+        if let Some(name) = current.spec.source.schema.as_deref()
+            && api.store.schema(name).await?.is_none()
+        {
+            return Err(ApiError::invalid(
+                "SCHEMA_NOT_FOUND",
+                format!(
+                    "source.schema names {name:?}, which is not stored (importSchema or inferSchema)"
+                ),
+            ));
+        }
         let touchpoint = api.store.publish_touchpoint(id).await?;
         api.runtime.reload().await?;
         log(
@@ -463,6 +538,21 @@ impl MutationRoot {
         .await;
         api.wake_worker.notify_one();
         Ok(ResyncResult { count })
+    }
+}
+
+fn check_schema_name(name: &str) -> ApiResult<()> {
+    let valid = (1..=100).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "INVALID_SCHEMA",
+            "a schema name is 1-100 characters of letters, digits, '_', '-' and '.'",
+        ))
     }
 }
 

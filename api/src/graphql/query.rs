@@ -8,8 +8,8 @@ use super::{
     ApiContext,
     error::{ApiError, ApiResult, parse_id},
     types::{
-        App, BucketEntry, Connection, EventStatus, LogEntry, LogLevel, Organization, Touchpoint,
-        page_connection, parse_cursor,
+        App, BucketEntry, Connection, EventStatus, LogEntry, LogLevel, Organization,
+        SchemaDocument, Touchpoint, page_connection, parse_cursor,
     },
 };
 
@@ -29,6 +29,23 @@ impl QueryRoot {
             .iter()
             .map(|app| App::from(app.info()))
             .collect()
+    }
+
+    /// Every stored source schema.
+    async fn schemas(&self, ctx: &Context<'_>) -> ApiResult<Vec<SchemaDocument>> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        Ok(api
+            .store
+            .schemas()
+            .await?
+            .into_iter()
+            .map(SchemaDocument)
+            .collect())
+    }
+
+    async fn schema(&self, ctx: &Context<'_>, name: String) -> ApiResult<Option<SchemaDocument>> {
+        let api = ctx.data_unchecked::<ApiContext>();
+        Ok(api.store.schema(&name).await?.map(SchemaDocument))
     }
 
     async fn connections(&self, ctx: &Context<'_>) -> ApiResult<Vec<Connection>> {

@@ -590,6 +590,26 @@ impl Attempt {
     }
 }
 
+/// A JSON Schema for a source entity (`Order`, `Customer`, ...).
+pub struct SchemaDocument(pub store::Schema);
+
+#[Object(name = "Schema")]
+impl SchemaDocument {
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The JSON Schema document.
+    async fn document(&self) -> Json<&Value> {
+        Json(&self.0.document)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
 /// One entry of a log bucket.
 pub struct LogEntry(pub store::LogEntry);
 

@@ -85,6 +85,16 @@ impl Processor {
     async fn decide(&self, running: &Running, event: &Event) -> Decision {
         let generation = running.generation;
         let touchpoint = &running.touchpoint;
+        if let Some(schema) = &running.schema
+            && let Err(errors) = schema.check(&event.payload)
+        {
+            let message = format!(
+                "the payload does not match the source schema {}: {}",
+                schema.name,
+                errors.join("; ")
+            );
+            return permanent_failure(&touchpoint.spec, None, message, generation);
+        }
         if let Some(filter) = &touchpoint.filter {
             match filter.matches(&event.payload) {
                 Ok(true) => {}
