@@ -5,7 +5,7 @@ use std::{net::SocketAddr, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 use hookplane::{
     ingest::IngestConfig,
-    server::{self, ServeConfig},
+    server::{self, RetentionConfig, ServeConfig},
     sync::WorkerConfig,
     telemetry,
 };
@@ -72,6 +72,17 @@ enum Command {
         /// apps' retry schedules: Shopify hours, Salesforce 24 h, BigCommerce 48 h).
         #[arg(long, env = "HOOKPLANE_DEDUPE_WINDOW_HOURS", default_value_t = 72)]
         dedupe_window_hours: u64,
+        /// Days SUCCESS, FAILED and SKIPPED events and log entries are kept (UNPROCESSED
+        /// events are never purged).
+        #[arg(long, env = "HOOKPLANE_RETENTION_DAYS", default_value_t = 30)]
+        retention_days: u64,
+        /// Seconds between retention runs.
+        #[arg(
+            long,
+            env = "HOOKPLANE_RETENTION_INTERVAL_SECONDS",
+            default_value_t = 600
+        )]
+        retention_interval_seconds: u64,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -125,6 +136,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             worker_concurrency,
             lease_seconds,
             dedupe_window_hours,
+            retention_days,
+            retention_interval_seconds,
         } => {
             let config = ServeConfig {
                 listen,
@@ -135,6 +148,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     concurrency: worker_concurrency,
                     lease: Duration::from_secs(lease_seconds.max(1)),
                     ..WorkerConfig::default()
+                },
+                retention: RetentionConfig {
+                    max_age: Duration::from_secs(retention_days.saturating_mul(24 * 3600)),
+                    interval: Duration::from_secs(retention_interval_seconds.max(1)),
+                    ..RetentionConfig::default()
                 },
             };
             let shutdown = CancellationToken::new();

@@ -48,6 +48,29 @@ pub struct ServeConfig {
     pub dedupe_window: std::time::Duration,
     pub ingest: IngestConfig,
     pub worker: WorkerConfig,
+    pub retention: RetentionConfig,
+}
+
+/// Background purge of old bucket entries and logs.
+#[derive(Clone, Debug)]
+pub struct RetentionConfig {
+    /// Terminal events (SUCCESS, FAILED, SKIPPED) and logs older than this are purged.
+    /// UNPROCESSED events are never purged.
+    pub max_age: std::time::Duration,
+    /// How often the purge runs.
+    pub interval: std::time::Duration,
+    /// Rows per statement, so intake and delivery never wait long.
+    pub batch: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            max_age: std::time::Duration::from_secs(30 * 24 * 3600),
+            interval: std::time::Duration::from_secs(600),
+            batch: 1_000,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +118,7 @@ pub async fn serve(
         dedupe_window,
         ingest,
         worker,
+        retention,
     } = config;
     let options = StoreOptions {
         dedupe_window,
@@ -131,6 +155,13 @@ pub async fn serve(
     let worker_shutdown = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(worker_shutdown.clone()));
 
+    let retention_task = tokio::spawn(purge_periodically(
+        store.clone(),
+        Arc::clone(&state.metrics),
+        retention,
+        shutdown.clone(),
+    ));
+
     on_listening(local);
     let app = router(state);
     let served = axum::serve(listener, app)
@@ -142,9 +173,53 @@ pub async fn serve(
     if let Err(error) = worker_task.await {
         error!(%error, "worker task ended abnormally");
     }
+    if let Err(error) = retention_task.await {
+        error!(%error, "retention task ended abnormally");
+    }
     store.close().await;
     info!("shut down cleanly");
     served.map_err(ServeError::Serve)
+}
+
+/// Purge old entries every `interval` until shutdown.
+async fn purge_periodically(
+    store: Store,
+    metrics: Arc<Metrics>,
+    retention: RetentionConfig,
+    shutdown: CancellationToken,
+) {
+    let max_age = chrono::Duration::from_std(retention.max_age).unwrap_or(chrono::Duration::MAX);
+    loop {
+        let cutoff = chrono::Utc::now().checked_sub_signed(max_age);
+        if let Some(cutoff) = cutoff {
+            let span = tracing::info_span!("retention", %cutoff);
+            let purged =
+                tracing::Instrument::instrument(store.purge(cutoff, retention.batch), span).await;
+            match purged {
+                Ok(stats) => {
+                    for (kind, rows) in [
+                        ("events", stats.events),
+                        ("logs", stats.logs),
+                        ("attempts", stats.attempts),
+                    ] {
+                        metrics.purged.with_label_values(&[kind]).inc_by(rows);
+                    }
+                    if stats.events + stats.logs > 0 {
+                        info!(
+                            events = stats.events,
+                            logs = stats.logs,
+                            "retention purged old entries"
+                        );
+                    }
+                }
+                Err(error) => error!(%error, "retention purge failed; retrying next interval"),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(retention.interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -164,6 +239,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    match state.store.count_events_by_status_all().await {
+        Ok(counts) => {
+            for (status, count) in [
+                ("UNPROCESSED", counts.unprocessed),
+                ("SUCCESS", counts.success),
+                ("FAILED", counts.failed),
+                ("SKIPPED", counts.skipped),
+            ] {
+                state
+                    .metrics
+                    .bucket_events
+                    .with_label_values(&[status])
+                    .set(count);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "counting bucket events for /metrics"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

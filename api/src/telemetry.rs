@@ -4,7 +4,8 @@
 //! values only (routes, outcomes, statuses), never object names or ids.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric Hookplane exports.
@@ -20,6 +21,11 @@ pub struct Metrics {
     pub delivery_duration: HistogramVec,
     /// Events currently being processed by this process's worker.
     pub events_in_flight: IntGauge,
+    /// Events in the resync buckets by status (all touchpoints; read from the store when
+    /// metrics are scraped, so every replica reports the same shared figure).
+    pub bucket_events: IntGaugeVec,
+    /// Rows removed by retention, by kind (`events`, `logs`, `attempts`).
+    pub purged: IntCounterVec,
 }
 
 impl Metrics {
@@ -58,12 +64,27 @@ impl Metrics {
         let events_in_flight =
             IntGauge::new("events_in_flight", "Events being processed by the worker")
                 .expect("valid metric definition");
+        let bucket_events = IntGaugeVec::new(
+            Opts::new("bucket_events", "Events in the resync buckets, by status"),
+            &["status"],
+        )
+        .expect("valid metric definition");
+        let purged = IntCounterVec::new(
+            Opts::new(
+                "retention_purged_total",
+                "Rows removed by retention, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric definition");
         for collector in [
             Box::new(http_request_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(webhooks_received.clone()),
             Box::new(events_processed.clone()),
             Box::new(delivery_duration.clone()),
             Box::new(events_in_flight.clone()),
+            Box::new(bucket_events.clone()),
+            Box::new(purged.clone()),
         ] {
             registry
                 .register(collector)
@@ -76,6 +97,8 @@ impl Metrics {
             events_processed,
             delivery_duration,
             events_in_flight,
+            bucket_events,
+            purged,
         }
     }
 

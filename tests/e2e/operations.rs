@@ -18,6 +18,7 @@ on_both_backends!(
     the_dedupe_window_is_configurable,
     preview_maps_without_delivering,
     payloads_are_validated_against_the_source_schema,
+    retention_purges_old_entries_but_never_unprocessed_ones,
 );
 
 const PAUSE: &str = "mutation($id: ID!, $paused: Boolean!) { setConnectionPaused(id: $id, paused: $paused) { id paused } }";
@@ -289,6 +290,68 @@ async fn payloads_are_validated_against_the_source_schema(backend: Backend) {
         )
         .await,
         "SCHEMA_IN_USE"
+    );
+    server.stop().await;
+}
+
+async fn retention_purges_old_entries_but_never_unprocessed_ones(backend: Backend) {
+    let destination = Destination::start(Mode::Ok).await;
+    // Retention of zero days, every second: anything finished is old at once.
+    let args = ["--retention-days", "0", "--retention-interval-seconds", "1"];
+    let server = Server::start_with(&backend, &args).await;
+    let connection = flows::connection(&server).await;
+    let mut ids = Vec::new();
+    for (endpoint, auto_sync) in [("delivered", true), ("waiting", false)] {
+        let id = flows::touchpoint(
+            &server,
+            &connection,
+            json!({
+                "name": endpoint,
+                "source": { "endpoint": endpoint, "verification": { "scheme": "none" } },
+                "destination": { "url": destination.url("/erp") },
+                "autoSync": auto_sync,
+            }),
+        )
+        .await;
+        flows::publish(&server, &id).await;
+        ids.push(id);
+    }
+    let client = reqwest::Client::new();
+    for n in 0..5 {
+        post_webhook(&client, &server, "delivered", &json!({ "n": n })).await;
+        post_webhook(&client, &server, "waiting", &json!({ "n": n })).await;
+    }
+    eventually(
+        Duration::from_secs(30),
+        "delivered events purged",
+        || async {
+            let counts = flows::counts(&server, &ids[0]).await;
+            (counts == json!({ "unprocessed": 0, "success": 0, "failed": 0, "skipped": 0 })
+                && destination.received().len() == 5)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        flows::counts(&server, &ids[1]).await["unprocessed"],
+        5,
+        "UNPROCESSED events are never purged"
+    );
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("hookplane_retention_purged_total{kind=\"events\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hookplane_bucket_events{status=\"UNPROCESSED\"} 5"),
+        "{metrics}"
     );
     server.stop().await;
 }
