@@ -65,6 +65,7 @@ pub use crate::{
         Appended, Attempt, AttemptRecord, AttemptTrigger, Event, EventQuery, EventStatus, NewEvent,
         Outcome, ParseStatusError, StatusCounts,
         attempts::{ERROR_MAX_BYTES, SNIPPET_MAX_BYTES},
+        queue::ClaimFilter,
     },
     logs::{LogEntry, LogLevel, LogQuery, NewLog, ParseLevelError},
     organization::Organization,

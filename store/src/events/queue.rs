@@ -42,6 +42,16 @@ use crate::{
 /// Ids per statement when resyncing, well below every backend's parameter limit.
 const RESYNC_CHUNK: usize = 500;
 
+/// Which touchpoints a claim may take events of, beyond the rule that they are published,
+/// have auto-sync on and their connection is not paused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClaimFilter {
+    /// Only these touchpoints (a worker that runs one connection's touchpoints).
+    pub only: Option<Vec<Uuid>>,
+    /// Never these touchpoints (destinations that are saturated or holding off).
+    pub exclude: Vec<Uuid>,
+}
+
 impl Store {
     /// Leases up to `limit` due events until `now + lease` and returns them oldest first,
     /// each with the claim's `lease_id`. Of the events sharing a touchpoint and ordering key,
@@ -53,7 +63,19 @@ impl Store {
         lease: std::time::Duration,
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
-        if limit == 0 {
+        self.claim_due_events_where(now, lease, limit, &ClaimFilter::default())
+            .await
+    }
+
+    /// [`Store::claim_due_events`], restricted by `filter`.
+    pub async fn claim_due_events_where(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u64,
+        filter: &ClaimFilter,
+    ) -> Result<Vec<Event>, StoreError> {
+        if limit == 0 || filter.only.as_ref().is_some_and(Vec::is_empty) {
             return Ok(Vec::new());
         }
         let now = time::stored(now);
@@ -72,7 +94,7 @@ impl Store {
             )
             .and_where(
                 Expr::col((e.clone(), event::Column::TouchpointId))
-                    .in_subquery(runnable_touchpoints()),
+                    .in_subquery(runnable_touchpoints(filter)),
             )
             .and_where(ordering::held_back(Held::At(now)).not())
             .order_by((e, event::Column::Id), Order::Asc)
@@ -205,6 +227,17 @@ impl Store {
     /// own lease's end, if it has one. `None` when there is nothing to wait for (a key blocked by a FAILED head waits for
     /// a resync, an event behind one in flight for that event's outcome: wake the worker then).
     pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_due_at_where(&ClaimFilter::default()).await
+    }
+
+    /// [`Store::next_due_at`] among the events `filter` lets a claim take.
+    pub async fn next_due_at_where(
+        &self,
+        filter: &ClaimFilter,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        if filter.only.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(None);
+        }
         let e = ordering::candidate();
         let lease_until = || Expr::col((e.clone(), event::Column::LeaseUntil));
         let next_attempt_at = Expr::col((e.clone(), event::Column::NextAttemptAt));
@@ -218,7 +251,8 @@ impl Store {
                 Expr::col((e.clone(), event::Column::Status)).eq(EventStatus::Unprocessed.as_str()),
             )
             .and_where(
-                Expr::col((e, event::Column::TouchpointId)).in_subquery(runnable_touchpoints()),
+                Expr::col((e, event::Column::TouchpointId))
+                    .in_subquery(runnable_touchpoints(filter)),
             )
             .to_owned();
         let row = self
@@ -235,20 +269,28 @@ impl Store {
     }
 }
 
-/// Ids of the touchpoints the worker runs: published, auto-sync on, connection not paused.
-fn runnable_touchpoints() -> SelectStatement {
+/// Ids of the touchpoints the worker runs: published, auto-sync on, connection not paused,
+/// and allowed by `filter`.
+fn runnable_touchpoints(filter: &ClaimFilter) -> SelectStatement {
     let paused = Query::select()
         .column(connection::Column::Id)
         .from(connection::Entity)
         .and_where(connection::Column::Paused.eq(true))
         .to_owned();
-    Query::select()
+    let mut query = Query::select()
         .column(touchpoint::Column::Id)
         .from(touchpoint::Entity)
         .and_where(touchpoint::Column::PublishedSpec.is_not_null())
         .and_where(touchpoint::Column::AutoSync.eq(true))
         .and_where(touchpoint::Column::ConnectionId.not_in_subquery(paused))
-        .to_owned()
+        .to_owned();
+    if let Some(only) = &filter.only {
+        query.and_where(touchpoint::Column::Id.is_in(only.iter().copied()));
+    }
+    if !filter.exclude.is_empty() {
+        query.and_where(touchpoint::Column::Id.is_not_in(filter.exclude.iter().copied()));
+    }
+    query
 }
 
 /// Applies an outcome on `txn` (inside the group-commit writer): updates the event if it

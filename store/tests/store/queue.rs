@@ -3,7 +3,7 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use hookplane_store::{EventStatus, Outcome, StoreError};
+use hookplane_store::{ClaimFilter, EventStatus, Outcome, StoreError};
 use serde_json::json;
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -16,6 +16,7 @@ backend_tests!(
     outcomes_are_recorded,
     failed_events_are_resynced,
     next_due_time_and_subsecond_order,
+    claim_filters_include_and_exclude_touchpoints,
 );
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -398,4 +399,64 @@ async fn next_due_time_and_subsecond_order(h: &Harness) {
         .await
         .expect("claim");
     assert_eq!(ids(&claimed), [a]);
+}
+
+async fn claim_filters_include_and_exclude_touchpoints(h: &Harness) {
+    let orders = h.running_touchpoint("orders").await;
+    let refunds = h.running_touchpoint("refunds").await;
+    let order_event = append(&h.store, orders.id, 1).await[0];
+    let refund_event = append(&h.store, refunds.id, 1).await[0];
+    let now = Utc::now() + secs(1);
+
+    let only_refunds = ClaimFilter {
+        only: Some(vec![refunds.id]),
+        exclude: Vec::new(),
+    };
+    assert!(
+        h.store
+            .next_due_at_where(&only_refunds)
+            .await
+            .expect("due")
+            .is_some()
+    );
+    let claimed = h
+        .store
+        .claim_due_events_where(now, LEASE, 10, &only_refunds)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&claimed), vec![refund_event]);
+
+    let nothing = ClaimFilter {
+        only: Some(Vec::new()),
+        exclude: Vec::new(),
+    };
+    assert!(
+        h.store
+            .claim_due_events_where(now, LEASE, 10, &nothing)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert_eq!(
+        h.store.next_due_at_where(&nothing).await.expect("due"),
+        None
+    );
+
+    let not_orders = ClaimFilter {
+        only: None,
+        exclude: vec![orders.id],
+    };
+    assert!(
+        h.store
+            .claim_due_events_where(now, LEASE, 10, &not_orders)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let claimed = h
+        .store
+        .claim_due_events(now, LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&claimed), vec![order_event]);
 }
