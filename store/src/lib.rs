@@ -39,6 +39,7 @@ mod logs;
 mod migration;
 mod organization;
 mod page;
+mod rendered;
 mod retention;
 mod schemas;
 mod secrets;
@@ -70,6 +71,7 @@ pub use crate::{
     logs::{LogEntry, LogLevel, LogQuery, NewLog, ParseLevelError},
     organization::Organization,
     page::Page,
+    rendered::ExternalTouchpoint,
     retention::{MAX_PURGE_BATCH, PurgeStats},
     schemas::Schema,
     time::{Clock, ManualClock},

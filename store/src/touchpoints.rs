@@ -311,7 +311,7 @@ async fn lock_touchpoint(
 
 /// Fails with `EndpointTaken` when a touchpoint other than `except` uses `endpoint` in its
 /// draft or its published spec.
-async fn ensure_endpoint_free(
+pub(crate) async fn ensure_endpoint_free(
     txn: &impl ConnectionTrait,
     endpoint: &str,
     except: Option<Uuid>,
@@ -339,7 +339,7 @@ async fn ensure_endpoint_free(
 }
 
 /// A save error; a unique violation is a concurrent writer that took the endpoint first.
-fn save_error(error: DbErr, endpoint: &str) -> StoreError {
+pub(crate) fn save_error(error: DbErr, endpoint: &str) -> StoreError {
     if is_unique_violation(&error) {
         StoreError::EndpointTaken {
             endpoint: endpoint.to_owned(),

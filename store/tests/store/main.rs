@@ -12,6 +12,7 @@ mod ordering;
 mod pause;
 mod portal;
 mod queue;
+mod rendered;
 mod reports;
 mod retention;
 mod schemas;
