@@ -22,7 +22,7 @@ async fn external_touchpoints_are_upserted_published_under_their_ids(h: &Harness
         .apply_external(
             connection_id,
             &connection_spec("shop-to-erp"),
-            &[external.clone()],
+            std::slice::from_ref(&external),
         )
         .await
         .expect("apply");
@@ -44,7 +44,7 @@ async fn external_touchpoints_are_upserted_published_under_their_ids(h: &Harness
         .apply_external(
             connection_id,
             &connection_spec("shop-to-erp"),
-            &[external.clone()],
+            std::slice::from_ref(&external),
         )
         .await
         .expect("apply again");
@@ -78,7 +78,11 @@ async fn external_touchpoints_are_upserted_published_under_their_ids(h: &Harness
     };
     let refused = h
         .store
-        .apply_external(connection_id, &connection_spec("renamed"), &[clash.clone()])
+        .apply_external(
+            connection_id,
+            &connection_spec("renamed"),
+            std::slice::from_ref(&clash),
+        )
         .await;
     assert!(
         matches!(refused, Err(StoreError::EndpointTaken { .. })),
