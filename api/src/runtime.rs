@@ -5,11 +5,11 @@
 //! sees one consistent generation of a touchpoint and nothing restarts.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, hash_map::Entry},
     sync::{Arc, RwLock},
 };
 
-use hookplane_crds::SecretKeyRef;
+use hookplane_crds::{DestinationLimits, SecretKeyRef};
 use hookplane_sources::{SourceApp, VerifierConfig};
 use hookplane_store::{Store, StoreError};
 use tracing::warn;
@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::{
     schemas::SourceSchema,
     spec::{self, ValidatedTouchpoint},
+    sync::auth::ConnectionAuth,
 };
 
 /// A published touchpoint as it runs.
@@ -35,6 +36,15 @@ pub struct Running {
     pub schema: Option<SourceSchema>,
 }
 
+/// A connection's delivery settings as they run: its limits and its destination credentials
+/// with their secrets resolved.
+#[derive(Debug, PartialEq)]
+pub struct RunningConnection {
+    pub id: Uuid,
+    pub limits: DestinationLimits,
+    pub auth: ConnectionAuth,
+}
+
 /// One consistent view of the organization and its published touchpoints.
 #[derive(Default)]
 pub struct Snapshot {
@@ -42,6 +52,8 @@ pub struct Snapshot {
     pub organization: Option<String>,
     by_endpoint: HashMap<String, Arc<Running>>,
     by_id: HashMap<Uuid, Arc<Running>>,
+    /// The connections of published touchpoints.
+    connections: HashMap<Uuid, Arc<RunningConnection>>,
     /// Draft endpoints of touchpoints that are not published under that endpoint.
     unpublished: HashMap<String, Uuid>,
 }
@@ -78,6 +90,21 @@ impl Snapshot {
 
     pub fn touchpoint(&self, id: Uuid) -> Option<&Arc<Running>> {
         self.by_id.get(&id)
+    }
+
+    /// Every published touchpoint.
+    pub fn touchpoints(&self) -> impl Iterator<Item = &Arc<Running>> {
+        self.by_id.values()
+    }
+
+    /// The connections of published touchpoints.
+    pub fn connections(&self) -> impl Iterator<Item = &Arc<RunningConnection>> {
+        self.connections.values()
+    }
+
+    /// The delivery settings of a published touchpoint's connection.
+    pub fn connection(&self, id: Uuid) -> Option<&Arc<RunningConnection>> {
+        self.connections.get(&id)
     }
 }
 
@@ -179,6 +206,12 @@ impl Runtime {
                     }
                 },
             };
+            if let Entry::Vacant(entry) = snapshot.connections.entry(touchpoint.connection_id) {
+                let running = self
+                    .running_connection(touchpoint.connection_id, connection)
+                    .await?;
+                entry.insert(Arc::new(running));
+            }
             let running = Arc::new(Running {
                 id: touchpoint.id,
                 connection_id: touchpoint.connection_id,
@@ -199,5 +232,25 @@ impl Runtime {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(snapshot);
         Ok(())
+    }
+
+    /// A connection's limits and credentials, its secrets read from the store. A missing
+    /// secret is recorded in the credentials' problems (its deliveries fail until it exists).
+    async fn running_connection(
+        &self,
+        id: Uuid,
+        spec: &hookplane_crds::ConnectionSpec,
+    ) -> Result<RunningConnection, StoreError> {
+        let mut secrets = HashMap::new();
+        for reference in spec.secret_refs() {
+            if let Some(value) = self.store.secret(&reference.name, &reference.key).await? {
+                secrets.insert(reference.clone(), value);
+            }
+        }
+        Ok(RunningConnection {
+            id,
+            limits: spec.limits.clone(),
+            auth: ConnectionAuth::resolve(spec, |reference| secrets.get(reference).cloned()),
+        })
     }
 }

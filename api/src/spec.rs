@@ -10,6 +10,8 @@ use hookplane_crds::{ConnectionSpec, MappingSpec, TouchpointSpec};
 use hookplane_mapping::{Filter, Mapping};
 use url::Url;
 
+use crate::sync::template::UrlTemplate;
+
 /// A touchpoint spec that passed validation, with its jq programs compiled.
 #[derive(Clone)]
 pub struct ValidatedTouchpoint {
@@ -18,8 +20,9 @@ pub struct ValidatedTouchpoint {
     pub filter: Option<Filter>,
     /// The ordering key expression, when events are ordered per key.
     pub ordering_key: Option<Mapping>,
-    /// Absolute destination URL (relative URLs resolved against the connection's base URL).
-    pub destination_url: Url,
+    /// The destination URL template, compiled: relative templates resolve against the
+    /// connection's base URL, and placeholders are filled from the mapped output.
+    pub destination_url: UrlTemplate,
 }
 
 /// One reason a spec is invalid, with a stable code and the field it concerns.
@@ -152,6 +155,15 @@ pub fn validate(
             "must not exceed delivery.maxBackoffMs",
         ));
     }
+    if let Some(root) = &spec.destination.xml_root
+        && !is_xml_name(root)
+    {
+        errors.push(SpecError::new(
+            "INVALID_INPUT",
+            "destination.xmlRoot",
+            "not an XML element name (a letter or `_`, then letters, digits, `.`, `_` or `-`)",
+        ));
+    }
     for (index, header) in spec.destination.headers.iter().enumerate() {
         let name_ok = reqwest::header::HeaderName::from_bytes(header.name.as_bytes()).is_ok();
         let value_ok = reqwest::header::HeaderValue::from_str(&header.value).is_ok();
@@ -265,27 +277,23 @@ pub fn validate_connection(spec: &ConnectionSpec) -> Result<(), Vec<SpecError>> 
     }
 }
 
-fn resolve_destination(url: &str, connection: &ConnectionSpec) -> Result<Url, SpecError> {
-    let invalid = |message: &str| SpecError::new("INVALID_URL", "destination.url", message);
-    let resolved = match Url::parse(url) {
-        Ok(absolute) => absolute,
-        Err(url::ParseError::RelativeUrlWithoutBase) => {
-            let Some(base) = connection.destination_base_url.as_deref() else {
-                return Err(invalid(
-                    "a relative URL needs the connection's destinationBaseUrl",
-                ));
-            };
-            let base =
-                Url::parse(base).map_err(|_| invalid("the connection's base URL is invalid"))?;
-            base.join(url)
-                .map_err(|_| invalid("cannot be resolved against the base URL"))?
-        }
-        Err(_) => return Err(invalid("not a valid URL")),
+/// The `xmlRoot` pattern of the CRD: `^[A-Za-z_][A-Za-z0-9._-]*$`.
+fn is_xml_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn resolve_destination(url: &str, connection: &ConnectionSpec) -> Result<UrlTemplate, SpecError> {
+    let invalid = |message: String| SpecError::new("INVALID_URL", "destination.url", message);
+    let base = match connection.destination_base_url.as_deref().map(Url::parse) {
+        None => None,
+        Some(Ok(base)) => Some(base),
+        Some(Err(_)) => return Err(invalid("the connection's base URL is invalid".into())),
     };
-    if !matches!(resolved.scheme(), "http" | "https") {
-        return Err(invalid("only http and https destinations are supported"));
-    }
-    Ok(resolved)
+    UrlTemplate::compile(url, base.as_ref()).map_err(|error| invalid(error.to_string()))
 }
 
 #[cfg(test)]
@@ -338,9 +346,32 @@ mod tests {
     fn a_valid_spec_resolves_its_relative_destination() {
         let valid = validate(&spec(), &connection()).expect("valid");
         assert_eq!(
-            valid.destination_url.as_str(),
+            valid
+                .destination_url
+                .fill(&serde_json::Value::Null)
+                .expect("no placeholders")
+                .as_str(),
             "http://erp.local/api/orders"
         );
+    }
+
+    #[test]
+    fn destination_url_templates_are_checked_at_validation() {
+        let mut templated = spec();
+        templated.destination.url = "orders/{.id}?email={.customer.email}".into();
+        let valid = validate(&templated, &connection()).expect("valid");
+        let url = valid
+            .destination_url
+            .fill(&serde_json::json!({"id": 7, "customer": {"email": "a@b.c"}}))
+            .expect("filled");
+        assert_eq!(url.as_str(), "http://erp.local/api/orders/7?email=a%40b.c");
+        for bad in ["orders/{.id", "orders/{id}", "http://{.host}/x", "orders/}"] {
+            templated.destination.url = bad.into();
+            let errors = validate(&templated, &connection()).err().expect("invalid");
+            assert_eq!(errors.len(), 1, "{bad}");
+            assert_eq!(errors[0].code, "INVALID_URL", "{bad}");
+            assert_eq!(errors[0].field, "destination.url", "{bad}");
+        }
     }
 
     #[test]
@@ -382,6 +413,15 @@ mod tests {
                 "INVALID_INPUT"
             ]
         );
+    }
+
+    #[test]
+    fn xml_root_must_be_an_element_name() {
+        let mut xml = spec();
+        xml.destination.xml_root = Some("Order".into());
+        assert!(validate(&xml, &connection()).is_ok());
+        xml.destination.xml_root = Some("1 order".into());
+        assert_eq!(codes(validate(&xml, &connection())), vec!["INVALID_INPUT"]);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! values only (routes, outcomes, statuses), never object names or ids.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric Hookplane exports.
@@ -26,6 +26,13 @@ pub struct Metrics {
     pub bucket_events: IntGaugeVec,
     /// Rows removed by retention, by kind (`events`, `logs`, `attempts`).
     pub purged: IntCounterVec,
+    /// Failed delivery attempts that were scheduled to be tried again.
+    pub delivery_retries: IntCounter,
+    /// Times a destination slowed deliveries down, by reason: it pushed back
+    /// (`destination_429`, `destination_503`), asked to wait (`retry_after_hold`), or a claimed
+    /// event was handed back because its destination had no room (`concurrency`, `rate`,
+    /// `held`).
+    pub delivery_throttled: IntCounterVec,
 }
 
 impl Metrics {
@@ -77,6 +84,19 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric definition");
+        let delivery_retries = IntCounter::new(
+            "delivery_retries_total",
+            "Failed delivery attempts scheduled to be tried again",
+        )
+        .expect("valid metric definition");
+        let delivery_throttled = IntCounterVec::new(
+            Opts::new(
+                "delivery_throttled_total",
+                "Times a destination slowed deliveries down, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric definition");
         for collector in [
             Box::new(http_request_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(webhooks_received.clone()),
@@ -85,6 +105,8 @@ impl Metrics {
             Box::new(events_in_flight.clone()),
             Box::new(bucket_events.clone()),
             Box::new(purged.clone()),
+            Box::new(delivery_retries.clone()),
+            Box::new(delivery_throttled.clone()),
         ] {
             registry
                 .register(collector)
@@ -99,6 +121,8 @@ impl Metrics {
             events_in_flight,
             bucket_events,
             purged,
+            delivery_retries,
+            delivery_throttled,
         }
     }
 

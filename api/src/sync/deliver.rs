@@ -1,32 +1,46 @@
-//! One HTTP delivery to a destination: method, URL, headers, body, `Idempotency-Key`.
+//! One HTTP request to a destination: method, URL, headers, credentials, body,
+//! `Idempotency-Key`.
 //!
-//! No redirects are followed (a 3xx is a failed attempt), and the response body is read only
-//! up to a small bound so a misbehaving destination cannot exhaust memory.
+//! Headers, from weakest to strongest: the rendered body's `Content-Type` (unless the
+//! touchpoint sets one), the touchpoint's headers, `Idempotency-Key: <event id>` (always ours),
+//! then the connection's credentials. No redirects are followed (a 3xx is the answer), and the
+//! response body is read only up to [`SNIPPET_MAX_BYTES`] so a misbehaving destination cannot
+//! exhaust memory.
 
 use std::time::{Duration, Instant};
 
-use reqwest::{Client, Method, header::HeaderValue};
+use hookplane_crds::{HeaderSpec, HttpMethod};
+use hookplane_store::SNIPPET_MAX_BYTES;
+use reqwest::{
+    Client, Method,
+    header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue},
+};
 use url::Url;
 use uuid::Uuid;
 
-/// Longest response snippet kept with an attempt.
-const SNIPPET_BYTES: usize = 512;
+use super::{
+    auth::{self, AccessToken, ConnectionAuth},
+    render::Rendered,
+};
 
 /// A request to send.
 pub struct Delivery<'a> {
-    pub method: hookplane_crds::HttpMethod,
+    pub method: HttpMethod,
     pub url: &'a Url,
-    pub headers: &'a [hookplane_crds::HeaderSpec],
-    pub body: Vec<u8>,
-    pub content_type: &'static str,
+    pub headers: &'a [HeaderSpec],
+    pub body: &'a Rendered,
     pub idempotency_key: Uuid,
     pub timeout: Duration,
+    pub auth: &'a ConnectionAuth,
+    pub bearer: Option<&'a AccessToken>,
 }
 
 /// What the destination answered.
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    pub headers: HeaderMap,
+    /// The start of the body, lossily decoded.
     pub snippet: String,
     pub elapsed: Duration,
 }
@@ -57,48 +71,236 @@ impl Deliverer {
         Ok(Self { client })
     }
 
+    /// The client, for token requests.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub async fn send(&self, delivery: Delivery<'_>) -> Result<Response, DeliveryError> {
         let method = match delivery.method {
-            hookplane_crds::HttpMethod::Post => Method::POST,
-            hookplane_crds::HttpMethod::Put => Method::PUT,
-            hookplane_crds::HttpMethod::Patch => Method::PATCH,
+            HttpMethod::Post => Method::POST,
+            HttpMethod::Put => Method::PUT,
+            HttpMethod::Patch => Method::PATCH,
         };
-        let mut request = self
-            .client
-            .request(method, delivery.url.clone())
-            .timeout(delivery.timeout)
-            .header(reqwest::header::CONTENT_TYPE, delivery.content_type)
-            .header("Idempotency-Key", delivery.idempotency_key.to_string());
+        let mut headers = HeaderMap::new();
         for header in delivery.headers {
             // Headers were validated with the spec; an invalid one is skipped, not sent broken.
-            if let Ok(value) = HeaderValue::from_str(&header.value) {
-                request = request.header(header.name.as_str(), value);
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(header.name.as_bytes()),
+                HeaderValue::from_str(&header.value),
+            ) {
+                headers.append(name, value);
             }
         }
+        if !headers.contains_key(CONTENT_TYPE) {
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(delivery.body.content_type),
+            );
+        }
+        headers.insert(
+            "idempotency-key",
+            HeaderValue::from_str(&delivery.idempotency_key.to_string())
+                .expect("a UUID is a valid header value"),
+        );
+        let request = self
+            .client
+            .request(method, delivery.url.clone())
+            .timeout(delivery.timeout);
+        let request = delivery.auth.apply(request, headers, delivery.bearer);
         let started = Instant::now();
         let classify = |error: reqwest::Error| {
             if error.is_timeout() {
                 DeliveryError::Timeout(delivery.timeout)
             } else if error.is_connect() {
-                DeliveryError::Connect(error.to_string())
+                DeliveryError::Connect(auth::describe(error))
             } else {
-                DeliveryError::Request(error.to_string())
+                DeliveryError::Request(auth::describe(error))
             }
         };
-        let mut response = request.body(delivery.body).send().await.map_err(classify)?;
+        let mut response = request
+            .body(delivery.body.body.clone())
+            .send()
+            .await
+            .map_err(classify)?;
         let status = response.status().as_u16();
+        let headers = std::mem::take(response.headers_mut());
         let mut snippet = Vec::new();
-        while snippet.len() < SNIPPET_BYTES {
+        while snippet.len() < SNIPPET_MAX_BYTES {
             match response.chunk().await {
                 Ok(Some(chunk)) => snippet.extend_from_slice(&chunk),
                 Ok(None) | Err(_) => break,
             }
         }
-        snippet.truncate(SNIPPET_BYTES);
+        snippet.truncate(SNIPPET_MAX_BYTES);
         Ok(Response {
             status,
+            headers,
             snippet: String::from_utf8_lossy(&snippet).into_owned(),
             elapsed: started.elapsed(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{
+        Router,
+        body::Bytes,
+        extract::State,
+        http::{HeaderMap as AxumHeaders, StatusCode},
+        response::IntoResponse,
+        routing::any,
+    };
+    use hookplane_crds::PayloadFormat;
+    use serde_json::json;
+
+    use super::*;
+    use crate::sync::{render::render, test_server::serve};
+
+    type Seen = Arc<Mutex<Vec<(String, AxumHeaders, Bytes)>>>;
+
+    async fn destination(seen: Seen) -> String {
+        async fn record(
+            State(seen): State<Seen>,
+            method: axum::http::Method,
+            headers: AxumHeaders,
+            body: Bytes,
+        ) -> impl IntoResponse {
+            seen.lock()
+                .unwrap()
+                .push((method.to_string(), headers, body));
+            (
+                StatusCode::ACCEPTED,
+                [("retry-after", "3")],
+                "x".repeat(SNIPPET_MAX_BYTES * 4),
+            )
+        }
+        serve(
+            Router::new()
+                .route("/{*path}", any(record))
+                .with_state(seen),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn sends_body_headers_and_credentials_and_bounds_the_snippet() {
+        let seen = Seen::default();
+        let base = destination(Arc::clone(&seen)).await;
+        let url = Url::parse(&format!("{base}/orders/7")).unwrap();
+        let body = render(PayloadFormat::Xml, Some("Order"), &json!({"Id": "7"})).unwrap();
+        let mut auth = ConnectionAuth::default();
+        let mut secret = HeaderValue::from_static("k-1");
+        secret.set_sensitive(true);
+        auth.headers
+            .push((HeaderName::from_static("x-api-key"), secret));
+        let headers = [
+            HeaderSpec {
+                name: "X-Api-Key".into(),
+                value: "overridden".into(),
+            },
+            HeaderSpec {
+                name: "Idempotency-Key".into(),
+                value: "mine".into(),
+            },
+            HeaderSpec {
+                name: "X-Tenant".into(),
+                value: "acme".into(),
+            },
+        ];
+        let key = Uuid::now_v7();
+        let response = Deliverer::new()
+            .unwrap()
+            .send(Delivery {
+                method: HttpMethod::Put,
+                url: &url,
+                headers: &headers,
+                body: &body,
+                idempotency_key: key,
+                timeout: Duration::from_secs(5),
+                auth: &auth,
+                bearer: None,
+            })
+            .await
+            .expect("answered");
+        assert_eq!(response.status, 202);
+        assert_eq!(response.headers["retry-after"], "3");
+        assert_eq!(response.snippet.len(), SNIPPET_MAX_BYTES);
+        let seen = seen.lock().unwrap();
+        let (method, headers, received) = &seen[0];
+        assert_eq!(method, "PUT");
+        assert_eq!(headers["content-type"], "application/xml; charset=utf-8");
+        assert_eq!(headers["idempotency-key"], key.to_string().as_str());
+        assert_eq!(headers.get_all("idempotency-key").iter().count(), 1);
+        assert_eq!(headers["x-api-key"], "k-1");
+        assert_eq!(headers["x-tenant"], "acme");
+        assert_eq!(received.as_ref(), body.body.as_slice());
+    }
+
+    #[tokio::test]
+    async fn redirects_are_answers_and_timeouts_are_errors() {
+        async fn slow() -> impl IntoResponse {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            StatusCode::OK
+        }
+        async fn moved() -> impl IntoResponse {
+            (StatusCode::MOVED_PERMANENTLY, [("location", "/elsewhere")])
+        }
+        let base = serve(
+            Router::new()
+                .route("/slow", any(slow))
+                .route("/moved", any(moved)),
+        )
+        .await;
+        let body = render(PayloadFormat::Json, None, &json!({})).unwrap();
+        let auth = ConnectionAuth::default();
+        let deliverer = Deliverer::new().unwrap();
+        let send = |path: &'static str, timeout| {
+            let url = Url::parse(&format!("{base}{path}")).unwrap();
+            let deliverer = deliverer.clone();
+            let body = body.clone();
+            let auth = auth.clone();
+            async move {
+                deliverer
+                    .send(Delivery {
+                        method: HttpMethod::Post,
+                        url: &url,
+                        headers: &[],
+                        body: &body,
+                        idempotency_key: Uuid::now_v7(),
+                        timeout,
+                        auth: &auth,
+                        bearer: None,
+                    })
+                    .await
+            }
+        };
+        let moved = send("/moved", Duration::from_secs(5))
+            .await
+            .expect("answered");
+        assert_eq!(moved.status, 301);
+        assert_eq!(moved.headers["location"], "/elsewhere");
+        let error = send("/slow", Duration::from_millis(100))
+            .await
+            .expect_err("too slow");
+        assert!(matches!(error, DeliveryError::Timeout(_)), "{error}");
+        let closed = Url::parse("http://127.0.0.1:9/x").unwrap();
+        let error = deliverer
+            .send(Delivery {
+                method: HttpMethod::Post,
+                url: &closed,
+                headers: &[],
+                body: &body,
+                idempotency_key: Uuid::now_v7(),
+                timeout: Duration::from_secs(5),
+                auth: &auth,
+                bearer: None,
+            })
+            .await
+            .expect_err("nothing listens");
+        assert!(matches!(error, DeliveryError::Connect(_)), "{error}");
     }
 }

@@ -1,14 +1,32 @@
-//! The sync worker ("Agent" with Auto-sync): claims due events, filters, maps, delivers.
+//! The sync worker ("Agent" with Auto-sync): claims due events, filters, maps, renders and
+//! delivers them within each destination's limits.
 //!
 //! Guarantee: every claimed event ends in a recorded outcome (SUCCESS, SKIPPED, FAILED, or a
-//! scheduled retry), or, if the process dies first, its lease expires and it is claimed again.
-//! Delivery is therefore at least once; the `Idempotency-Key` header (the event id) lets a
-//! destination drop repeats.
+//! scheduled retry), is handed back at once (its destination had no room, the worker is
+//! shutting down before its request started), or, if the process dies first, its lease
+//! expires and it is claimed again. Delivery is therefore at least once; the
+//! `Idempotency-Key` header (the event id) lets a destination drop repeats.
+//!
+//! Modules: [`worker`] (the claim loop), [`dispatch`] (which claims a round makes),
+//! [`destinations`] and [`limiter`] (per-connection limits), [`process`] (one event),
+//! [`render`] and [`template`] (body and URL), [`auth`] (credentials, OAuth2), [`deliver`]
+//! (the HTTP request), [`policy`] and [`backoff`] (what an answer means, when to retry).
 
+pub mod auth;
 mod backoff;
 mod deliver;
+mod destinations;
+mod dispatch;
+pub mod limiter;
+pub mod policy;
 mod process;
+pub mod render;
+pub mod template;
+#[cfg(test)]
+mod test_server;
 mod worker;
+#[cfg(test)]
+mod worker_tests;
 
 pub use backoff::retry_delay;
 pub use deliver::{Deliverer, Delivery, DeliveryError};

@@ -1,18 +1,40 @@
-//! The claim loop: lease due events in batches and process them with bounded concurrency.
+//! The claim loop: lease due events in rounds planned around each destination's room
+//! ([`super::dispatch`]) and process them with bounded concurrency.
+//!
+//! Guarantees: a worker slot is only ever taken by an event whose destination admitted it, so
+//! a slow, rate-limited or held destination occupies at most its own `maxConcurrency` slots
+//! and never makes other touchpoints' events wait; an event that was claimed but cannot start
+//! (its destination had no room after all, its touchpoint is not in this worker's snapshot) is
+//! handed back at once with `release_lease`, never left to its lease. On shutdown the loop
+//! stops claiming, requests not yet started hand their events back, and requests in flight
+//! finish and are recorded.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::Utc;
-use hookplane_store::Store;
+use hookplane_store::{ClaimFilter, Event, Store};
 use tokio::{
     sync::{Notify, Semaphore},
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info_span, warn};
+use tracing::{Instrument, debug, error, info_span, warn};
+use uuid::Uuid;
 
-use super::{Deliverer, process::Processor};
-use crate::{runtime::Runtime, telemetry::Metrics};
+use super::{
+    Deliverer,
+    destinations::Destinations,
+    dispatch::{DestinationRoom, Dispatcher},
+    process::{Job, Processor},
+};
+use crate::{
+    runtime::{Runtime, Snapshot},
+    telemetry::Metrics,
+};
 
 /// Worker tuning.
 #[derive(Clone, Debug)]
@@ -38,9 +60,22 @@ impl Default for WorkerConfig {
 
 pub struct Worker {
     store: Store,
+    runtime: Arc<Runtime>,
+    metrics: Arc<Metrics>,
     wake: Arc<Notify>,
+    /// Told when a destination finishes a request (it may have room again).
+    freed: Arc<Notify>,
     config: WorkerConfig,
     processor: Arc<Processor>,
+}
+
+/// What one round did.
+#[derive(Default)]
+struct Round {
+    /// Some claim came back full: there may be more to claim at once.
+    full: bool,
+    /// Touchpoints whose events this worker cannot run, until the snapshot changes.
+    unknown: Vec<Uuid>,
 }
 
 impl Worker {
@@ -54,13 +89,15 @@ impl Worker {
         let deliverer = Deliverer::new().expect("the HTTP client's static configuration is valid");
         let processor = Arc::new(Processor {
             store: store.clone(),
-            runtime,
-            metrics,
+            metrics: Arc::clone(&metrics),
             deliverer,
         });
         Self {
             store,
+            runtime,
+            metrics,
             wake,
+            freed: Arc::new(Notify::new()),
             config,
             processor,
         }
@@ -70,25 +107,50 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
+        let mut destinations = Destinations::new(Arc::clone(&self.freed));
+        let mut dispatcher = Dispatcher::default();
+        let mut unknown: (Option<Arc<Snapshot>>, Vec<Uuid>) = (None, Vec::new());
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             while tasks.try_join_next().is_some() {}
-            let free = permits.available_permits();
-            if free == 0 {
+            if permits.available_permits() == 0 {
                 tokio::select! {
                     _ = tasks.join_next() => {}
                     () = shutdown.cancelled() => break,
                 }
                 continue;
             }
-            let claimed = self
-                .store
-                .claim_due_events(Utc::now(), self.config.lease, free as u64)
+            let snapshot = self.runtime.snapshot();
+            if !unknown
+                .0
+                .as_ref()
+                .is_some_and(|seen| Arc::ptr_eq(seen, &snapshot))
+            {
+                unknown = (Some(Arc::clone(&snapshot)), Vec::new());
+            }
+            destinations.sync(snapshot.connections(), Instant::now());
+            let scope = self.claim_scope();
+            dispatcher.retain(|connection| destinations.get(*connection).is_some());
+            let round = self
+                .round(
+                    &snapshot,
+                    &destinations,
+                    &mut dispatcher,
+                    &scope,
+                    &unknown.1,
+                    &permits,
+                    &mut tasks,
+                    &shutdown,
+                )
                 .await;
-            let events = match claimed {
-                Ok(events) => {
+            match round {
+                Ok(round) => {
                     failures = 0;
-                    events
+                    unknown.1.extend(round.unknown);
+                    if !round.full {
+                        self.idle(&destinations, &scope, &unknown.1, &shutdown)
+                            .await;
+                    }
                 }
                 Err(claim_error) => {
                     failures = failures.saturating_add(1);
@@ -98,28 +160,7 @@ impl Worker {
                         () = tokio::time::sleep(pause) => {}
                         () = shutdown.cancelled() => break,
                     }
-                    continue;
                 }
-            };
-            if events.is_empty() {
-                self.idle(&shutdown).await;
-                continue;
-            }
-            for event in events {
-                let permit = Arc::clone(&permits)
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
-                let processor = Arc::clone(&self.processor);
-                let span =
-                    info_span!("event", event = %event.id, touchpoint = %event.touchpoint_id);
-                tasks.spawn(
-                    async move {
-                        processor.process(event).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
             }
         }
         if !tasks.is_empty() {
@@ -128,17 +169,203 @@ impl Worker {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Sleep until woken by intake, the next scheduled retry, or the idle poll.
-    async fn idle(&self, shutdown: &CancellationToken) {
+    /// Plan and make one round of claims; start what the destinations admit, hand back the
+    /// rest.
+    #[allow(clippy::too_many_arguments)]
+    async fn round(
+        &self,
+        snapshot: &Snapshot,
+        destinations: &Destinations,
+        dispatcher: &mut Dispatcher,
+        scope: &ClaimFilter,
+        unknown: &[Uuid],
+        permits: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+    ) -> Result<Round, hookplane_store::StoreError> {
+        let now = Instant::now();
+        let mut touchpoints: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for running in snapshot.touchpoints().filter(|running| running.auto_sync) {
+            touchpoints
+                .entry(running.connection_id)
+                .or_default()
+                .push(running.id);
+        }
+        let rooms: Vec<DestinationRoom> = touchpoints
+            .into_iter()
+            .filter_map(|(connection, touchpoints)| {
+                let destination = destinations.get(connection)?;
+                Some(DestinationRoom {
+                    connection,
+                    touchpoints,
+                    room: destination.limiter.room(now),
+                })
+            })
+            .collect();
+        let mut round = Round::default();
+        for claim in dispatcher.plan(&rooms, unknown, scope) {
+            let limit = claim.limit.min(permits.available_permits());
+            if limit == 0 {
+                continue;
+            }
+            let events = self
+                .store
+                .claim_due_events_where(Utc::now(), self.config.lease, limit as u64, &claim.filter)
+                .await?;
+            dispatcher.claimed(&claim, limit, events.len());
+            round.full |= events.len() == limit;
+            for event in events {
+                match self.start(snapshot, destinations, event, permits, tasks, shutdown) {
+                    Started::Yes => {}
+                    Started::NoRoom(connection, event, reason) => {
+                        dispatcher.overflowed(connection);
+                        self.metrics
+                            .delivery_throttled
+                            .with_label_values(&[reason])
+                            .inc();
+                        self.hand_back(&event).await;
+                    }
+                    Started::Unknown(event) => {
+                        round.unknown.push(event.touchpoint_id);
+                        self.hand_back(&event).await;
+                    }
+                }
+            }
+        }
+        Ok(round)
+    }
+
+    fn start(
+        &self,
+        snapshot: &Snapshot,
+        destinations: &Destinations,
+        event: Event,
+        permits: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+    ) -> Started {
+        let Some(lease_id) = event.lease_id else {
+            warn!(event = %event.id, "a claimed event carries no lease; leaving it");
+            return Started::Yes;
+        };
+        let running = snapshot
+            .touchpoint(event.touchpoint_id)
+            .filter(|running| running.auto_sync);
+        let Some(running) = running else {
+            return Started::Unknown(event);
+        };
+        let Some(destination) = destinations.get(running.connection_id) else {
+            return Started::Unknown(event);
+        };
+        let permit = match destination.limiter.try_admit(Instant::now()) {
+            Ok(permit) => permit,
+            Err(closed) => return Started::NoRoom(running.connection_id, event, closed.label()),
+        };
+        let Ok(slot) = Arc::clone(permits).try_acquire_owned() else {
+            // Claims never ask for more than the free slots; keep the invariant visible.
+            return Started::NoRoom(running.connection_id, event, "worker_full");
+        };
+        let job = Job {
+            event,
+            lease_id,
+            running: Arc::clone(running),
+            destination: Arc::clone(destination),
+            permit,
+        };
+        let processor = Arc::clone(&self.processor);
+        let shutdown = shutdown.clone();
+        let span = info_span!(
+            "event",
+            event = %job.event.id,
+            touchpoint = %job.event.touchpoint_id,
+            generation = job.running.generation,
+        );
+        tasks.spawn(
+            async move {
+                processor.process(job, &shutdown).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
+        Started::Yes
+    }
+
+    /// The touchpoints this worker may claim at all: every runnable one.
+    fn claim_scope(&self) -> ClaimFilter {
+        ClaimFilter::default()
+    }
+
+    async fn hand_back(&self, event: &Event) {
+        let Some(lease_id) = event.lease_id else {
+            return;
+        };
+        if let Err(error) = self.store.release_lease(event.id, lease_id).await {
+            warn!(event = %event.id, %error, "handing an event back; its lease will expire instead");
+        }
+    }
+
+    /// Sleep until woken by intake, a destination finishing a request, the next retry due at
+    /// a destination with room, a destination's hold or rate opening again, or the idle poll.
+    async fn idle(
+        &self,
+        destinations: &Destinations,
+        scope: &ClaimFilter,
+        unknown: &[Uuid],
+        shutdown: &CancellationToken,
+    ) {
+        let now = Instant::now();
         let mut sleep_for = self.config.idle_poll;
-        if let Ok(Some(due)) = self.store.next_due_at().await {
-            let until_due = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let mut closed = Vec::new();
+        for (_, destination) in destinations.iter() {
+            if destination.limiter.room(now).is_err() {
+                closed.push(destination.connection.id);
+                if let Some(opens) = destination.limiter.opens_at(now) {
+                    sleep_for = sleep_for.min(opens.saturating_duration_since(now));
+                }
+            }
+        }
+        // Events due at a closed destination wait for it to open (its time above, or a
+        // finished request), not for their own due time; this worker does not run unknown
+        // touchpoints' events at all.
+        let snapshot = self.runtime.snapshot();
+        let waiting = ClaimFilter {
+            only: scope.only.clone(),
+            exclude: snapshot
+                .touchpoints()
+                .filter(|running| closed.contains(&running.connection_id))
+                .map(|running| running.id)
+                .chain(scope.exclude.iter().copied())
+                .chain(unknown.iter().copied())
+                .collect(),
+        };
+        if let Ok(Some(due)) = self.store.next_due_at_where(&waiting).await {
+            // Due already but not claimed (a race with intake, or another worker's claim):
+            // look again soon rather than spin.
+            let until_due = (due - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::from_millis(10));
             sleep_for = sleep_for.min(until_due);
         }
+        debug!(?sleep_for, "idle");
+        // A finished request matters only to a destination that was out of room.
+        let freed = async {
+            if closed.is_empty() {
+                std::future::pending::<()>().await;
+            } else {
+                self.freed.notified().await;
+            }
+        };
         tokio::select! {
             () = self.wake.notified() => {}
+            () = freed => {}
             () = tokio::time::sleep(sleep_for) => {}
             () = shutdown.cancelled() => {}
         }
     }
+}
+
+enum Started {
+    Yes,
+    NoRoom(Uuid, Event, &'static str),
+    Unknown(Event),
 }
