@@ -1,14 +1,18 @@
 //! The `hookplane` binary: parses the command line and wires the library together.
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context;
 
 use clap::{Parser, Subcommand};
 use hookplane::{
     ingest::IngestConfig,
-    server::{self, RetentionConfig, ServeConfig},
+    runtime::RenderedSource,
+    server::{self, RetentionConfig, Role, ServeConfig},
     sync::WorkerConfig,
     telemetry,
 };
+use hookplane_crds::config::RenderedConfig;
 use hookplane_store::{Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -50,39 +54,71 @@ struct DatabaseArgs {
     database_url: String,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "HOOKPLANE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Largest accepted webhook body, in bytes.
+    #[arg(long, env = "HOOKPLANE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Events delivered at once (the worker role takes its connection's
+    /// `worker.concurrency` instead).
+    #[arg(long, env = "HOOKPLANE_WORKER_CONCURRENCY", default_value_t = 32)]
+    worker_concurrency: usize,
+    /// Seconds an event stays leased to a worker before another may claim it.
+    #[arg(long, env = "HOOKPLANE_LEASE_SECONDS", default_value_t = 120)]
+    lease_seconds: u64,
+    /// Hours a delivery id keeps absorbing repeats of a webhook (longer than the source
+    /// apps' retry schedules: Shopify hours, Salesforce 24 h, BigCommerce 48 h).
+    #[arg(long, env = "HOOKPLANE_DEDUPE_WINDOW_HOURS", default_value_t = 72)]
+    dedupe_window_hours: u64,
+    /// Days SUCCESS, FAILED and SKIPPED events and log entries are kept (UNPROCESSED
+    /// events are never purged).
+    #[arg(long, env = "HOOKPLANE_RETENTION_DAYS", default_value_t = 30)]
+    retention_days: u64,
+    /// Seconds between retention runs.
+    #[arg(
+        long,
+        env = "HOOKPLANE_RETENTION_INTERVAL_SECONDS",
+        default_value_t = 600
+    )]
+    retention_interval_seconds: u64,
+}
+
+#[derive(clap::Args)]
+struct RenderedArgs {
+    /// The rendered configuration file (the operator's ConfigMap); reloaded when it changes.
+    #[arg(long, env = "HOOKPLANE_CONFIG", default_value = hookplane_crds::config::CONFIG_PATH)]
+    config: PathBuf,
+    /// Where referenced Secrets are mounted (`<dir>/<secret>/<key>`).
+    #[arg(long, env = "HOOKPLANE_SECRETS_DIR", default_value = hookplane_crds::config::SECRETS_DIR)]
+    secrets_dir: PathBuf,
+    /// The `{org}` part of endpoint URLs (default: the connection's namespace).
+    #[arg(long, env = "HOOKPLANE_ORGANIZATION")]
+    organization: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the API, the receiver and the sync worker in one process.
-    Serve {
-        /// Address to listen on (port 0 picks a free port).
-        #[arg(long, env = "HOOKPLANE_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
+    Serve(RunArgs),
+    /// Kubernetes data plane: receive webhooks for the touchpoints of one rendered
+    /// configuration (written by hookplane-operator).
+    Receiver {
         #[command(flatten)]
-        database: DatabaseArgs,
-        /// Largest accepted webhook body, in bytes.
-        #[arg(long, env = "HOOKPLANE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
-        max_body_bytes: usize,
-        /// Events delivered at once.
-        #[arg(long, env = "HOOKPLANE_WORKER_CONCURRENCY", default_value_t = 32)]
-        worker_concurrency: usize,
-        /// Seconds an event stays leased to a worker before another may claim it.
-        #[arg(long, env = "HOOKPLANE_LEASE_SECONDS", default_value_t = 120)]
-        lease_seconds: u64,
-        /// Hours a delivery id keeps absorbing repeats of a webhook (longer than the source
-        /// apps' retry schedules: Shopify hours, Salesforce 24 h, BigCommerce 48 h).
-        #[arg(long, env = "HOOKPLANE_DEDUPE_WINDOW_HOURS", default_value_t = 72)]
-        dedupe_window_hours: u64,
-        /// Days SUCCESS, FAILED and SKIPPED events and log entries are kept (UNPROCESSED
-        /// events are never purged).
-        #[arg(long, env = "HOOKPLANE_RETENTION_DAYS", default_value_t = 30)]
-        retention_days: u64,
-        /// Seconds between retention runs.
-        #[arg(
-            long,
-            env = "HOOKPLANE_RETENTION_INTERVAL_SECONDS",
-            default_value_t = 600
-        )]
-        retention_interval_seconds: u64,
+        rendered: RenderedArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Kubernetes data plane: deliver the events of one rendered configuration's touchpoints.
+    Worker {
+        #[command(flatten)]
+        rendered: RenderedArgs,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -129,40 +165,24 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve {
-            listen,
-            database: DatabaseArgs { database_url },
-            max_body_bytes,
-            worker_concurrency,
-            lease_seconds,
-            dedupe_window_hours,
-            retention_days,
-            retention_interval_seconds,
-        } => {
-            let config = ServeConfig {
-                listen,
-                database_url,
-                dedupe_window: Duration::from_secs(dedupe_window_hours.saturating_mul(3600)),
-                ingest: IngestConfig { max_body_bytes },
-                worker: WorkerConfig {
-                    concurrency: worker_concurrency,
-                    lease: Duration::from_secs(lease_seconds.max(1)),
-                    ..WorkerConfig::default()
-                },
-                retention: RetentionConfig {
-                    max_age: Duration::from_secs(retention_days.saturating_mul(24 * 3600)),
-                    interval: Duration::from_secs(retention_interval_seconds.max(1)),
-                    ..RetentionConfig::default()
-                },
-            };
-            let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
-            server::serve(config, shutdown, |address| {
+        Command::Serve(run) => {
+            serve(Role::All, None, run, |address| {
                 println!("Hookplane listening on http://{address}");
                 println!("GraphiQL: http://{address}/graphql");
             })
-            .await?;
-            Ok(())
+            .await
+        }
+        Command::Receiver { rendered, run } => {
+            serve(Role::Receiver, Some(rendered), run, |address| {
+                println!("Hookplane receiver listening on http://{address}");
+            })
+            .await
+        }
+        Command::Worker { rendered, run } => {
+            serve(Role::Worker, Some(rendered), run, |address| {
+                println!("Hookplane worker listening on http://{address}");
+            })
+            .await
         }
         Command::Migrate {
             database: DatabaseArgs { database_url },
@@ -184,6 +204,68 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn serve(
+    role: Role,
+    rendered: Option<RenderedArgs>,
+    run: RunArgs,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    let RunArgs {
+        listen,
+        database: DatabaseArgs { database_url },
+        max_body_bytes,
+        mut worker_concurrency,
+        lease_seconds,
+        dedupe_window_hours,
+        retention_days,
+        retention_interval_seconds,
+    } = run;
+    let rendered = match rendered {
+        Some(RenderedArgs {
+            config,
+            secrets_dir,
+            organization,
+        }) => {
+            if role == Role::Worker {
+                // The connection sets how many deliveries its workers run at once.
+                let json = std::fs::read_to_string(&config)
+                    .with_context(|| format!("reading {}", config.display()))?;
+                let rendered = RenderedConfig::from_json(&json)
+                    .with_context(|| format!("parsing {}", config.display()))?;
+                worker_concurrency = rendered.connection.spec.worker.concurrency.max(1) as usize;
+            }
+            Some(RenderedSource {
+                config,
+                secrets_dir,
+                organization,
+            })
+        }
+        None => None,
+    };
+    let config = ServeConfig {
+        role,
+        rendered,
+        listen,
+        database_url,
+        dedupe_window: Duration::from_secs(dedupe_window_hours.saturating_mul(3600)),
+        ingest: IngestConfig { max_body_bytes },
+        worker: WorkerConfig {
+            concurrency: worker_concurrency,
+            lease: Duration::from_secs(lease_seconds.max(1)),
+            ..WorkerConfig::default()
+        },
+        retention: RetentionConfig {
+            max_age: Duration::from_secs(retention_days.saturating_mul(24 * 3600)),
+            interval: Duration::from_secs(retention_interval_seconds.max(1)),
+            ..RetentionConfig::default()
+        },
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    server::serve(config, shutdown, on_listening).await?;
+    Ok(())
 }
 
 /// Cancel `shutdown` on SIGINT or SIGTERM.

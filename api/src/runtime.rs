@@ -3,15 +3,25 @@
 //! "Publish" makes a touchpoint's spec the running one. The receiver and the worker read an
 //! immutable [`Snapshot`] that is swapped as a whole after any change, so a request or an event
 //! sees one consistent generation of a touchpoint and nothing restarts.
+//!
+//! The snapshot comes from the portal model in the store (`hookplane serve`), or from a
+//! configuration file the operator rendered for one connection (`hookplane receiver` and
+//! `hookplane worker` on Kubernetes), which is reloaded when the file changes.
 
 use std::{
     collections::{HashMap, hash_map::Entry},
+    path::{Path, PathBuf},
     sync::{Arc, RwLock},
+    time::Duration,
 };
 
-use hookplane_crds::{DestinationLimits, SecretKeyRef};
+use hookplane_crds::{
+    ConnectionSpec, DestinationLimits, SecretKeyRef, TouchpointSpec,
+    config::{FORMAT_VERSION, RenderedConfig},
+};
 use hookplane_sources::{SourceApp, VerifierConfig};
-use hookplane_store::{Store, StoreError};
+use hookplane_store::{ClaimFilter, ExternalTouchpoint, Store, StoreError};
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use uuid::Uuid;
 
@@ -106,19 +116,66 @@ impl Snapshot {
     pub fn connection(&self, id: Uuid) -> Option<&Arc<RunningConnection>> {
         self.connections.get(&id)
     }
+
+    fn insert(&mut self, running: Running) {
+        let running = Arc::new(running);
+        let endpoint = running.touchpoint.spec.source.endpoint.clone();
+        self.by_endpoint.insert(endpoint, Arc::clone(&running));
+        self.by_id.insert(running.id, running);
+    }
 }
 
-/// Holds the current snapshot and rebuilds it from the store on demand.
+/// Where the running configuration comes from.
+pub enum Source {
+    /// The portal model in the store (`hookplane serve`): published touchpoints, secrets
+    /// from the write-only secret store.
+    Store,
+    /// A configuration rendered by the operator (`hookplane receiver|worker --config`): the
+    /// touchpoints of one connection, secrets from mounted files, upserted into the store
+    /// under their Kubernetes uids.
+    Rendered(RenderedSource),
+}
+
+/// A rendered configuration file and the directory its secrets are mounted under.
+#[derive(Clone, Debug)]
+pub struct RenderedSource {
+    pub config: PathBuf,
+    pub secrets_dir: PathBuf,
+    /// The `{org}` part of endpoint URLs; the connection's namespace when not given.
+    pub organization: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("reading the configuration {0}")]
+    ReadConfig(PathBuf, #[source] std::io::Error),
+    #[error("parsing the configuration {0}")]
+    ParseConfig(PathBuf, #[source] serde_json::Error),
+    #[error("the configuration has format version {0}; this build reads up to {FORMAT_VERSION}")]
+    UnsupportedVersion(u32),
+    #[error("the configuration's connection uid {0:?} is not a UUID")]
+    InvalidUid(String),
+}
+
+/// Holds the current snapshot and rebuilds it from its source on demand.
 pub struct Runtime {
     store: Store,
+    source: Source,
     current: RwLock<Arc<Snapshot>>,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl Runtime {
     pub fn new(store: Store) -> Self {
+        Self::with_source(store, Source::Store)
+    }
+
+    pub fn with_source(store: Store, source: Source) -> Self {
         Self {
             store,
+            source,
             current: RwLock::new(Arc::new(Snapshot::default())),
             reload_lock: tokio::sync::Mutex::new(()),
         }
@@ -133,11 +190,43 @@ impl Runtime {
         )
     }
 
-    /// Rebuild the snapshot from the store. Reloads are serialized so an older rebuild never
-    /// replaces a newer one.
+    /// Which events this process's worker may claim: all runnable ones embedded, only its
+    /// connection's touchpoints when it runs a rendered configuration.
+    pub fn claim_filter(&self) -> ClaimFilter {
+        match self.source {
+            Source::Store => ClaimFilter::default(),
+            Source::Rendered(_) => ClaimFilter {
+                only: Some(self.snapshot().by_id.keys().copied().collect()),
+                exclude: Vec::new(),
+            },
+        }
+    }
+
+    /// The rendered configuration file, when the runtime runs one.
+    pub fn rendered_source(&self) -> Option<&RenderedSource> {
+        match &self.source {
+            Source::Store => None,
+            Source::Rendered(source) => Some(source),
+        }
+    }
+
+    /// Rebuild the snapshot from its source. Reloads are serialized so an older rebuild
+    /// never replaces a newer one.
     #[tracing::instrument(skip(self))]
-    pub async fn reload(&self) -> Result<(), StoreError> {
+    pub async fn reload(&self) -> Result<(), ReloadError> {
         let _guard = self.reload_lock.lock().await;
+        let snapshot = match &self.source {
+            Source::Store => self.load_from_store().await?,
+            Source::Rendered(source) => self.load_from_rendered(source).await?,
+        };
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(snapshot);
+        Ok(())
+    }
+
+    async fn load_from_store(&self) -> Result<Snapshot, ReloadError> {
         let organization = self.store.organization().await?.map(|org| org.slug);
         let connections: HashMap<Uuid, _> = self
             .store
@@ -163,94 +252,229 @@ impl Runtime {
                 warn!(touchpoint = %touchpoint.id, "published touchpoint has no connection");
                 continue;
             };
-            let validated = match spec::validate(&published.spec, connection) {
-                Ok(validated) => validated,
-                Err(errors) => {
-                    warn!(touchpoint = %touchpoint.id, ?errors, "published spec no longer validates; not running it");
-                    continue;
-                }
-            };
-            let Some(app) = hookplane_sources::app(&published.spec.source.app) else {
-                warn!(touchpoint = %touchpoint.id, app = %published.spec.source.app, "published touchpoint has an unknown source app; not running it");
-                continue;
-            };
-            let verification = published
-                .spec
-                .source
-                .verification
-                .clone()
-                .unwrap_or_default();
-            let mut secrets = HashMap::new();
-            for reference in verification.secret_refs() {
-                if let Some(value) = self.store.secret(&reference.name, &reference.key).await? {
-                    secrets.insert(reference.clone(), value.into_bytes());
-                }
-            }
-            let verifier =
-                VerifierConfig::resolve_with(verification, |reference: &SecretKeyRef| {
-                    secrets.get(reference).cloned()
-                });
-            let schema = match published.spec.source.schema.as_deref() {
-                None => None,
-                Some(name) => match self.store.schema(name).await? {
-                    Some(stored) => match SourceSchema::compile(name, &stored.document) {
-                        Ok(schema) => Some(schema),
-                        Err(error) => {
-                            warn!(touchpoint = %touchpoint.id, schema = name, %error, "the source schema does not compile; not running the touchpoint");
-                            continue;
-                        }
-                    },
-                    None => {
-                        warn!(touchpoint = %touchpoint.id, schema = name, "the source schema is missing; not running the touchpoint");
-                        continue;
-                    }
-                },
-            };
-            if let Entry::Vacant(entry) = snapshot.connections.entry(touchpoint.connection_id) {
-                let running = self
-                    .running_connection(touchpoint.connection_id, connection)
-                    .await?;
-                entry.insert(Arc::new(running));
-            }
-            let running = Arc::new(Running {
+            let published = Published {
                 id: touchpoint.id,
                 connection_id: touchpoint.connection_id,
                 generation: published.generation,
                 auto_sync: touchpoint.auto_sync,
-                touchpoint: validated,
-                app,
-                verifier,
-                schema,
-            });
-            snapshot
-                .by_endpoint
-                .insert(published.spec.source.endpoint.clone(), Arc::clone(&running));
-            snapshot.by_id.insert(touchpoint.id, running);
-        }
-        *self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(snapshot);
-        Ok(())
-    }
-
-    /// A connection's limits and credentials, its secrets read from the store. A missing
-    /// secret is recorded in the credentials' problems (its deliveries fail until it exists).
-    async fn running_connection(
-        &self,
-        id: Uuid,
-        spec: &hookplane_crds::ConnectionSpec,
-    ) -> Result<RunningConnection, StoreError> {
-        let mut secrets = HashMap::new();
-        for reference in spec.secret_refs() {
-            if let Some(value) = self.store.secret(&reference.name, &reference.key).await? {
-                secrets.insert(reference.clone(), value);
+                spec: &published.spec,
+                connection,
+            };
+            let secrets = SecretReader::Store(&self.store);
+            if let Some(running) = self.build(published, &secrets).await? {
+                if let Entry::Vacant(entry) = snapshot.connections.entry(running.connection_id) {
+                    let resolved =
+                        running_connection(running.connection_id, connection, &secrets).await?;
+                    entry.insert(Arc::new(resolved));
+                }
+                snapshot.insert(running);
             }
         }
-        Ok(RunningConnection {
+        Ok(snapshot)
+    }
+
+    async fn load_from_rendered(&self, source: &RenderedSource) -> Result<Snapshot, ReloadError> {
+        let json = tokio::fs::read_to_string(&source.config)
+            .await
+            .map_err(|error| ReloadError::ReadConfig(source.config.clone(), error))?;
+        let config = RenderedConfig::from_json(&json)
+            .map_err(|error| ReloadError::ParseConfig(source.config.clone(), error))?;
+        if config.version > FORMAT_VERSION {
+            return Err(ReloadError::UnsupportedVersion(config.version));
+        }
+        let connection_id = Uuid::parse_str(&config.connection.uid)
+            .map_err(|_| ReloadError::InvalidUid(config.connection.uid.clone()))?;
+        let mut externals = Vec::with_capacity(config.touchpoints.len());
+        for touchpoint in &config.touchpoints {
+            match Uuid::parse_str(&touchpoint.uid) {
+                Ok(id) => externals.push(ExternalTouchpoint {
+                    id,
+                    generation: touchpoint.generation,
+                    spec: touchpoint.spec.clone(),
+                }),
+                Err(_) => {
+                    warn!(touchpoint = %touchpoint.name, uid = %touchpoint.uid, "a touchpoint uid is not a UUID; skipping it")
+                }
+            }
+        }
+        self.store
+            .apply_external(connection_id, &config.connection.spec, &externals)
+            .await?;
+        let mut snapshot = Snapshot {
+            organization: Some(
+                source
+                    .organization
+                    .clone()
+                    .unwrap_or_else(|| config.connection.namespace.clone()),
+            ),
+            ..Snapshot::default()
+        };
+        let secrets = SecretReader::Files(&source.secrets_dir);
+        let running_connection =
+            running_connection(connection_id, &config.connection.spec, &secrets).await?;
+        snapshot
+            .connections
+            .insert(connection_id, Arc::new(running_connection));
+        for external in &externals {
+            let published = Published {
+                id: external.id,
+                connection_id,
+                generation: external.generation,
+                auto_sync: external.spec.auto_sync,
+                spec: &external.spec,
+                connection: &config.connection.spec,
+            };
+            if let Some(running) = self.build(published, &secrets).await? {
+                snapshot.insert(running);
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Validate and compile one published touchpoint; `None` (with a warning) when it cannot
+    /// run.
+    async fn build(
+        &self,
+        published: Published<'_>,
+        secrets: &SecretReader<'_>,
+    ) -> Result<Option<Running>, StoreError> {
+        let id = published.id;
+        let spec = published.spec;
+        let validated = match spec::validate(spec, published.connection) {
+            Ok(validated) => validated,
+            Err(errors) => {
+                warn!(touchpoint = %id, ?errors, "published spec no longer validates; not running it");
+                return Ok(None);
+            }
+        };
+        let Some(app) = hookplane_sources::app(&spec.source.app) else {
+            warn!(touchpoint = %id, app = %spec.source.app, "unknown source app; not running it");
+            return Ok(None);
+        };
+        let verification = spec.source.verification.clone().unwrap_or_default();
+        let mut values = HashMap::new();
+        for reference in verification.secret_refs() {
+            if let Some(value) = secrets.read(reference).await? {
+                values.insert(reference.clone(), value);
+            }
+        }
+        let verifier = VerifierConfig::resolve_with(verification, |reference: &SecretKeyRef| {
+            values.get(reference).cloned()
+        });
+        let schema = match spec.source.schema.as_deref() {
+            None => None,
+            Some(name) => match self.store.schema(name).await? {
+                Some(stored) => match SourceSchema::compile(name, &stored.document) {
+                    Ok(schema) => Some(schema),
+                    Err(error) => {
+                        warn!(touchpoint = %id, schema = name, %error, "the source schema does not compile; not running the touchpoint");
+                        return Ok(None);
+                    }
+                },
+                None => {
+                    warn!(touchpoint = %id, schema = name, "the source schema is missing; not running the touchpoint");
+                    return Ok(None);
+                }
+            },
+        };
+        Ok(Some(Running {
             id,
-            limits: spec.limits.clone(),
-            auth: ConnectionAuth::resolve(spec, |reference| secrets.get(reference).cloned()),
-        })
+            connection_id: published.connection_id,
+            generation: published.generation,
+            auto_sync: published.auto_sync,
+            touchpoint: validated,
+            app,
+            verifier,
+            schema,
+        }))
+    }
+}
+
+/// A connection's limits and credentials, its secrets read from `secrets`. A missing secret
+/// is recorded in the credentials' problems (its deliveries fail until it exists).
+async fn running_connection(
+    id: Uuid,
+    spec: &ConnectionSpec,
+    secrets: &SecretReader<'_>,
+) -> Result<RunningConnection, StoreError> {
+    let mut values = HashMap::new();
+    for reference in spec.secret_refs() {
+        if let Some(value) = secrets.read(reference).await? {
+            values.insert(
+                reference.clone(),
+                String::from_utf8_lossy(&value).into_owned(),
+            );
+        }
+    }
+    Ok(RunningConnection {
+        id,
+        limits: spec.limits.clone(),
+        auth: ConnectionAuth::resolve(spec, |reference| values.get(reference).cloned()),
+    })
+}
+
+/// A published touchpoint about to be compiled.
+struct Published<'a> {
+    id: Uuid,
+    connection_id: Uuid,
+    generation: i64,
+    auto_sync: bool,
+    spec: &'a TouchpointSpec,
+    connection: &'a ConnectionSpec,
+}
+
+/// Where secret values are read: the store's write-only secrets, or files mounted from
+/// Kubernetes Secrets (`<dir>/<secret name>/<key>`).
+enum SecretReader<'a> {
+    Store(&'a Store),
+    Files(&'a Path),
+}
+
+impl SecretReader<'_> {
+    async fn read(&self, reference: &SecretKeyRef) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Self::Store(store) => Ok(store
+                .secret(&reference.name, &reference.key)
+                .await?
+                .map(String::into_bytes)),
+            Self::Files(dir) => {
+                let path = dir.join(&reference.name).join(&reference.key);
+                match tokio::fs::read(&path).await {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(error) => {
+                        warn!(path = %path.display(), %error, "a referenced secret file cannot be read");
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reload the runtime whenever its rendered configuration file changes (Kubernetes swaps
+/// ConfigMap volumes in place), until `shutdown`. A configuration that fails to load keeps
+/// the previous snapshot running.
+pub async fn watch_rendered(runtime: Arc<Runtime>, every: Duration, shutdown: CancellationToken) {
+    let Some(source) = runtime.rendered_source().cloned() else {
+        return;
+    };
+    let mut last = tokio::fs::read(&source.config).await.ok();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let current = tokio::fs::read(&source.config).await.ok();
+        if current.is_some() && current != last {
+            match runtime.reload().await {
+                Ok(()) => {
+                    tracing::info!(config = %source.config.display(), "configuration reloaded");
+                    last = current;
+                }
+                Err(error) => {
+                    warn!(%error, "the new configuration did not load; keeping the previous one");
+                }
+            }
+        }
     }
 }

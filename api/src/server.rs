@@ -5,7 +5,11 @@
 //! webhook has committed), the worker finishes its in-flight deliveries, and the store's
 //! writer drains before the process exits.
 
-use std::{net::SocketAddr, sync::Arc, time::Instant};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     Router,
@@ -23,7 +27,7 @@ use tracing::{error, info};
 use crate::{
     graphql,
     ingest::{self, IngestConfig},
-    runtime::Runtime,
+    runtime::{RenderedSource, Runtime, Source, watch_rendered},
     sync::{Worker, WorkerConfig},
     telemetry::Metrics,
 };
@@ -39,9 +43,23 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
+/// What a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Everything: the GraphQL API, the receiver and the worker (`hookplane serve`).
+    All,
+    /// Only webhook intake for one rendered configuration (`hookplane receiver`).
+    Receiver,
+    /// Only the sync worker for one rendered configuration (`hookplane worker`).
+    Worker,
+}
+
 /// Everything `serve` needs to know.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
+    pub role: Role,
+    /// The operator's rendered configuration, for the receiver and worker roles.
+    pub rendered: Option<RenderedSource>,
     pub listen: SocketAddr,
     pub database_url: String,
     /// How long a delivery id keeps absorbing repeats of a webhook.
@@ -79,25 +97,31 @@ pub enum ServeError {
     OpenStore(#[source] hookplane_store::StoreError),
     #[error("applying migrations")]
     Migrate(#[source] hookplane_store::StoreError),
-    #[error("loading published touchpoints")]
-    LoadRuntime(#[source] hookplane_store::StoreError),
+    #[error("loading the running configuration")]
+    LoadRuntime(#[source] crate::runtime::ReloadError),
     #[error("listening on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("serving HTTP")]
     Serve(#[source] std::io::Error),
 }
 
-/// The whole HTTP surface.
-pub fn router(state: AppState) -> Router {
-    let schema = graphql::schema(graphql::ApiContext {
-        store: state.store.clone(),
-        runtime: Arc::clone(&state.runtime),
-        wake_worker: Arc::clone(&state.wake_worker),
-        shutdown: state.shutdown.clone(),
-    });
-    Router::new()
-        .route("/hooks/{org}/{*endpoint}", post(ingest::receive))
-        .merge(graphql::routes(schema))
+/// The HTTP surface of a role: intake for the receiver, the GraphQL API for the whole
+/// process, health and metrics for all.
+pub fn router(state: AppState, role: Role) -> Router {
+    let mut router = Router::new();
+    if role != Role::Worker {
+        router = router.route("/hooks/{org}/{*endpoint}", post(ingest::receive));
+    }
+    if role == Role::All {
+        let schema = graphql::schema(graphql::ApiContext {
+            store: state.store.clone(),
+            runtime: Arc::clone(&state.runtime),
+            wake_worker: Arc::clone(&state.wake_worker),
+            shutdown: state.shutdown.clone(),
+        });
+        router = router.merge(graphql::routes(schema));
+    }
+    router
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -113,6 +137,8 @@ pub async fn serve(
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
     let ServeConfig {
+        role,
+        rendered,
         listen,
         database_url,
         dedupe_window,
@@ -128,8 +154,17 @@ pub async fn serve(
         .await
         .map_err(ServeError::OpenStore)?;
     store.migrate().await.map_err(ServeError::Migrate)?;
-    let runtime = Arc::new(Runtime::new(store.clone()));
+    let source = match rendered {
+        Some(rendered) => Source::Rendered(rendered),
+        None => Source::Store,
+    };
+    let runtime = Arc::new(Runtime::with_source(store.clone(), source));
     runtime.reload().await.map_err(ServeError::LoadRuntime)?;
+    let watcher = tokio::spawn(watch_rendered(
+        Arc::clone(&runtime),
+        Duration::from_secs(2),
+        shutdown.clone(),
+    ));
     let state = AppState {
         store: store.clone(),
         runtime: Arc::clone(&runtime),
@@ -145,36 +180,38 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| ServeError::Bind(listen, source))?;
 
-    let worker = Worker::new(
-        store.clone(),
-        runtime,
-        Arc::clone(&state.metrics),
-        Arc::clone(&state.wake_worker),
-        worker,
-    );
     let worker_shutdown = CancellationToken::new();
-    let worker_task = tokio::spawn(worker.run(worker_shutdown.clone()));
-
-    let retention_task = tokio::spawn(purge_periodically(
-        store.clone(),
-        Arc::clone(&state.metrics),
-        retention,
-        shutdown.clone(),
-    ));
+    let mut background = Vec::new();
+    if role != Role::Receiver {
+        let worker = Worker::new(
+            store.clone(),
+            runtime,
+            Arc::clone(&state.metrics),
+            Arc::clone(&state.wake_worker),
+            worker,
+        );
+        background.push(tokio::spawn(worker.run(worker_shutdown.clone())));
+        background.push(tokio::spawn(purge_periodically(
+            store.clone(),
+            Arc::clone(&state.metrics),
+            retention,
+            shutdown.clone(),
+        )));
+    }
+    background.push(watcher);
 
     on_listening(local);
-    let app = router(state);
+    let app = router(state, role);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
     info!("stopped accepting; finishing in-flight deliveries");
     // The worker stops after the listener so in-flight webhooks still wake it.
     worker_shutdown.cancel();
-    if let Err(error) = worker_task.await {
-        error!(%error, "worker task ended abnormally");
-    }
-    if let Err(error) = retention_task.await {
-        error!(%error, "retention task ended abnormally");
+    for task in background {
+        if let Err(error) = task.await {
+            error!(%error, "a background task ended abnormally");
+        }
     }
     store.close().await;
     info!("shut down cleanly");

@@ -4,6 +4,8 @@
 
 mod apps;
 mod crash;
+mod data_plane;
+mod engine;
 mod flows;
 mod operations;
 mod rejections;

@@ -61,6 +61,22 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::runtime::ReloadError> for ApiError {
+    fn from(error: crate::runtime::ReloadError) -> Self {
+        match error {
+            crate::runtime::ReloadError::Store(store) => store.into(),
+            other => {
+                tracing::error!(error = %other, "reloading the running configuration");
+                Self::Invalid {
+                    code: "RELOAD_FAILED",
+                    message: "the running configuration could not be reloaded; it has been logged"
+                        .to_owned(),
+                }
+            }
+        }
+    }
+}
+
 impl From<Vec<SpecError>> for ApiError {
     fn from(errors: Vec<SpecError>) -> Self {
         Self::Spec(errors)

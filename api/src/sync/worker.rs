@@ -290,9 +290,10 @@ impl Worker {
         Started::Yes
     }
 
-    /// The touchpoints this worker may claim at all: every runnable one.
+    /// The touchpoints this worker may claim at all: every runnable one embedded, its own
+    /// connection's with a rendered configuration.
     fn claim_scope(&self) -> ClaimFilter {
-        ClaimFilter::default()
+        self.runtime.claim_filter()
     }
 
     async fn hand_back(&self, event: &Event) {

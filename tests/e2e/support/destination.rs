@@ -33,6 +33,10 @@ pub enum Mode {
     Fail,
     /// Answer 500 to the first `n` requests of each Idempotency-Key, then 200.
     FailFirst(usize),
+    /// Answer this status to everything.
+    Status(u16),
+    /// Answer 400 to bodies whose `field` equals `value`, 200 to the rest.
+    RejectWhere(&'static str, i64),
 }
 
 #[derive(Default)]
@@ -107,6 +111,9 @@ async fn record(
         Mode::Fail => StatusCode::INTERNAL_SERVER_ERROR,
         Mode::FailFirst(n) if seen <= n => StatusCode::INTERNAL_SERVER_ERROR,
         Mode::FailFirst(_) => StatusCode::OK,
+        Mode::Status(status) => StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT),
+        Mode::RejectWhere(field, value) if body[field] == value => StatusCode::BAD_REQUEST,
+        Mode::RejectWhere(..) => StatusCode::OK,
     };
     inner.received.push(Received {
         method,

@@ -1,6 +1,7 @@
 //! Test harness: the real `hookplane` binary, a real destination HTTP server, GraphQL over
 //! HTTP and over a WebSocket, on SQLite and (when configured) PostgreSQL.
 
+pub mod chaos;
 pub mod destination;
 pub mod graphql;
 pub mod server;

@@ -47,8 +47,24 @@ impl Server {
     }
 
     pub async fn start_with(backend: &Backend, extra_args: &[&str]) -> Self {
+        Self::start_role(
+            backend,
+            "serve",
+            "Hookplane listening on http://",
+            extra_args,
+        )
+        .await
+    }
+
+    /// Start `hookplane <role>` and wait for its `banner` line with the address.
+    pub async fn start_role(
+        backend: &Backend,
+        role: &str,
+        banner: &str,
+        extra_args: &[&str],
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookplane"))
-            .arg("serve")
+            .arg(role)
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -66,7 +82,7 @@ impl Server {
         let mut lines = BufReader::new(stdout).lines();
         let address = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.expect("reading stdout") {
-                if let Some(rest) = line.strip_prefix("Hookplane listening on http://") {
+                if let Some(rest) = line.strip_prefix(banner) {
                     return rest.trim().parse::<SocketAddr>().expect("a socket address");
                 }
             }

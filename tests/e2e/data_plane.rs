@@ -1,0 +1,227 @@
+//! The Kubernetes data plane without Kubernetes: `hookplane receiver` and `hookplane worker`
+//! as separate processes on one database, driven by the configuration file the operator
+//! renders (`hookplane_crds::config::RenderedConfig`), with secrets in mounted files.
+
+use std::{path::Path, time::Duration};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use hmac::{Hmac, Mac};
+use hookplane_crds::{
+    ConnectionSpec, DestinationSpec, MappingRule, MappingSpec, SecretKeyRef, SourceSpec,
+    TouchpointSpec, VerificationSpec,
+    config::{FORMAT_VERSION, RenderedConfig, RenderedConnection, RenderedTouchpoint},
+};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::{
+    on_both_backends,
+    support::{Backend, Destination, Server, destination::Mode, eventually},
+};
+
+on_both_backends!(a_webhook_received_by_one_process_is_delivered_by_another);
+
+const SECRET: &str = "shpss_cluster_secret";
+
+fn rendered(
+    destination: &str,
+    mapping_target: &str,
+    connection_uid: Uuid,
+    touchpoint_uid: Uuid,
+    generation: i64,
+) -> RenderedConfig {
+    let spec = TouchpointSpec {
+        connection_ref: "shop-to-erp".into(),
+        name: "Orders".into(),
+        show_in_agent: true,
+        auto_sync: true,
+        source: SourceSpec {
+            app: "shopify".into(),
+            endpoint: "orders".into(),
+            verification: Some(VerificationSpec {
+                secret_ref: Some(SecretKeyRef {
+                    name: "shopify".into(),
+                    key: "clientSecret".into(),
+                }),
+                ..VerificationSpec::default()
+            }),
+            ..SourceSpec::default()
+        },
+        destination: DestinationSpec {
+            url: destination.into(),
+            ..DestinationSpec::default()
+        },
+        mapping: MappingSpec {
+            rules: vec![MappingRule {
+                target: mapping_target.into(),
+                expr: ".id".into(),
+            }],
+            program: None,
+        },
+        ..TouchpointSpec::default()
+    };
+    RenderedConfig {
+        version: FORMAT_VERSION,
+        connection: RenderedConnection {
+            namespace: "shop".into(),
+            name: "shop-to-erp".into(),
+            uid: connection_uid.to_string(),
+            spec: ConnectionSpec {
+                name: "Shop to ERP".into(),
+                source_app: "shopify".into(),
+                destination_app: "generic".into(),
+                ..ConnectionSpec::default()
+            },
+        },
+        touchpoints: vec![RenderedTouchpoint {
+            namespace: "shop".into(),
+            name: "orders".into(),
+            uid: touchpoint_uid.to_string(),
+            generation,
+            spec,
+        }],
+    }
+}
+
+/// Replace the file the way Kubernetes updates a ConfigMap volume: never half-written.
+fn write_config(path: &Path, config: &RenderedConfig) {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, config.to_json()).expect("writing the configuration");
+    std::fs::rename(&temporary, path).expect("swapping the configuration in");
+}
+
+async fn post_order(client: &reqwest::Client, receiver: &Server, id: u64) -> u16 {
+    let body = json!({ "id": id, "total_price": "10.00" }).to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
+    mac.update(body.as_bytes());
+    let signature = STANDARD.encode(mac.finalize().into_bytes());
+    client
+        .post(receiver.url("/hooks/shop/orders"))
+        .header("content-type", "application/json")
+        .header("x-shopify-hmac-sha256", signature)
+        .header("x-shopify-webhook-id", format!("delivery-{id}"))
+        .body(body)
+        .send()
+        .await
+        .expect("POST")
+        .status()
+        .as_u16()
+}
+
+async fn a_webhook_received_by_one_process_is_delivered_by_another(backend: Backend) {
+    let destination = Destination::start(Mode::Ok).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(secrets.join("shopify")).expect("secret directory");
+    std::fs::write(secrets.join("shopify").join("clientSecret"), SECRET).expect("secret file");
+    let config_path = dir.path().join("hookplane.json");
+    let (connection_uid, touchpoint_uid) = (Uuid::now_v7(), Uuid::now_v7());
+    let url = destination.url("/erp");
+    write_config(
+        &config_path,
+        &rendered(&url, "OrderId", connection_uid, touchpoint_uid, 1),
+    );
+    let config = config_path.to_string_lossy().into_owned();
+    let secrets_dir = secrets.to_string_lossy().into_owned();
+    let role_args = [
+        "--config",
+        config.as_str(),
+        "--secrets-dir",
+        secrets_dir.as_str(),
+    ];
+
+    let receiver = Server::start_role(
+        &backend,
+        "receiver",
+        "Hookplane receiver listening on http://",
+        &role_args,
+    )
+    .await;
+    let worker = Server::start_role(
+        &backend,
+        "worker",
+        "Hookplane worker listening on http://",
+        &role_args,
+    )
+    .await;
+    let client = reqwest::Client::new();
+
+    assert_eq!(post_order(&client, &receiver, 1).await, 200);
+    let delivered = eventually(Duration::from_secs(20), "the worker delivers", || async {
+        destination.received().first().map(|r| r.body.clone())
+    })
+    .await;
+    assert_eq!(delivered, json!({ "OrderId": 1 }));
+    // The event id in the database is keyed by the Touchpoint's uid.
+    let key = destination.received()[0]
+        .idempotency_key
+        .clone()
+        .expect("Idempotency-Key");
+    assert!(Uuid::parse_str(&key).is_ok());
+
+    // Roles serve only their part: the receiver has no GraphQL, the worker no intake.
+    let graphql = client
+        .get(receiver.url("/graphql"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(graphql.status(), 404);
+    let intake = client
+        .post(worker.url("/hooks/shop/orders"))
+        .body("{}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(intake.status(), 404);
+    for server in [&receiver, &worker] {
+        let ready = client
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 200);
+    }
+
+    // "Update Configuration": a new file is picked up by both processes without a restart.
+    write_config(
+        &config_path,
+        &rendered(&url, "DocEntry", connection_uid, touchpoint_uid, 2),
+    );
+    let next_id = std::sync::atomic::AtomicU64::new(2);
+    let reloaded = eventually(Duration::from_secs(20), "the new mapping runs", || {
+        let client = client.clone();
+        let receiver = &receiver;
+        let destination = &destination;
+        // A new delivery each time: a repeated one would be absorbed as a duplicate.
+        let id = next_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let status = post_order(&client, receiver, id).await;
+            assert_eq!(status, 200);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            destination
+                .received()
+                .iter()
+                .map(|r| r.body.clone())
+                .find(|body: &Value| body.get("DocEntry").is_some())
+        }
+    })
+    .await;
+    assert!(
+        reloaded["DocEntry"].as_u64().is_some_and(|id| id >= 2),
+        "{reloaded}"
+    );
+
+    // A bad signature is still refused by the receiver.
+    let refused = client
+        .post(receiver.url("/hooks/shop/orders"))
+        .header("content-type", "application/json")
+        .header("x-shopify-hmac-sha256", "AAAA")
+        .body("{}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(refused.status(), 401);
+    receiver.stop().await;
+    worker.stop().await;
+}
