@@ -23,6 +23,7 @@ on_both_backends!(
     client_errors_are_permanent_unless_configured,
     ordering_keeps_each_key_in_sequence,
     a_failed_head_blocks_or_parks_its_key,
+    mapping_errors_fail_readably_and_the_worker_goes_on,
 );
 
 const HISTORY: &str = r#"
@@ -422,5 +423,70 @@ async fn a_failed_head_blocks_or_parks_its_key(backend: Backend) {
             .as_str()
             .is_some_and(|m| m.contains("ops@acme"))
     }));
+    server.stop().await;
+}
+
+async fn mapping_errors_fail_readably_and_the_worker_goes_on(backend: Backend) {
+    let destination = Destination::start(Mode::Ok).await;
+    let server = Server::start(&backend).await;
+    let connection = flows::connection(&server).await;
+    let touchpoint = touchpoint_to(
+        &server,
+        &connection,
+        "mapped",
+        destination.url("/erp"),
+        json!({ "mapping": flows::order_mapping() }),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let mut broken = flows::order(1, false);
+    broken["total_price"] = json!("forty-two");
+    let (status, answer) = post_webhook(&client, &server, "mapped", &broken).await;
+    assert_eq!(status, 200);
+    let broken_id = answer["eventIds"][0].clone();
+    let mut missing = flows::order(2, false);
+    missing
+        .as_object_mut()
+        .expect("object")
+        .remove("line_items");
+    post_webhook(&client, &server, "mapped", &missing).await;
+    post_webhook(&client, &server, "mapped", &flows::order(3, false)).await;
+    all_terminal(&server, &touchpoint, 3).await;
+    let entries = histories(&server, &touchpoint).await;
+    let broken_entry = entries
+        .iter()
+        .find(|e| e["id"] == broken_id)
+        .expect("entry");
+    assert_eq!(broken_entry["status"], "FAILED");
+    assert_eq!(
+        broken_entry["attemptHistory"],
+        json!([]),
+        "nothing was sent"
+    );
+    let failed = flows::bucket(&server, &touchpoint, Some("FAILED")).await;
+    assert_eq!(
+        failed.len(),
+        2,
+        "the runtime error and the missing field both fail"
+    );
+    for entry in &failed {
+        let error = entry["lastError"].as_str().expect("error");
+        assert!(error.starts_with("mapping failed: rule"), "{error}");
+    }
+    let by_id = |id: &Value| failed.iter().find(|e| &e["id"] == id).cloned();
+    let message = by_id(&broken_id).expect("broken")["lastError"]
+        .as_str()
+        .map(str::to_owned);
+    let message = message.expect("message");
+    assert!(
+        message.contains("Total") && message.contains("tonumber"),
+        "{message}"
+    );
+    assert_eq!(
+        flows::counts(&server, &touchpoint).await["success"],
+        1,
+        "the worker went on"
+    );
+    assert_eq!(destination.received().len(), 1);
     server.stop().await;
 }

@@ -163,6 +163,8 @@ impl Worker {
                 }
             }
         }
+        // Finished tasks stay in the set until joined; count only those still running.
+        while tasks.try_join_next().is_some() {}
         if !tasks.is_empty() {
             warn!(in_flight = tasks.len(), "waiting for in-flight deliveries");
         }
