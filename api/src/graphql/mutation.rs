@@ -237,16 +237,7 @@ impl MutationRoot {
     ) -> ApiResult<Touchpoint> {
         let api = ctx.data_unchecked::<ApiContext>();
         let id = parse_id(&input.id, "touchpoint")?;
-        let current = api
-            .store
-            .touchpoint(id)
-            .await?
-            .ok_or_else(|| touchpoint_not_found(id))?;
-        let connection = api
-            .store
-            .connection(current.connection_id)
-            .await?
-            .ok_or_else(|| connection_not_found(current.connection_id))?;
+        let (current, connection) = touchpoint_and_connection(api, id).await?;
         let mut spec = current.spec.clone();
         let mut secrets = SecretWrites::default();
         if let Some(name) = input.name {
@@ -290,16 +281,7 @@ impl MutationRoot {
     async fn publish_touchpoint(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Touchpoint> {
         let api = ctx.data_unchecked::<ApiContext>();
         let id = parse_id(&id, "touchpoint")?;
-        let current = api
-            .store
-            .touchpoint(id)
-            .await?
-            .ok_or_else(|| touchpoint_not_found(id))?;
-        let connection = api
-            .store
-            .connection(current.connection_id)
-            .await?
-            .ok_or_else(|| connection_not_found(current.connection_id))?;
+        let (current, connection) = touchpoint_and_connection(api, id).await?;
         check_spec(&current.spec, &connection.spec)?;
         check_verification(&current.spec)?;
         if let Some(name) = current.spec.source.schema.as_deref()
@@ -368,11 +350,7 @@ impl MutationRoot {
     ) -> ApiResult<MappingPreview> {
         let api = ctx.data_unchecked::<ApiContext>();
         let id = parse_id(&touchpoint_id, "touchpoint")?;
-        let touchpoint = api
-            .store
-            .touchpoint(id)
-            .await?
-            .ok_or_else(|| touchpoint_not_found(id))?;
+        let (touchpoint, connection) = touchpoint_and_connection(api, id).await?;
         let (spec, generation) = if published {
             let published = touchpoint.published.as_ref().ok_or_else(|| {
                 ApiError::invalid(
@@ -408,11 +386,6 @@ impl MutationRoot {
                 ));
             }
         };
-        let connection = api
-            .store
-            .connection(touchpoint.connection_id)
-            .await?
-            .ok_or_else(|| connection_not_found(touchpoint.connection_id))?;
         let validated = spec::validate(&spec, &connection.spec)?;
         let mut preview = MappingPreview {
             generation,
@@ -582,6 +555,24 @@ fn check_verification(spec: &TouchpointSpec) -> ApiResult<()> {
     let verification = spec.source.verification.clone().unwrap_or_default();
     app.validate(&verification)
         .map_err(|error| ApiError::invalid(error.code(), error.to_string()))
+}
+
+/// A touchpoint and its connection, or the error naming whichever is missing.
+async fn touchpoint_and_connection(
+    api: &ApiContext,
+    id: Uuid,
+) -> ApiResult<(hookplane_store::Touchpoint, hookplane_store::Connection)> {
+    let touchpoint = api
+        .store
+        .touchpoint(id)
+        .await?
+        .ok_or_else(|| touchpoint_not_found(id))?;
+    let connection = api
+        .store
+        .connection(touchpoint.connection_id)
+        .await?
+        .ok_or_else(|| connection_not_found(touchpoint.connection_id))?;
+    Ok((touchpoint, connection))
 }
 
 async fn write_secrets(api: &ApiContext, secrets: SecretWrites) -> ApiResult<()> {

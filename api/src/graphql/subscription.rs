@@ -44,32 +44,9 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         touchpoint_id: ID,
     ) -> Result<impl Stream<Item = ApiResult<BucketChange>> + use<>, ApiError> {
-        let api = ctx.data_unchecked::<ApiContext>().clone();
-        let changes = changes_of(&api, &touchpoint_id).await?;
-        let store = api.store.clone();
-        Ok(changes.filter_map(move |change| {
-            let store = store.clone();
-            async move {
-                let change = match change {
-                    Ok(change) => change,
-                    Err(lagged) => return Some(Err(lagged)),
-                };
-                let kind = match change.kind {
-                    ChangeKind::EventCreated => BucketChangeKind::Created,
-                    ChangeKind::EventUpdated => BucketChangeKind::Updated,
-                    ChangeKind::LogCreated => return None,
-                };
-                match store.event(change.id).await {
-                    Ok(Some(event)) => Some(Ok(BucketChange {
-                        kind,
-                        status: change.status.unwrap_or(event.status).into(),
-                        entry: BucketEntry(event),
-                    })),
-                    Ok(None) => None,
-                    Err(error) => Some(Err(error.into())),
-                }
-            }
-        }))
+        let api = ctx.data_unchecked::<ApiContext>();
+        let changes = changes_of(api, &touchpoint_id).await?;
+        Ok(loaded(changes, api.store.clone(), load_bucket_change))
     }
 
     /// Every new entry of a touchpoint's log bucket.
@@ -78,26 +55,55 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         touchpoint_id: ID,
     ) -> Result<impl Stream<Item = ApiResult<LogEntry>> + use<>, ApiError> {
-        let api = ctx.data_unchecked::<ApiContext>().clone();
-        let changes = changes_of(&api, &touchpoint_id).await?;
-        let store = api.store.clone();
-        Ok(changes.filter_map(move |change| {
-            let store = store.clone();
-            async move {
-                let change = match change {
-                    Ok(change) => change,
-                    Err(lagged) => return Some(Err(lagged)),
-                };
-                if change.kind != ChangeKind::LogCreated {
-                    return None;
-                }
-                load_log(&store, change).await
-            }
-        }))
+        let api = ctx.data_unchecked::<ApiContext>();
+        let changes = changes_of(api, &touchpoint_id).await?;
+        Ok(loaded(changes, api.store.clone(), load_log))
     }
 }
 
-async fn load_log(store: &Store, change: Change) -> Option<ApiResult<LogEntry>> {
+/// Turn changes into the rows they name with `load`, which skips changes of other kinds
+/// (`None`); a lag report passes through as an error item.
+fn loaded<T, F, Fut>(
+    changes: impl Stream<Item = ApiResult<Change>>,
+    store: Store,
+    load: F,
+) -> impl Stream<Item = ApiResult<T>>
+where
+    F: Fn(Store, Change) -> Fut + Clone,
+    Fut: Future<Output = Option<ApiResult<T>>>,
+{
+    changes.filter_map(move |change| {
+        let (store, load) = (store.clone(), load.clone());
+        async move {
+            match change {
+                Ok(change) => load(store, change).await,
+                Err(lagged) => Some(Err(lagged)),
+            }
+        }
+    })
+}
+
+async fn load_bucket_change(store: Store, change: Change) -> Option<ApiResult<BucketChange>> {
+    let kind = match change.kind {
+        ChangeKind::EventCreated => BucketChangeKind::Created,
+        ChangeKind::EventUpdated => BucketChangeKind::Updated,
+        ChangeKind::LogCreated => return None,
+    };
+    match store.event(change.id).await {
+        Ok(Some(event)) => Some(Ok(BucketChange {
+            kind,
+            status: change.status.unwrap_or(event.status).into(),
+            entry: BucketEntry(event),
+        })),
+        Ok(None) => None,
+        Err(error) => Some(Err(error.into())),
+    }
+}
+
+async fn load_log(store: Store, change: Change) -> Option<ApiResult<LogEntry>> {
+    if change.kind != ChangeKind::LogCreated {
+        return None;
+    }
     match store.log_entry(change.id).await {
         Ok(Some(entry)) => Some(Ok(LogEntry(entry))),
         Ok(None) => None,
