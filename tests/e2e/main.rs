@@ -5,6 +5,7 @@
 mod apps;
 mod crash;
 mod data_plane;
+mod destinations;
 mod engine;
 mod flows;
 mod operations;

@@ -11,6 +11,7 @@ use axum::{
     body::Bytes,
     extract::State,
     http::{HeaderMap, Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
     routing::any,
 };
 use serde_json::Value;
@@ -22,7 +23,12 @@ pub struct Received {
     pub path: String,
     pub idempotency_key: Option<String>,
     pub headers: HeaderMap,
+    /// The body as JSON (`null` when it is not JSON).
     pub body: Value,
+    /// The body as text.
+    pub raw: String,
+    /// The query string, if any.
+    pub query: Option<String>,
 }
 
 /// How the destination answers.
@@ -37,11 +43,14 @@ pub enum Mode {
     Status(u16),
     /// Answer 400 to bodies whose `field` equals `value`, 200 to the rest.
     RejectWhere(&'static str, i64),
+    /// Answer 401 unless `Authorization: Bearer <token>`.
+    RequireBearer(&'static str),
 }
 
 #[derive(Default)]
 struct Inner {
     received: Vec<Received>,
+    tokens_issued: usize,
     per_key: HashMap<String, usize>,
 }
 
@@ -82,6 +91,11 @@ impl Destination {
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().expect("received lock").received.clone()
     }
+
+    /// Tokens issued at [`TOKEN_PATH`].
+    pub fn tokens_issued(&self) -> usize {
+        self.inner.lock().expect("received lock").tokens_issued
+    }
 }
 
 type DestinationState = (Arc<Mutex<Inner>>, Arc<Mutex<Mode>>);
@@ -92,7 +106,11 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
+    if uri.path() == TOKEN_PATH {
+        return issue_token(&inner);
+    }
+    let raw = String::from_utf8_lossy(&body).into_owned();
     let idempotency_key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -114,6 +132,17 @@ async fn record(
         Mode::Status(status) => StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT),
         Mode::RejectWhere(field, value) if body[field] == value => StatusCode::BAD_REQUEST,
         Mode::RejectWhere(..) => StatusCode::OK,
+        Mode::RequireBearer(token) => {
+            let expected = format!("Bearer {token}");
+            if headers
+                .get("authorization")
+                .is_some_and(|v| v == expected.as_str())
+            {
+                StatusCode::OK
+            } else {
+                StatusCode::UNAUTHORIZED
+            }
+        }
     };
     inner.received.push(Received {
         method,
@@ -121,6 +150,24 @@ async fn record(
         idempotency_key,
         headers,
         body,
+        raw,
+        query: uri.query().map(str::to_owned),
     });
-    status
+    status.into_response()
+}
+
+/// Where the destination plays an OAuth2 token endpoint (client credentials).
+pub const TOKEN_PATH: &str = "/oauth/token";
+
+/// Issue `tok-<n>` for the n-th token request; the request is recorded like any other.
+fn issue_token(inner: &Mutex<Inner>) -> Response {
+    let mut inner = inner.lock().expect("received lock");
+    inner.tokens_issued += 1;
+    let token = format!("tok-{}", inner.tokens_issued);
+    axum::Json(serde_json::json!({
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": 3600,
+    }))
+    .into_response()
 }
