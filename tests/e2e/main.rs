@@ -9,6 +9,7 @@ mod destinations;
 mod engine;
 mod flows;
 mod operations;
+mod readme;
 mod rejections;
 mod restart;
 mod spine;

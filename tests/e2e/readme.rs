@@ -1,0 +1,47 @@
+//! The README's quickstart, run as written (with this test's ports), so it cannot go stale.
+
+use std::time::Duration;
+
+use crate::support::{Backend, Destination, Server, destination::Mode};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_quickstart_works() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let script = readme
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("gql()"))
+        .expect("the quickstart block");
+    let backend = Backend::sqlite();
+    let server = Server::start(&backend).await;
+    let sink = Destination::start(Mode::Ok).await;
+    let script = script
+        .replace("127.0.0.1:8080", &server.address.to_string())
+        .replace("127.0.0.1:9000", &sink.address.to_string());
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .output(),
+    )
+    .await
+    .expect("the quickstart finishes within a minute")
+    .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(r#""status":"SUCCESS""#) && last.contains(r#""CardCode":"7""#),
+        "the last line shows the entry SUCCESS with its mapped output: {stdout}"
+    );
+    let delivered = sink.received();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].path, "/erp/orders");
+    server.stop().await;
+}
