@@ -6,7 +6,9 @@
 //! - `POST /relay` parses the body, applies the same 20-field mapping and POSTs the result to
 //!   the sink before answering (webhook-to-HTTP without durability);
 //! - `POST /broadcast` stamps the body's arrival and broadcasts it to every `/ws` client;
-//! - `/ws` speaks just enough `graphql-transport-ws` for the fan-out client.
+//! - `/ws` speaks just enough `graphql-transport-ws` for the fan-out client, with axum's
+//!   default WebSocket buffers (128 KiB to read, as `hookplane serve` has them); `/ws-small`
+//!   the same with 4 KiB buffers, to show what the buffers cost per subscriber.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -27,6 +29,9 @@ use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::broadcast};
 
 use crate::{child::BARE_LISTENING, workload::twenty_rules};
+
+/// Buffer size of `/ws-small`.
+pub const SMALL_BUFFER: usize = 4096;
 
 #[derive(Clone)]
 struct Bare {
@@ -55,6 +60,7 @@ async fn serve(sink: String) -> Result<()> {
         .route("/relay", post(relay))
         .route("/broadcast", post(broadcast))
         .route("/ws", any(subscribe))
+        .route("/ws-small", any(subscribe_small))
         .with_state(state);
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
@@ -105,6 +111,14 @@ async fn broadcast(State(bare): State<Bare>, body: Bytes) -> StatusCode {
 async fn subscribe(State(bare): State<Bare>, upgrade: WebSocketUpgrade) -> Response {
     upgrade
         .protocols(["graphql-transport-ws"])
+        .on_upgrade(move |socket| forward(socket, bare.changes.subscribe()))
+}
+
+async fn subscribe_small(State(bare): State<Bare>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade
+        .protocols(["graphql-transport-ws"])
+        .read_buffer_size(SMALL_BUFFER)
+        .write_buffer_size(SMALL_BUFFER)
         .on_upgrade(move |socket| forward(socket, bare.changes.subscribe()))
 }
 

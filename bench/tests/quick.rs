@@ -86,6 +86,11 @@ fn every_scenario_produces_figures() {
     positive(fanout, "/hookplane/latency_ms/p99");
     positive(fanout, "/baseline/changes_received");
     assert!(fanout.pointer("/hookplane/per_subscriber_kib").is_some());
+    assert!(
+        fanout
+            .pointer("/baseline_small_buffers/per_subscriber_kib")
+            .is_some()
+    );
 
     let footprint = line("footprint");
     positive(footprint, "/hookplane/idle_rss_mib");

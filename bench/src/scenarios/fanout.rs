@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Database, Run, ingest::UNUSED_DESTINATION};
 use crate::{
+    bare::SMALL_BUFFER,
     child::{RssSampler, Server},
     client::{self, RequestFactory},
     stats::{Summary, ratio, round},
@@ -78,6 +79,7 @@ impl Run {
             .await;
         bare.stop().await?;
         let baseline = baseline?;
+        let small_buffers_kib = self.idle_subscriber_kib("/ws-small").await?;
 
         let database = Database::sqlite()?;
         let server = Server::hookplane(&self.settings.hookplane, database.url()).await?;
@@ -105,6 +107,10 @@ impl Run {
             "duration_s": self.settings.duration.as_secs_f64(),
             "hookplane": measured.json(),
             "baseline": baseline.json(),
+            "baseline_small_buffers": {
+                "buffer_bytes": SMALL_BUFFER,
+                "per_subscriber_kib": round(small_buffers_kib),
+            },
             "ratio_to_baseline": {
                 "p99": ratio(p99, baseline.latency.p99),
                 "per_subscriber_kib": ratio(per_subscriber, baseline.per_subscriber_kib()),
@@ -115,6 +121,26 @@ impl Run {
                 "per_subscriber": per_subscriber < 50.0,
             },
         }))
+    }
+
+    /// Resident memory per idle subscriber of a fresh bare server's `path`, in KiB.
+    async fn idle_subscriber_kib(&self, path: &str) -> Result<f64> {
+        let bare = Server::bare(UNUSED_DESTINATION).await?;
+        let settle = Duration::from_millis(if self.settings.quick { 500 } else { 1500 });
+        tokio::time::sleep(settle).await;
+        let before = bare.rss_kib()?;
+        let url = bare.ws_url(path);
+        let sockets: Vec<_> = stream::iter(0..self.settings.subscribers)
+            .map(|_| ws::subscribe(&url, "none"))
+            .buffer_unordered(32)
+            .try_collect()
+            .await
+            .context("subscribing")?;
+        tokio::time::sleep(settle).await;
+        let after = bare.rss_kib()?;
+        drop(sockets);
+        bare.stop().await?;
+        Ok(after.saturating_sub(before) as f64 / self.settings.subscribers as f64)
     }
 
     async fn fan_out(
