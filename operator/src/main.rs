@@ -1,1 +1,339 @@
-fn main() {}
+//! The `hookplane-operator` binary: parses the command line and wires the library together.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use clap::{Parser, Subcommand};
+use hookplane_operator::{
+    backlog::HttpBacklog,
+    controller, leader,
+    metrics::Metrics,
+    reconcile::{Context, SystemClock},
+    render, server,
+    settings::Settings,
+};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "hookplane-operator",
+    version,
+    about = "Runs Hookplane Connections and Touchpoints on Kubernetes"
+)]
+struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(long, env = "HOOKPLANE_LOG", default_value = "info", global = true)]
+    log: String,
+    /// Log as JSON lines.
+    #[arg(
+        long,
+        env = "HOOKPLANE_LOG_JSON",
+        default_value_t = false,
+        global = true
+    )]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Reconcile Connections and Touchpoints (only while holding the leader Lease).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+    /// Print, as YAML, the objects the operator would build for the Connections, Touchpoints
+    /// and Secrets in FILES (no cluster needed; the backlog is taken as empty).
+    Render {
+        #[command(flatten)]
+        data_plane: DataPlaneArgs,
+        /// YAML files (several documents each allowed).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    data_plane: DataPlaneArgs,
+    /// Base URL of the Hookplane API, which reports the backlog (`<url>/graphql`).
+    #[arg(long, env = "HOOKPLANE_API_URL")]
+    api_url: String,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "HOOKPLANE_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "HOOKPLANE_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Seconds between reconciles of a connection without changes (backlog polling).
+    #[arg(long, env = "HOOKPLANE_BACKLOG_POLL_SECONDS", default_value_t = 30)]
+    backlog_poll_seconds: u64,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "HOOKPLANE_LEASE_NAME",
+        default_value = "hookplane-operator"
+    )]
+    lease_name: String,
+    /// Namespace of the Lease (default: the client's namespace, i.e. the operator pod's).
+    #[arg(long, env = "HOOKPLANE_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, env = "HOOKPLANE_LEASE_SECONDS", default_value_t = 15)]
+    lease_seconds: u64,
+    /// This replica's identity in the Lease and in Events (default: `$HOSTNAME`).
+    #[arg(long, env = "HOOKPLANE_POD_NAME")]
+    identity: Option<String>,
+}
+
+/// What shapes the receiver and worker objects.
+#[derive(clap::Args)]
+struct DataPlaneArgs {
+    /// The Hookplane image receivers and workers run.
+    #[arg(
+        long,
+        env = "HOOKPLANE_IMAGE",
+        default_value = "ghcr.io/hookplane/hookplane:latest"
+    )]
+    image: String,
+    /// `imagePullPolicy` of receivers and workers.
+    #[arg(
+        long,
+        env = "HOOKPLANE_IMAGE_PULL_POLICY",
+        default_value = "IfNotPresent"
+    )]
+    image_pull_policy: String,
+    /// Secret, in each connection's namespace, holding the PostgreSQL URL.
+    #[arg(
+        long,
+        env = "HOOKPLANE_DATABASE_SECRET",
+        default_value = "hookplane-database"
+    )]
+    database_secret: String,
+    /// Key of the PostgreSQL URL in that Secret.
+    #[arg(long, env = "HOOKPLANE_DATABASE_SECRET_KEY", default_value = "url")]
+    database_secret_key: String,
+    /// Public base URL webhooks arrive at, for `status.endpointUrl`.
+    #[arg(long, env = "HOOKPLANE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Organization slug in endpoint URLs, for `status.endpointUrl`.
+    #[arg(long, env = "HOOKPLANE_ORGANIZATION")]
+    organization: Option<String>,
+    /// Service account of receiver and worker pods.
+    #[arg(long, env = "HOOKPLANE_DATA_PLANE_SERVICE_ACCOUNT")]
+    data_plane_service_account: Option<String>,
+}
+
+impl DataPlaneArgs {
+    fn settings(self, backlog_poll: Duration) -> Settings {
+        let Self {
+            image,
+            image_pull_policy,
+            database_secret,
+            database_secret_key,
+            public_url,
+            organization,
+            data_plane_service_account,
+        } = self;
+        Settings {
+            image,
+            image_pull_policy,
+            database_secret,
+            database_secret_key,
+            public_base_url: public_url,
+            organization,
+            service_account: data_plane_service_account,
+            backlog_poll,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let Cli {
+        log,
+        log_json,
+        command,
+    } = Cli::parse();
+    init_tracing(&log, log_json);
+    match command {
+        Command::Crd => {
+            print!("{}", hookplane_crds::manifest::yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Render { data_plane, files } => render_files(data_plane, &files),
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime starts");
+            match runtime.block_on(run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!(%error, "hookplane-operator stops");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn render_files(data_plane: DataPlaneArgs, files: &[PathBuf]) -> ExitCode {
+    let mut documents = Vec::new();
+    for file in files {
+        let parsed = std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                serde_saphyr::from_multiple::<serde_json::Value>(&text).map_err(|e| e.to_string())
+            });
+        match parsed {
+            Ok(docs) => documents.extend(docs),
+            Err(error) => {
+                eprintln!("{}: {error}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let settings = data_plane.settings(Duration::from_secs(30));
+    match render::render(&documents, &settings) {
+        Ok((objects, problems)) => {
+            for problem in &problems {
+                eprintln!("warning: {problem}");
+            }
+            let yaml = serde_saphyr::to_string_multiple(&objects).expect("objects serialize");
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!(
+                "{error}: {}",
+                std::error::Error::source(&error)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let RunArgs {
+        data_plane,
+        api_url,
+        namespace,
+        listen,
+        backlog_poll_seconds,
+        lease_name,
+        lease_namespace,
+        lease_seconds,
+        identity,
+    } = args;
+    // More than one rustls provider may be compiled in; kube's TLS needs one chosen.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default().await?;
+    let identity = identity
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("hookplane-operator-{}", std::process::id()));
+    let settings = data_plane.settings(Duration::from_secs(backlog_poll_seconds.max(1)));
+    let metrics = Arc::new(Metrics::new());
+    let backlog = Arc::new(HttpBacklog::new(
+        &api_url,
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+    ));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        backlog,
+        metrics.clone(),
+        Arc::new(SystemClock),
+        Some(identity.clone()),
+    ));
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+
+    let (leading, mut leading_rx) = watch::channel(false);
+    let (reachable, reachable_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
+    let server = axum::serve(listener, server::router(metrics.clone(), reachable_rx))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = tokio::spawn(async move { server.await });
+
+    let lease_namespace = lease_namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+    let lease_duration = Duration::from_secs(lease_seconds.max(3));
+    let lock = leader::LeaseLock::new(
+        Api::<Lease>::namespaced(client.clone(), &lease_namespace),
+        &lease_name,
+        &identity,
+        lease_duration,
+    );
+    let mut campaign = tokio::spawn(leader::campaign(
+        lock,
+        lease_duration / 3,
+        lease_duration * 2 / 3,
+        leading,
+        reachable,
+        shutdown.clone(),
+    ));
+
+    tracing::info!(%identity, lease = %lease_name, namespace = %lease_namespace, "waiting to lead");
+    let outcome = tokio::select! {
+        led = leading_rx.wait_for(|leading| *leading) => led.map(drop).map_err(|e| e.to_string()),
+        () = shutdown.cancelled() => Err("stopped before leading".to_owned()),
+        ended = &mut campaign => Err(format!("leader election ended: {ended:?}")),
+    };
+    let result = match outcome {
+        Ok(()) => {
+            metrics.leader.set(1);
+            let controllers = controller::run(ctx, namespace, shutdown.clone());
+            tokio::select! {
+                () = controllers => Ok(()),
+                ended = &mut campaign => match ended {
+                    Ok(Err(lost)) => Err(Box::new(lost) as Box<dyn std::error::Error>),
+                    _ => Ok(()),
+                },
+            }
+        }
+        Err(reason) => {
+            tracing::info!(%reason, "not leading");
+            Ok(())
+        }
+    };
+    metrics.leader.set(0);
+    shutdown.cancel();
+    let _ = campaign.await;
+    let _ = server.await;
+    result
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,122 @@
+//! Wire the reconcilers to the watches (see [`crate::watches`] for which change wakes what).
+
+use std::sync::Arc;
+
+use futures::{StreamExt, future};
+use hookplane_crds::{Connection, Touchpoint};
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Secret, Service},
+    },
+};
+use kube::{
+    Api, Client, Resource,
+    runtime::{
+        Controller,
+        controller::Action,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    build::{MANAGED_BY_LABEL, MANAGER},
+    reconcile::{self, Context, Error, error_policy},
+    watches,
+};
+
+/// Run both controllers until `shutdown`, watching `namespace` or, with `None`, every
+/// namespace.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: CancellationToken) {
+    let scoped = Scoped {
+        client: ctx.client.clone(),
+        namespace,
+    };
+    let touchpoints = touchpoint_controller(&scoped);
+    let connections = connection_controller(&scoped, touchpoints.store());
+    let touchpoints = touchpoints
+        .graceful_shutdown_on(cancelled(shutdown.clone()))
+        .run(reconcile::touchpoint::reconcile, error_policy, ctx.clone())
+        .for_each(|result| log(result, "touchpoint"));
+    let connections = connections
+        .graceful_shutdown_on(cancelled(shutdown))
+        .run(reconcile::connection::reconcile, error_policy, ctx)
+        .for_each(|result| log(result, "connection"));
+    future::join(touchpoints, connections).await;
+}
+
+/// The Touchpoint controller, woken by its Touchpoints and by the Connections they name.
+pub fn touchpoint_controller(scoped: &Scoped) -> Controller<Touchpoint> {
+    let all = watcher::Config::default();
+    let controller = Controller::new(scoped.of::<Touchpoint>(), all.clone());
+    let touchpoints = controller.store();
+    controller.watches(scoped.of::<Connection>(), all, move |connection| {
+        watches::touchpoints_of_connection(&connection, &touchpoints.state())
+    })
+}
+
+/// The Connection controller, woken by its Connections, the objects they own, the Touchpoints
+/// naming them and the Secrets either refers to. `touchpoints` is a cache of every Touchpoint
+/// (the Touchpoint controller's).
+pub fn connection_controller(
+    scoped: &Scoped,
+    touchpoints: Store<Touchpoint>,
+) -> Controller<Connection> {
+    let all = watcher::Config::default();
+    let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+    let controller = Controller::new(scoped.of::<Connection>(), all.clone());
+    let connections = controller.store();
+    controller
+        .owns(scoped.of::<ConfigMap>(), owned.clone())
+        .owns(scoped.of::<Service>(), owned.clone())
+        .owns(scoped.of::<Deployment>(), owned)
+        .watches(scoped.of::<Touchpoint>(), all.clone(), |touchpoint| {
+            watches::connection_of_touchpoint(&touchpoint)
+        })
+        .watches(scoped.of::<Secret>(), all, move |secret| {
+            watches::connections_using_secret(&secret, &connections.state(), &touchpoints.state())
+        })
+}
+
+/// An `Api` in one namespace or in all.
+pub struct Scoped {
+    pub client: Client,
+    pub namespace: Option<String>,
+}
+
+impl Scoped {
+    fn of<K>(&self) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+    {
+        match &self.namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        }
+    }
+}
+
+async fn cancelled(token: CancellationToken) {
+    token.cancelled().await
+}
+
+type Outcome<K> =
+    Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<Error, watcher::Error>>;
+
+async fn log<K: Resource>(result: Outcome<K>, controller: &'static str)
+where
+    K::DynamicType: std::fmt::Debug,
+{
+    match result {
+        Ok((object, _)) => tracing::debug!(controller, %object, "reconciled"),
+        // The reconciler logged and recorded its own failures (see `error_policy`).
+        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+        Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+            tracing::debug!(controller, %object, "gone before its reconcile")
+        }
+        Err(error) => tracing::warn!(controller, %error, "controller"),
+    }
+}

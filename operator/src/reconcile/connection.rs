@@ -1,0 +1,489 @@
+//! Reconcile a Connection into its ConfigMap, receiver Deployment and Service and worker
+//! Deployment, and report on it and on each of its Touchpoints.
+//!
+//! Fetch the touchpoints naming it, the Secrets they and it refer to and the objects it runs
+//! as; validate; decide the worker count from the backlog; build; apply what differs (the
+//! ConfigMap first, so new pods find it) and delete labelled objects no longer built; write
+//! statuses that changed. An invalid connection changes nothing that runs: its status and its
+//! touchpoints' say why, and the reconcile waits for a change to it, a touchpoint or a Secret.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use hookplane_crds::{Connection, Touchpoint, TouchpointStatus, condition};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, Secret, Service},
+};
+use kube::{Api, Resource, ResourceExt, api::ListParams, runtime::controller::Action};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{Context, Error, key};
+use crate::{
+    apply::{self, Applied},
+    backlog::Backlog,
+    build::{self, Desired, names},
+    scaling,
+    status::{self, Observed, Rollout},
+    validate::{self, Problem, Validated},
+};
+
+/// Reconcile one Connection; the entry point the controller calls.
+pub async fn reconcile(connection: Arc<Connection>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_connection(&connection, &ctx).await;
+    let category = result.as_ref().err().map(Error::category);
+    ctx.metrics.reconciled("connection", started, category);
+    match &result {
+        Ok(_) => ctx.succeeded(&key(connection.as_ref())),
+        Err(error) => {
+            let note = format!("{error}: {}", source_of(error));
+            ctx.event(
+                connection.as_ref(),
+                true,
+                "ReconcileFailed",
+                "Reconcile",
+                note,
+            )
+            .await;
+        }
+    }
+    result
+}
+
+/// What the cluster holds for a connection.
+struct World {
+    touchpoints: Vec<Touchpoint>,
+    secrets: BTreeMap<String, Secret>,
+    config_maps: Vec<ConfigMap>,
+    services: Vec<Service>,
+    deployments: Vec<Deployment>,
+}
+
+#[tracing::instrument(skip_all, fields(connection = %key(connection)))]
+async fn reconcile_connection(connection: &Connection, ctx: &Context) -> Result<Action, Error> {
+    let Some(namespace) = connection.namespace() else {
+        return Ok(Action::await_change());
+    };
+    if connection.metadata.deletion_timestamp.is_some() {
+        // Its objects go with it (owner references); only the scaling memory is ours.
+        ctx.stabilizers.forget(&key(connection));
+        return Ok(Action::await_change());
+    }
+    let world = fetch(connection, &namespace, ctx).await?;
+    let validated = match validate::validate(connection, &world.touchpoints, &world.secrets) {
+        Ok(validated) => validated,
+        Err(problem) => {
+            report_invalid(connection, &world.touchpoints, &problem, ctx).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    let backlog = match ctx.backlog.backlog().await {
+        Ok(backlog) => Some(backlog),
+        Err(error) => {
+            tracing::warn!(error = %error, cause = %source_of(&error), "reading the backlog");
+            ctx.metrics
+                .errors
+                .with_label_values(&["connection", "backlog"])
+                .inc();
+            None
+        }
+    };
+    let current_workers = find(&world.deployments, &names::worker(validated.name()))
+        .and_then(|d| d.spec.as_ref()?.replicas);
+    let workers = worker_replicas(&validated, backlog.as_deref(), current_workers, ctx);
+    let desired = build::desired(&validated, &ctx.settings, workers);
+
+    let applied = apply_all(&namespace, &desired, &world, ctx).await?;
+    if !applied.changes.is_empty() {
+        let note = format!(
+            "applied {} (configuration {})",
+            applied.changes.join(", "),
+            short(&desired.config_hash)
+        );
+        ctx.event(connection, false, "Applied", "Apply", note).await;
+    }
+    if current_workers.is_some_and(|current| current != workers) {
+        let note = format!(
+            "workers {} -> {workers} for a backlog of {}",
+            current_workers.unwrap_or_default(),
+            backlog
+                .as_deref()
+                .map_or("unknown".to_owned(), |b| total(&validated, b).to_string())
+        );
+        ctx.event(connection, false, "Scaled", "Scale", note).await;
+    }
+
+    let observed = Observed {
+        connection: &validated,
+        config_hash: &desired.config_hash,
+        workers,
+        receivers: Rollout::of(applied.receiver.object()),
+        worker_rollout: Rollout::of(applied.worker.object()),
+        backlog: backlog.as_deref(),
+        settings: &ctx.settings,
+    };
+    let now = ctx.clock.wall();
+    let new = status::connection(
+        connection.status.as_ref(),
+        connection.metadata.generation,
+        &observed,
+        now,
+    );
+    write_connection_status(connection, new, ctx).await?;
+    for touchpoint in live(&world.touchpoints) {
+        let name = touchpoint.name_any();
+        let current = touchpoint.status.as_ref();
+        let new = match validated.touchpoints().iter().find(|t| t.name == name) {
+            Some(valid) => status::published_touchpoint(current, valid, &observed, now),
+            None => {
+                let problem = validated
+                    .rejected()
+                    .iter()
+                    .find(|r| r.name == name)
+                    .map(|r| r.problem.clone())
+                    .expect("validate accepts or rejects every live touchpoint");
+                status::rejected_touchpoint(current, touchpoint.metadata.generation, &problem, now)
+            }
+        };
+        write_touchpoint_status(touchpoint, new, ctx).await?;
+    }
+    Ok(Action::requeue(ctx.settings.backlog_poll))
+}
+
+async fn fetch(connection: &Connection, namespace: &str, ctx: &Context) -> Result<World, Error> {
+    let name = connection.name_any();
+    let read = |what: &str| {
+        let what = what.to_owned();
+        move |source| Error::Read { what, source }
+    };
+    let touchpoints: Vec<Touchpoint> = api(ctx, namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(read("touchpoints"))?
+        .items
+        .into_iter()
+        .filter(|t: &Touchpoint| t.spec.connection_ref == name)
+        .collect();
+    let secret_api: Api<Secret> = api(ctx, namespace);
+    let mut secrets = BTreeMap::new();
+    for secret in validate::referenced_secrets(connection, &touchpoints) {
+        let found = secret_api
+            .get_opt(&secret)
+            .await
+            .map_err(read(&format!("Secret {secret}")))?;
+        if let Some(found) = found {
+            secrets.insert(secret, found);
+        }
+    }
+    let selector = build::selector(&name);
+    Ok(World {
+        config_maps: apply::list(&api(ctx, namespace), &selector)
+            .await
+            .map_err(read("ConfigMaps"))?,
+        services: apply::list(&api(ctx, namespace), &selector)
+            .await
+            .map_err(read("Services"))?,
+        deployments: apply::list(&api(ctx, namespace), &selector)
+            .await
+            .map_err(read("Deployments"))?,
+        touchpoints,
+        secrets,
+    })
+}
+
+/// The worker count: the stabilized recommendation for the backlog, or the current count
+/// when the backlog is unknown; within the spec's bounds either way.
+fn worker_replicas(
+    connection: &Validated,
+    backlog: Option<&Backlog>,
+    current: Option<i32>,
+    ctx: &Context,
+) -> i32 {
+    let worker = &connection.spec().worker;
+    let replicas = match backlog {
+        Some(backlog) => ctx.stabilizers.replicas(
+            &format!("{}/{}", connection.namespace(), connection.name()),
+            ctx.clock.now(),
+            Duration::from_secs(worker.scale_down_stabilization_seconds.into()),
+            current,
+            scaling::recommend(total(connection, backlog), worker),
+        ),
+        None => current.unwrap_or(worker.min_replicas),
+    };
+    replicas.clamp(
+        worker.min_replicas,
+        worker.max_replicas.max(worker.min_replicas),
+    )
+}
+
+fn total(connection: &Validated, backlog: &Backlog) -> i64 {
+    connection
+        .touchpoints()
+        .iter()
+        .map(|t| backlog.get(&t.uid).copied().unwrap_or(0))
+        .sum()
+}
+
+struct AppliedAll {
+    receiver: Applied<Deployment>,
+    worker: Applied<Deployment>,
+    /// `Kind name` of everything written or deleted.
+    changes: Vec<String>,
+}
+
+/// Apply in a deliberate order (configuration, Service, receivers, workers), then delete
+/// what is labelled for this connection but no longer built.
+async fn apply_all(
+    namespace: &str,
+    desired: &Desired,
+    world: &World,
+    ctx: &Context,
+) -> Result<AppliedAll, Error> {
+    let mut changes = Vec::new();
+    let config_map = apply_one(ctx, namespace, &desired.config_map, &world.config_maps).await?;
+    let service = apply_one(ctx, namespace, &desired.service, &world.services).await?;
+    let receiver = apply_one(ctx, namespace, &desired.receiver, &world.deployments).await?;
+    let worker = apply_one(ctx, namespace, &desired.worker, &world.deployments).await?;
+    for (kind, applied) in [
+        (
+            "ConfigMap",
+            config_map.changed().then(|| config_map.object().name_any()),
+        ),
+        (
+            "Service",
+            service.changed().then(|| service.object().name_any()),
+        ),
+        (
+            "Deployment",
+            receiver.changed().then(|| receiver.object().name_any()),
+        ),
+        (
+            "Deployment",
+            worker.changed().then(|| worker.object().name_any()),
+        ),
+    ] {
+        changes.extend(applied.map(|name| format!("{kind} {name}")));
+    }
+    let config_name = desired.config_map.name_any();
+    let service_name = desired.service.name_any();
+    let deployment_names = [desired.receiver.name_any(), desired.worker.name_any()];
+    changes.extend(prune(ctx, namespace, &world.config_maps, &[&config_name]).await?);
+    changes.extend(prune(ctx, namespace, &world.services, &[&service_name]).await?);
+    let keep: Vec<&str> = deployment_names.iter().map(String::as_str).collect();
+    changes.extend(prune(ctx, namespace, &world.deployments, &keep).await?);
+    Ok(AppliedAll {
+        receiver,
+        worker,
+        changes,
+    })
+}
+
+async fn apply_one<K>(
+    ctx: &Context,
+    namespace: &str,
+    desired: &K,
+    existing: &[K],
+) -> Result<Applied<K>, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let name = desired.name_any();
+    let kind = kind_of::<K>();
+    let applied = apply::apply(&api(ctx, namespace), desired, find(existing, &name))
+        .await
+        .map_err(|source| Error::Apply {
+            kind,
+            name: name.clone(),
+            source,
+        })?;
+    if applied.changed() {
+        ctx.metrics.wrote(kind, "apply");
+        tracing::info!(kind, name, "applied");
+    }
+    Ok(applied)
+}
+
+async fn prune<K>(
+    ctx: &Context,
+    namespace: &str,
+    existing: &[K],
+    keep: &[&str],
+) -> Result<Vec<String>, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let kind = kind_of::<K>();
+    let deleted = apply::prune(&api(ctx, namespace), existing, keep)
+        .await
+        .map_err(|source| Error::Delete {
+            kind,
+            name: "objects labelled for this connection".into(),
+            source,
+        })?;
+    for name in &deleted {
+        ctx.metrics.wrote(kind, "delete");
+        tracing::info!(kind, name, "deleted, no longer needed");
+    }
+    Ok(deleted
+        .into_iter()
+        .map(|name| format!("deleted {kind} {name}"))
+        .collect())
+}
+
+/// Report an invalid connection on it and on every touchpoint naming it.
+async fn report_invalid(
+    connection: &Connection,
+    touchpoints: &[Touchpoint],
+    problem: &Problem,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let now = ctx.clock.wall();
+    let new = status::invalid_connection(
+        connection.status.as_ref(),
+        connection.metadata.generation,
+        problem,
+        now,
+    );
+    write_connection_status(connection, new, ctx).await?;
+    let touchpoint_problem = validate::connection_invalid(&connection.name_any(), problem);
+    for touchpoint in live(touchpoints) {
+        let new = status::rejected_touchpoint(
+            touchpoint.status.as_ref(),
+            touchpoint.metadata.generation,
+            &touchpoint_problem,
+            now,
+        );
+        write_touchpoint_status(touchpoint, new, ctx).await?;
+    }
+    Ok(())
+}
+
+async fn write_connection_status(
+    connection: &Connection,
+    new: hookplane_crds::ConnectionStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let name = connection.name_any();
+    let namespace = connection.namespace().unwrap_or_default();
+    let current = connection.status.as_ref();
+    let written = apply::status(&api::<Connection>(ctx, &namespace), &name, current, &new)
+        .await
+        .map_err(|source| Error::WriteStatus {
+            kind: "Connection",
+            name: name.clone(),
+            source,
+        })?;
+    if written {
+        ctx.metrics.wrote("Connection", "status");
+        let old = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
+        if let Some(ready) = status::transitioned(old, &new.conditions, condition::READY) {
+            let warning = ready.status == "False" && ready.reason != "RollingOut";
+            ctx.event(
+                connection,
+                warning,
+                &ready.reason,
+                "Reconcile",
+                ready.message.clone(),
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
+async fn write_touchpoint_status(
+    touchpoint: &Touchpoint,
+    new: TouchpointStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let name = touchpoint.name_any();
+    let namespace = touchpoint.namespace().unwrap_or_default();
+    let current = touchpoint.status.as_ref();
+    let written = apply::status(&api::<Touchpoint>(ctx, &namespace), &name, current, &new)
+        .await
+        .map_err(|source| Error::WriteStatus {
+            kind: "Touchpoint",
+            name: name.clone(),
+            source,
+        })?;
+    if written {
+        ctx.metrics.wrote("Touchpoint", "status");
+        publish_transition(touchpoint, current, &new, ctx).await;
+    }
+    Ok(())
+}
+
+/// An Event when a touchpoint's `Published` condition changes.
+pub(super) async fn publish_transition(
+    touchpoint: &Touchpoint,
+    current: Option<&TouchpointStatus>,
+    new: &TouchpointStatus,
+    ctx: &Context,
+) {
+    let old = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    if let Some(published) = status::transitioned(old, &new.conditions, condition::PUBLISHED) {
+        let warning = published.status == "False";
+        ctx.event(
+            touchpoint,
+            warning,
+            &published.reason,
+            "Publish",
+            published.message.clone(),
+        )
+        .await;
+    }
+}
+
+fn live(touchpoints: &[Touchpoint]) -> impl Iterator<Item = &Touchpoint> {
+    touchpoints
+        .iter()
+        .filter(|t| t.metadata.deletion_timestamp.is_none())
+}
+
+fn find<'a, K: Resource>(objects: &'a [K], name: &str) -> Option<&'a K> {
+    objects
+        .iter()
+        .find(|o| o.meta().name.as_deref() == Some(name))
+}
+
+fn api<K>(ctx: &Context, namespace: &str) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    Api::namespaced(ctx.client.clone(), namespace)
+}
+
+fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()).as_ref() {
+        "ConfigMap" => "ConfigMap",
+        "Service" => "Service",
+        "Deployment" => "Deployment",
+        _ => "object",
+    }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// The innermost cause of an error, for messages (the Display of each error names only its
+/// own action).
+pub(super) fn source_of(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

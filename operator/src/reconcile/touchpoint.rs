@@ -1,0 +1,80 @@
+//! Reconcile a Touchpoint whose Connection does not exist.
+//!
+//! A Touchpoint is deployed by its Connection's reconcile, which also writes its status. When
+//! the Connection does not exist there is no such reconcile, so this one says so on the
+//! touchpoint (`Ready` and `Published` False, reason `ConnectionNotFound`) and waits: the
+//! Connection's creation wakes it (and the Connection's reconcile takes over).
+
+use std::{sync::Arc, time::Instant};
+
+use hookplane_crds::{Connection, Touchpoint};
+use kube::{Api, ResourceExt, runtime::controller::Action};
+
+use super::{Context, Error, connection::publish_transition, connection::source_of, key};
+use crate::{apply, status, validate};
+
+/// Reconcile one Touchpoint; the entry point the controller calls.
+pub async fn reconcile(touchpoint: Arc<Touchpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_touchpoint(&touchpoint, &ctx).await;
+    let category = result.as_ref().err().map(Error::category);
+    ctx.metrics.reconciled("touchpoint", started, category);
+    match &result {
+        Ok(_) => ctx.succeeded(&key(touchpoint.as_ref())),
+        Err(error) => {
+            let note = format!("{error}: {}", source_of(error));
+            ctx.event(
+                touchpoint.as_ref(),
+                true,
+                "ReconcileFailed",
+                "Reconcile",
+                note,
+            )
+            .await;
+        }
+    }
+    result
+}
+
+#[tracing::instrument(skip_all, fields(touchpoint = %key(touchpoint)))]
+async fn reconcile_touchpoint(touchpoint: &Touchpoint, ctx: &Context) -> Result<Action, Error> {
+    let Some(namespace) = touchpoint.namespace() else {
+        return Ok(Action::await_change());
+    };
+    if touchpoint.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let connections: Api<Connection> = Api::namespaced(ctx.client.clone(), &namespace);
+    let connection = connections
+        .get_opt(&touchpoint.spec.connection_ref)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("Connection {}", touchpoint.spec.connection_ref),
+            source,
+        })?;
+    if connection.is_some() {
+        return Ok(Action::await_change());
+    }
+    let problem = validate::connection_not_found(touchpoint);
+    let current = touchpoint.status.as_ref();
+    let new = status::rejected_touchpoint(
+        current,
+        touchpoint.metadata.generation,
+        &problem,
+        ctx.clock.wall(),
+    );
+    let name = touchpoint.name_any();
+    let touchpoints: Api<Touchpoint> = Api::namespaced(ctx.client.clone(), &namespace);
+    let written = apply::status(&touchpoints, &name, current, &new)
+        .await
+        .map_err(|source| Error::WriteStatus {
+            kind: "Touchpoint",
+            name,
+            source,
+        })?;
+    if written {
+        ctx.metrics.wrote("Touchpoint", "status");
+        publish_transition(touchpoint, current, &new, ctx).await;
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,52 @@
+//! What the operator's flags decide about the objects it builds, as one plain value.
+
+use std::time::Duration;
+
+/// Cluster-wide settings of the data plane the operator runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// The Hookplane image receivers and workers run (`hookplane receiver|worker`).
+    pub image: String,
+    /// `imagePullPolicy` of their containers.
+    pub image_pull_policy: String,
+    /// The Secret (in each connection's namespace) holding the PostgreSQL URL.
+    pub database_secret: String,
+    /// The key of the PostgreSQL URL in that Secret.
+    pub database_secret_key: String,
+    /// The public base URL webhooks arrive at (the organization's registered URL), used for
+    /// `status.endpointUrl`.
+    pub public_base_url: Option<String>,
+    /// The organization slug in endpoint URLs (`/hooks/<organization>/<endpoint>`).
+    pub organization: Option<String>,
+    /// Service account of receiver and worker pods (none: the namespace's default).
+    pub service_account: Option<String>,
+    /// How often a connection is reconciled without a watch event, to follow its backlog.
+    pub backlog_poll: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            image: "ghcr.io/hookplane/hookplane:latest".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            database_secret: "hookplane-database".into(),
+            database_secret_key: "url".into(),
+            public_base_url: None,
+            organization: None,
+            service_account: None,
+            backlog_poll: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    /// Where the source app posts webhooks for `endpoint`, when the public URL is known.
+    pub fn endpoint_url(&self, endpoint: &str) -> Option<String> {
+        let base = self.public_base_url.as_deref()?;
+        let organization = self.organization.as_deref()?;
+        Some(format!(
+            "{}/hooks/{organization}/{endpoint}",
+            base.trim_end_matches('/')
+        ))
+    }
+}

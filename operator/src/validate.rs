@@ -1,0 +1,351 @@
+//! Validate a Connection and its Touchpoints against what the cluster holds: the only way to a
+//! [`Validated`] connection, which is all the build step accepts.
+//!
+//! No I/O: the reconciler fetches the touchpoints and the referenced Secrets and hands them in.
+//! A problem with the connection itself stops everything (nothing is built, what runs keeps
+//! running); a problem with one touchpoint leaves only that touchpoint out. Every problem has
+//! a stable `reason` (the condition reason users see) and a message that says what to do.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hookplane_crds::{Connection, ConnectionSpec, SecretKeyRef, Touchpoint, TouchpointSpec};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::ResourceExt;
+use url::Url;
+
+/// Why something cannot run, as a condition reason and a message for the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// CamelCase condition reason, e.g. `SecretNotFound`.
+    pub reason: &'static str,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
+impl Problem {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Longest Connection name: `hookplane-<name>-receiver` must fit a 63-character DNS label.
+pub const MAX_CONNECTION_NAME: usize = 44;
+
+/// A connection that passed validation, with the touchpoints that can run and those that
+/// cannot. Only [`validate`] makes one.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    namespace: String,
+    name: String,
+    uid: String,
+    generation: Option<i64>,
+    spec: ConnectionSpec,
+    touchpoints: Vec<ValidTouchpoint>,
+    rejected: Vec<RejectedTouchpoint>,
+    secrets: BTreeMap<String, BTreeMap<String, ByteString>>,
+}
+
+/// A touchpoint that can run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidTouchpoint {
+    pub name: String,
+    pub uid: String,
+    pub generation: i64,
+    pub spec: TouchpointSpec,
+}
+
+/// A touchpoint left out of the running configuration, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RejectedTouchpoint {
+    pub name: String,
+    pub problem: Problem,
+}
+
+impl Validated {
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    pub fn generation(&self) -> Option<i64> {
+        self.generation
+    }
+
+    pub fn spec(&self) -> &ConnectionSpec {
+        &self.spec
+    }
+
+    /// The touchpoints that run, sorted by name.
+    pub fn touchpoints(&self) -> &[ValidTouchpoint] {
+        &self.touchpoints
+    }
+
+    /// The touchpoints left out, sorted by name.
+    pub fn rejected(&self) -> &[RejectedTouchpoint] {
+        &self.rejected
+    }
+
+    /// The data of every Secret the running configuration refers to, by Secret name.
+    pub fn secrets(&self) -> &BTreeMap<String, BTreeMap<String, ByteString>> {
+        &self.secrets
+    }
+}
+
+/// Validate `connection` with `touchpoints` (those whose `connectionRef` names it) against
+/// `secrets` (the referenced Secrets that exist, by name).
+pub fn validate(
+    connection: &Connection,
+    touchpoints: &[Touchpoint],
+    secrets: &BTreeMap<String, Secret>,
+) -> Result<Validated, Problem> {
+    let name = connection.name_any();
+    let namespace = connection
+        .namespace()
+        .ok_or_else(|| Problem::new("InvalidObject", "the Connection has no namespace"))?;
+    let uid = connection
+        .uid()
+        .ok_or_else(|| Problem::new("InvalidObject", "the Connection has no uid"))?;
+    check_connection_name(&name)?;
+    let spec = &connection.spec;
+    if spec.worker.min_replicas > spec.worker.max_replicas {
+        return Err(Problem::new(
+            "InvalidWorkerSettings",
+            format!(
+                "worker.minReplicas ({}) exceeds worker.maxReplicas ({})",
+                spec.worker.min_replicas, spec.worker.max_replicas
+            ),
+        ));
+    }
+    if let Some(base) = &spec.destination_base_url
+        && !Url::parse(base).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
+    {
+        return Err(Problem::new(
+            "InvalidDestinationBaseUrl",
+            format!("destinationBaseUrl {base:?} is not an absolute http(s) URL"),
+        ));
+    }
+    let mut used_secrets = BTreeSet::new();
+    for credential in &spec.credentials {
+        check_secret(&credential.secret_key_ref, secrets, "credential")?;
+        used_secrets.insert(credential.secret_key_ref.name.clone());
+    }
+
+    let mut sorted: Vec<&Touchpoint> = touchpoints
+        .iter()
+        .filter(|t| t.metadata.deletion_timestamp.is_none())
+        .collect();
+    // The oldest touchpoint keeps a contested endpoint.
+    sorted.sort_by_key(|t| (t.creation_timestamp().map(|time| time.0), t.name_any()));
+    let mut endpoints: BTreeMap<&str, String> = BTreeMap::new();
+    let mut valid = Vec::new();
+    let mut rejected = Vec::new();
+    for touchpoint in sorted {
+        let name = touchpoint.name_any();
+        let checked = check_touchpoint(touchpoint, spec, secrets).and_then(|()| {
+            match endpoints.get(touchpoint.spec.source.endpoint.as_str()) {
+                Some(owner) => Err(Problem::new(
+                    "EndpointConflict",
+                    format!(
+                        "endpoint {:?} is already used by touchpoint {owner}; choose another source.endpoint",
+                        touchpoint.spec.source.endpoint
+                    ),
+                )),
+                None => Ok(()),
+            }
+        });
+        match checked {
+            Ok(()) => {
+                endpoints.insert(&touchpoint.spec.source.endpoint, name.clone());
+                if let Some(verification) = &touchpoint.spec.source.verification {
+                    used_secrets.extend(verification.secret_refs().map(|r| r.name.clone()));
+                }
+                valid.push(ValidTouchpoint {
+                    name,
+                    uid: touchpoint.uid().unwrap_or_default(),
+                    generation: touchpoint.metadata.generation.unwrap_or(1),
+                    spec: touchpoint.spec.clone(),
+                });
+            }
+            Err(problem) => rejected.push(RejectedTouchpoint { name, problem }),
+        }
+    }
+    valid.sort_by(|a, b| a.name.cmp(&b.name));
+    rejected.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let secrets = used_secrets
+        .into_iter()
+        .map(|name| {
+            let data = secrets
+                .get(&name)
+                .and_then(|s| s.data.clone())
+                .unwrap_or_default();
+            (name, data)
+        })
+        .collect();
+    Ok(Validated {
+        namespace,
+        name,
+        uid,
+        generation: connection.metadata.generation,
+        spec: spec.clone(),
+        touchpoints: valid,
+        rejected,
+        secrets,
+    })
+}
+
+/// The problem that keeps a touchpoint from running because its Connection does not exist.
+pub fn connection_not_found(touchpoint: &Touchpoint) -> Problem {
+    Problem::new(
+        "ConnectionNotFound",
+        format!(
+            "Connection {:?} does not exist in namespace {:?}: create it, or recreate this touchpoint with another connectionRef",
+            touchpoint.spec.connection_ref,
+            touchpoint.namespace().unwrap_or_default()
+        ),
+    )
+}
+
+/// The problem that keeps every touchpoint of an invalid connection from running.
+pub fn connection_invalid(connection: &str, problem: &Problem) -> Problem {
+    Problem::new(
+        "ConnectionInvalid",
+        format!(
+            "Connection {connection:?} cannot run: {} ({})",
+            problem.message, problem.reason
+        ),
+    )
+}
+
+fn check_connection_name(name: &str) -> Result<(), Problem> {
+    let label = !name.is_empty()
+        && name.len() <= MAX_CONNECTION_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if label {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            "InvalidName",
+            format!(
+                "the Connection name {name:?} must be a DNS label (a-z, 0-9, '-') of at most {MAX_CONNECTION_NAME} characters; recreate it under such a name"
+            ),
+        ))
+    }
+}
+
+fn check_touchpoint(
+    touchpoint: &Touchpoint,
+    connection: &ConnectionSpec,
+    secrets: &BTreeMap<String, Secret>,
+) -> Result<(), Problem> {
+    let spec = &touchpoint.spec;
+    let app = hookplane_sources::app(&spec.source.app).ok_or_else(|| {
+        Problem::new(
+            "UnknownSourceApp",
+            format!("source.app {:?} is not in the app catalog", spec.source.app),
+        )
+    })?;
+    let verification = spec.source.verification.clone().unwrap_or_default();
+    app.validate(&verification).map_err(|error| {
+        Problem::new(
+            "InvalidVerification",
+            format!("source.verification: {error}"),
+        )
+    })?;
+    for reference in verification.secret_refs() {
+        check_secret(reference, secrets, "verification")?;
+    }
+    hookplane_mapping::Mapping::compile(&spec.mapping)
+        .map_err(|errors| Problem::new("InvalidMapping", format!("mapping: {errors}")))?;
+    if let Some(filter) = &spec.filter {
+        hookplane_mapping::Filter::compile(filter)
+            .map_err(|errors| Problem::new("InvalidFilter", format!("filter: {errors}")))?;
+    }
+    check_destination(&spec.destination.url, connection)
+}
+
+fn check_destination(url: &str, connection: &ConnectionSpec) -> Result<(), Problem> {
+    let invalid = |message: String| Problem::new("InvalidDestinationUrl", message);
+    let resolved = match Url::parse(url) {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            let base = connection.destination_base_url.as_deref().ok_or_else(|| {
+                invalid(format!(
+                    "destination.url {url:?} is relative and the Connection has no destinationBaseUrl"
+                ))
+            })?;
+            Url::parse(base)
+                .and_then(|base| base.join(url))
+                .map_err(|_| invalid(format!("destination.url {url:?} does not resolve")))?
+        }
+        Err(_) => return Err(invalid(format!("destination.url {url:?} is not a URL"))),
+    };
+    if matches!(resolved.scheme(), "http" | "https") {
+        Ok(())
+    } else {
+        Err(invalid(format!("destination.url {url:?} is not http(s)")))
+    }
+}
+
+fn check_secret(
+    reference: &SecretKeyRef,
+    secrets: &BTreeMap<String, Secret>,
+    what: &str,
+) -> Result<(), Problem> {
+    let secret = secrets.get(&reference.name).ok_or_else(|| {
+        Problem::new(
+            "SecretNotFound",
+            format!(
+                "the {what} Secret {:?} does not exist in this namespace: create it with the key {:?}",
+                reference.name, reference.key
+            ),
+        )
+    })?;
+    let has_key = secret
+        .data
+        .as_ref()
+        .is_some_and(|data| data.contains_key(&reference.key))
+        || secret
+            .string_data
+            .as_ref()
+            .is_some_and(|data| data.contains_key(&reference.key));
+    if has_key {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            "SecretKeyNotFound",
+            format!(
+                "the {what} Secret {:?} has no key {:?}: add it",
+                reference.name, reference.key
+            ),
+        ))
+    }
+}
+
+/// The names of every Secret `connection` and `touchpoints` refer to.
+pub fn referenced_secrets(connection: &Connection, touchpoints: &[Touchpoint]) -> BTreeSet<String> {
+    let credentials = connection
+        .spec
+        .credentials
+        .iter()
+        .map(|c| c.secret_key_ref.name.clone());
+    let verification = touchpoints
+        .iter()
+        .filter_map(|t| t.spec.source.verification.as_ref())
+        .flat_map(|v| v.secret_refs().map(|r| r.name.clone()).collect::<Vec<_>>());
+    credentials.chain(verification).collect()
+}

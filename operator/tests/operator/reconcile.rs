@@ -1,0 +1,641 @@
+//! The reconcilers against a stateful in-memory Kubernetes API (kube-fake-client): what they
+//! create, that an unchanged world is left alone, scaling, invalid references and clean-up.
+
+use std::{collections::HashMap, time::Duration};
+
+use hookplane_crds::{
+    Connection, Touchpoint,
+    config::{CONFIG_HASH_ANNOTATION, CONFIG_KEY, RenderedConfig},
+};
+use hookplane_operator::build::sha256_hex;
+use k8s_openapi::api::{
+    apps::v1::{Deployment, DeploymentStatus},
+    core::v1::{ConfigMap, Secret, Service},
+};
+use kube::{
+    ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    runtime::controller::Action,
+};
+use serde_json::json;
+
+use crate::support::{CONNECTION, Cluster, Harness, NAMESPACE, example_documents};
+
+const CONFIG: &str = "hookplane-shop-to-erp-config";
+const RECEIVER: &str = "hookplane-shop-to-erp-receiver";
+const WORKER: &str = "hookplane-shop-to-erp-worker";
+
+async fn deployment(harness: &Harness, name: &str) -> Deployment {
+    harness
+        .cluster
+        .api::<Deployment>()
+        .get(name)
+        .await
+        .expect("the deployment exists")
+}
+
+fn replicas(deployment: &Deployment) -> i32 {
+    deployment.spec.as_ref().unwrap().replicas.unwrap()
+}
+
+fn pod_hash(deployment: &Deployment) -> String {
+    deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()[CONFIG_HASH_ANNOTATION]
+        .clone()
+}
+
+async fn uid_of(harness: &Harness, touchpoint: &str) -> String {
+    harness
+        .cluster
+        .api::<Touchpoint>()
+        .get(touchpoint)
+        .await
+        .unwrap()
+        .uid()
+        .unwrap()
+}
+
+fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> (String, String) {
+    let c = conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.status.clone(), c.reason.clone())
+}
+
+/// Play the Deployment controller: every replica of `name` rolled out and ready.
+async fn roll_out(harness: &Harness, name: &str) {
+    let api = harness.cluster.api::<Deployment>();
+    let current = api.get(name).await.unwrap();
+    let replicas = replicas(&current);
+    let status = DeploymentStatus {
+        observed_generation: current.metadata.generation,
+        replicas: Some(replicas),
+        ready_replicas: Some(replicas),
+        updated_replicas: Some(replicas),
+        available_replicas: Some(replicas),
+        ..DeploymentStatus::default()
+    };
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_becomes_a_config_map_two_deployments_and_a_service() {
+    let harness = Harness::examples().await;
+    let action = harness.reconcile_connection(CONNECTION).await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(30)),
+        "polls the backlog, not hot"
+    );
+
+    let connection: Connection = harness.cluster.api().get(CONNECTION).await.unwrap();
+    let config_map: ConfigMap = harness.cluster.api().get(CONFIG).await.unwrap();
+    let json = &config_map.data.as_ref().unwrap()[CONFIG_KEY];
+    let config = RenderedConfig::from_json(json).unwrap();
+    let uids: Vec<_> = config.touchpoints.iter().map(|t| t.uid.clone()).collect();
+    assert_eq!(
+        uids,
+        [
+            uid_of(&harness, "partner-shipments").await,
+            uid_of(&harness, "shopify-orders").await
+        ],
+        "touchpoint ids are their uids"
+    );
+    assert_eq!(config.connection.uid, connection.uid().unwrap());
+
+    let receiver = deployment(&harness, RECEIVER).await;
+    let worker = deployment(&harness, WORKER).await;
+    let service: Service = harness.cluster.api().get(RECEIVER).await.unwrap();
+    assert_eq!(pod_hash(&receiver), sha256_hex(json.as_bytes()));
+    assert_eq!(pod_hash(&worker), pod_hash(&receiver));
+    assert_eq!((replicas(&receiver), replicas(&worker)), (2, 1));
+    for owners in [
+        &config_map.metadata.owner_references,
+        &receiver.metadata.owner_references,
+        &worker.metadata.owner_references,
+        &service.metadata.owner_references,
+    ] {
+        assert_eq!(owners.as_ref().unwrap()[0].uid, connection.uid().unwrap());
+    }
+
+    let status = connection.status.unwrap();
+    assert_eq!(
+        status.config_hash.as_deref(),
+        Some(pod_hash(&receiver).as_str())
+    );
+    assert_eq!(
+        (status.touchpoints, status.worker_replicas, status.backlog),
+        (Some(2), Some(1), Some(0))
+    );
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        ("False".into(), "RollingOut".into())
+    );
+
+    let touchpoint: Touchpoint = harness.cluster.api().get("shopify-orders").await.unwrap();
+    let status = touchpoint.status.unwrap();
+    assert_eq!(
+        status.endpoint_url.as_deref(),
+        Some("https://hooks.example.com/hooks/acme/shopify/orders")
+    );
+    assert_eq!(
+        condition(&status.conditions, "Published"),
+        ("True".into(), "Published".into())
+    );
+    assert_eq!(status.observed_generation, Some(1));
+
+    let events = harness.cluster.events().await;
+    assert!(
+        events.contains(&(CONNECTION.into(), "Normal".into(), "Applied".into())),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&("shopify-orders".into(), "Normal".into(), "Published".into())),
+        "{events:?}"
+    );
+    assert!(
+        harness
+            .metrics
+            .render()
+            .contains("hookplane_operator_reconciles_total{controller=\"connection\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn a_second_reconcile_of_an_unchanged_world_writes_nothing() {
+    let harness = Harness::examples().await;
+    let (_, first) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    assert_eq!(
+        first.iter().filter(|w| w.starts_with("patch ")).count(),
+        4,
+        "{first:#?}"
+    );
+    assert_eq!(
+        first
+            .iter()
+            .filter(|w| w.starts_with("patch-status "))
+            .count(),
+        3,
+        "{first:#?}"
+    );
+
+    let (_, second) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    assert_eq!(second, Vec::<String>::new());
+
+    // The Deployment controller reports progress: only statuses change, once.
+    roll_out(&harness, RECEIVER).await;
+    roll_out(&harness, WORKER).await;
+    let (_, progress) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    assert!(
+        progress.iter().all(|w| w.starts_with("patch-status ")),
+        "{progress:#?}"
+    );
+    let connection: Connection = harness.cluster.api().get(CONNECTION).await.unwrap();
+    assert_eq!(
+        condition(&connection.status.unwrap().conditions, "Ready"),
+        ("True".into(), "Running".into())
+    );
+
+    harness.clock.advance(Duration::from_secs(600));
+    let (_, later) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    assert_eq!(
+        later,
+        Vec::<String>::new(),
+        "a later poll of the same world writes nothing"
+    );
+    let (_, orphan_check) = harness
+        .writes_during(harness.reconcile_touchpoint("shopify-orders"))
+        .await;
+    assert_eq!(orphan_check, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_touchpoint_change_rolls_the_config_hash() {
+    let harness = Harness::examples().await;
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    let before = pod_hash(&deployment(&harness, RECEIVER).await);
+
+    let touchpoints = harness.cluster.api::<Touchpoint>();
+    touchpoints
+        .patch(
+            "shopify-orders",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"filter": ".test == false and .total_price != \"0.00\""}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let (_, writes) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    let applied: Vec<_> = writes.iter().filter(|w| w.starts_with("patch ")).collect();
+    assert_eq!(
+        applied,
+        [
+            &format!("patch ConfigMap {NAMESPACE}/{CONFIG}"),
+            &format!("patch Deployment {NAMESPACE}/{RECEIVER}"),
+            &format!("patch Deployment {NAMESPACE}/{WORKER}"),
+        ],
+        "the Service did not change"
+    );
+    let receiver = deployment(&harness, RECEIVER).await;
+    assert_ne!(pod_hash(&receiver), before);
+    assert_eq!(
+        pod_hash(&deployment(&harness, WORKER).await),
+        pod_hash(&receiver)
+    );
+    let config: ConfigMap = harness.cluster.api().get(CONFIG).await.unwrap();
+    assert!(config.data.unwrap()[CONFIG_KEY].contains("total_price != \\\"0.00\\\""));
+    let touchpoint: Touchpoint = touchpoints.get("shopify-orders").await.unwrap();
+    assert_eq!(
+        touchpoint.status.unwrap().observed_generation,
+        touchpoint.metadata.generation
+    );
+
+    // A deleted touchpoint leaves the configuration too.
+    touchpoints
+        .delete("partner-shipments", &DeleteParams::default())
+        .await
+        .unwrap();
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    let config: ConfigMap = harness.cluster.api().get(CONFIG).await.unwrap();
+    let config = RenderedConfig::from_json(&config.data.unwrap()[CONFIG_KEY]).unwrap();
+    assert_eq!(config.touchpoints.len(), 1);
+}
+
+#[tokio::test]
+async fn workers_follow_the_backlog_between_min_and_max_and_scale_down_after_the_window() {
+    let harness = Harness::examples().await;
+    let shopify = uid_of(&harness, "shopify-orders").await;
+    let partner = uid_of(&harness, "partner-shipments").await;
+    let set = |a: i64, b: i64| {
+        harness
+            .backlog
+            .set(HashMap::from([(shopify.clone(), a), (partner.clone(), b)]))
+    };
+
+    set(0, 0);
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    assert_eq!(
+        replicas(&deployment(&harness, WORKER).await),
+        1,
+        "backlog 0 -> minReplicas"
+    );
+
+    set(450, 100); // 550 events, 200 per worker
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    assert_eq!(replicas(&deployment(&harness, WORKER).await), 3);
+
+    set(90_000, 10_000);
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    assert_eq!(
+        replicas(&deployment(&harness, WORKER).await),
+        6,
+        "backlog high -> maxReplicas"
+    );
+    let connection: Connection = harness.cluster.api().get(CONNECTION).await.unwrap();
+    let status = connection.status.unwrap();
+    assert_eq!(status.backlog, Some(100_000));
+    assert_eq!(
+        condition(&status.conditions, "Degraded"),
+        ("True".into(), "BacklogAboveCapacity".into())
+    );
+    let touchpoint: Touchpoint = harness.cluster.api().get("shopify-orders").await.unwrap();
+    assert_eq!(touchpoint.status.unwrap().backlog, Some(90_000));
+
+    set(0, 0);
+    harness.clock.advance(Duration::from_secs(120));
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    assert_eq!(
+        replicas(&deployment(&harness, WORKER).await),
+        6,
+        "within the 300 s window"
+    );
+    harness.clock.advance(Duration::from_secs(181));
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    assert_eq!(
+        replicas(&deployment(&harness, WORKER).await),
+        1,
+        "after the window"
+    );
+    assert_eq!(
+        replicas(&deployment(&harness, RECEIVER).await),
+        2,
+        "receivers never follow"
+    );
+    let events = harness.cluster.events().await;
+    assert!(
+        events.contains(&(CONNECTION.into(), "Normal".into(), "Scaled".into())),
+        "{events:?}"
+    );
+
+    harness.backlog.fail("the API is down");
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    assert_eq!(
+        replicas(&deployment(&harness, WORKER).await),
+        1,
+        "kept while the backlog is unknown"
+    );
+    let connection: Connection = harness.cluster.api().get(CONNECTION).await.unwrap();
+    assert_eq!(
+        condition(&connection.status.unwrap().conditions, "Degraded").1,
+        "BacklogUnavailable"
+    );
+}
+
+#[tokio::test]
+async fn workers_scale_to_zero_when_min_is_zero_and_receivers_do_not() {
+    let harness = Harness::examples().await;
+    harness
+        .cluster
+        .api::<Connection>()
+        .patch(
+            CONNECTION,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"worker": {"minReplicas": 0}, "receiver": {"replicas": 1}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    assert_eq!(replicas(&deployment(&harness, WORKER).await), 0);
+    assert_eq!(replicas(&deployment(&harness, RECEIVER).await), 1);
+}
+
+#[tokio::test]
+async fn a_touchpoint_without_its_connection_says_so_and_waits() {
+    let mut orphan = example_documents()
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "shopify-orders")
+        .unwrap();
+    orphan["spec"]["connectionRef"] = "no-such-connection".into();
+    let harness = Harness::new(Cluster::with(vec![orphan]).await);
+
+    let action = harness
+        .reconcile_touchpoint("shopify-orders")
+        .await
+        .unwrap();
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "no requeue loop: the Connection's creation wakes it"
+    );
+    let touchpoint: Touchpoint = harness.cluster.api().get("shopify-orders").await.unwrap();
+    let status = touchpoint.status.unwrap();
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        ("False".into(), "ConnectionNotFound".into())
+    );
+    let message = &status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Published")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("\"no-such-connection\"") && message.contains("create it"),
+        "{message}"
+    );
+    let events = harness.cluster.events().await;
+    assert!(events.contains(&(
+        "shopify-orders".into(),
+        "Warning".into(),
+        "ConnectionNotFound".into()
+    )));
+
+    let (_, again) = harness
+        .writes_during(harness.reconcile_touchpoint("shopify-orders"))
+        .await;
+    assert_eq!(again, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_missing_secret_keeps_one_touchpoint_out_until_it_exists() {
+    let documents: Vec<_> = example_documents()
+        .into_iter()
+        .filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("Connection" | "Touchpoint" | "Secret")
+            )
+        })
+        .filter(|d| d["metadata"]["name"] != "shopify-webhooks")
+        .collect();
+    let harness = Harness::new(Cluster::with(documents).await);
+    let action = harness.reconcile_connection(CONNECTION).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    let config: ConfigMap = harness.cluster.api().get(CONFIG).await.unwrap();
+    let config = RenderedConfig::from_json(&config.data.unwrap()[CONFIG_KEY]).unwrap();
+    let names: Vec<_> = config.touchpoints.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["partner-shipments"]);
+    let touchpoint: Touchpoint = harness.cluster.api().get("shopify-orders").await.unwrap();
+    assert_eq!(
+        condition(&touchpoint.status.unwrap().conditions, "Published"),
+        ("False".into(), "SecretNotFound".into())
+    );
+    let (_, again) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    assert_eq!(
+        again,
+        Vec::<String>::new(),
+        "no churn while it stays missing"
+    );
+
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "shopify-webhooks", "namespace": NAMESPACE},
+        "data": {"secret": "c2VjcmV0"}
+    }))
+    .unwrap();
+    harness
+        .cluster
+        .api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    let touchpoint: Touchpoint = harness.cluster.api().get("shopify-orders").await.unwrap();
+    assert_eq!(
+        condition(&touchpoint.status.unwrap().conditions, "Published").0,
+        "True"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_connection_creates_nothing_and_reports_on_its_touchpoints() {
+    let documents: Vec<_> = example_documents()
+        .into_iter()
+        .filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("Connection" | "Touchpoint" | "Secret")
+            )
+        })
+        .filter(|d| d["metadata"]["name"] != "erp-api")
+        .collect();
+    let harness = Harness::new(Cluster::with(documents).await);
+    let (action, writes) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert!(
+        writes.iter().all(|w| w.starts_with("patch-status ")),
+        "{writes:#?}"
+    );
+    assert!(
+        harness
+            .cluster
+            .api::<ConfigMap>()
+            .get_opt(CONFIG)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let connection: Connection = harness.cluster.api().get(CONNECTION).await.unwrap();
+    assert_eq!(
+        condition(&connection.status.unwrap().conditions, "Ready"),
+        ("False".into(), "SecretNotFound".into())
+    );
+    let touchpoint: Touchpoint = harness
+        .cluster
+        .api()
+        .get("partner-shipments")
+        .await
+        .unwrap();
+    assert_eq!(
+        condition(&touchpoint.status.unwrap().conditions, "Published"),
+        ("False".into(), "ConnectionInvalid".into())
+    );
+    let (_, again) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    assert_eq!(again, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn deleting_the_connection_deletes_what_it_ran_and_unneeded_objects_are_pruned() {
+    let harness = Harness::examples().await;
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+
+    // An object labelled for this connection that the operator no longer builds.
+    let mut legacy = deployment(&harness, WORKER).await;
+    legacy.metadata = kube::api::ObjectMeta {
+        name: Some("hookplane-shop-to-erp-legacy".into()),
+        namespace: Some(NAMESPACE.into()),
+        labels: legacy.metadata.labels.clone(),
+        owner_references: legacy.metadata.owner_references.clone(),
+        ..Default::default()
+    };
+    legacy.status = None;
+    let deployments = harness.cluster.api::<Deployment>();
+    deployments
+        .create(&PostParams::default(), &legacy)
+        .await
+        .unwrap();
+    let (_, writes) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    assert_eq!(
+        writes,
+        [format!("delete {NAMESPACE}/hookplane-shop-to-erp-legacy")]
+    );
+
+    harness
+        .cluster
+        .api::<Connection>()
+        .delete(CONNECTION, &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(deployments.get_opt(RECEIVER).await.unwrap().is_none());
+    assert!(deployments.get_opt(WORKER).await.unwrap().is_none());
+    assert!(
+        harness
+            .cluster
+            .api::<Service>()
+            .get_opt(RECEIVER)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        harness
+            .cluster
+            .api::<ConfigMap>()
+            .get_opt(CONFIG)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Its touchpoints are now orphans, and say so.
+    harness
+        .reconcile_touchpoint("shopify-orders")
+        .await
+        .unwrap();
+    let touchpoint: Touchpoint = harness.cluster.api().get("shopify-orders").await.unwrap();
+    assert_eq!(
+        condition(&touchpoint.status.unwrap().conditions, "Ready").1,
+        "ConnectionNotFound"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_write_is_an_error_to_retry_counted_by_category() {
+    let harness = Harness::examples().await;
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    harness.cluster.fail_patches_of(WORKER);
+    let shopify = uid_of(&harness, "shopify-orders").await;
+    harness.backlog.set(HashMap::from([(shopify, 1_000)]));
+    let error = harness
+        .reconcile_connection(CONNECTION)
+        .await
+        .expect_err("the worker cannot be scaled");
+    assert_eq!(error.category(), "apply");
+    assert_eq!(error.to_string(), format!("applying Deployment {WORKER}"));
+    assert!(
+        harness
+            .metrics
+            .render()
+            .contains("category=\"apply\",controller=\"connection\"} 1")
+    );
+    let events = harness.cluster.events().await;
+    assert!(
+        events.contains(&(
+            CONNECTION.into(),
+            "Warning".into(),
+            "ReconcileFailed".into()
+        )),
+        "{events:?}"
+    );
+}

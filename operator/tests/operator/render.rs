@@ -1,0 +1,74 @@
+//! `hookplane-operator render` on the examples, and the CRD's source-app enum against the
+//! catalog of `hookplane-sources`.
+
+use hookplane_crds::{SOURCE_APPS, manifest};
+use hookplane_operator::render::render;
+
+use crate::support::{example_documents, settings};
+
+#[test]
+fn the_examples_render_into_four_objects_without_problems() {
+    let (objects, problems) = render(&example_documents(), &settings()).unwrap();
+    assert_eq!(problems, Vec::<String>::new());
+    let kinds: Vec<_> = objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap hookplane-shop-to-erp-config",
+            "Service hookplane-shop-to-erp-receiver",
+            "Deployment hookplane-shop-to-erp-receiver",
+            "Deployment hookplane-shop-to-erp-worker",
+        ]
+    );
+    assert_eq!(
+        objects[3]["spec"]["replicas"], 1,
+        "an empty backlog runs minReplicas workers"
+    );
+}
+
+#[test]
+fn rendering_reports_what_would_not_run() {
+    let documents: Vec<_> = example_documents()
+        .into_iter()
+        .filter(|d| d["metadata"]["name"] != "partner-hooks")
+        .collect();
+    let (objects, problems) = render(&documents, &settings()).unwrap();
+    assert_eq!(objects.len(), 4);
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].starts_with("Touchpoint partner-shipments: SecretNotFound"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn the_crd_accepts_exactly_the_catalog_apps() {
+    let catalog: Vec<&str> = hookplane_sources::catalog()
+        .iter()
+        .map(|app| app.id())
+        .collect();
+    let mut enumerated = SOURCE_APPS.to_vec();
+    let mut sorted = catalog.clone();
+    enumerated.sort();
+    sorted.sort();
+    assert_eq!(
+        enumerated, sorted,
+        "update SOURCE_APPS in crds when the catalog changes"
+    );
+    let yaml = manifest::yaml();
+    for app in catalog {
+        assert!(
+            yaml.contains(&format!("- {app}\n")),
+            "{app} is not in the CRD's enum"
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! Fixtures: the resources of `crds/examples/`, a stateful in-memory Kubernetes API
+//! (kube-fake-client) that records every write, and a reconcile context around it.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use hookplane_crds::{Connection, Touchpoint};
+use hookplane_operator::{
+    backlog::StaticBacklog,
+    metrics::Metrics,
+    reconcile::{self, Context, ManualClock},
+    settings::Settings,
+};
+use k8s_openapi::{ByteString, api::apps::v1::Deployment, api::core::v1::Secret};
+use kube::{Api, Client, runtime::controller::Action};
+use kube_fake_client::{ClientBuilder, interceptor::Funcs};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub const NAMESPACE: &str = "shop";
+pub const CONNECTION: &str = "shop-to-erp";
+
+/// Every document of `crds/examples/*.yaml`, Secrets with `stringData` turned into `data` as
+/// the API server does.
+pub fn example_documents() -> Vec<Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("crds/examples exists")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|path| {
+            let text = std::fs::read_to_string(path).expect("a readable example");
+            serde_saphyr::from_multiple::<Value>(&text).expect("examples are YAML")
+        })
+        .map(|mut doc| {
+            if doc["kind"] == "Secret"
+                && let Some(Value::Object(string_data)) =
+                    doc.as_object_mut().and_then(|o| o.remove("stringData"))
+            {
+                let data: BTreeMap<String, ByteString> = string_data
+                    .into_iter()
+                    .map(|(k, v)| (k, ByteString(v.as_str().unwrap_or_default().into())))
+                    .collect();
+                doc["data"] = serde_json::to_value(data).expect("data serializes");
+            }
+            doc
+        })
+        .collect()
+}
+
+/// The example of `kind` named `name`, typed, with the metadata the API server would add.
+pub fn example<K: DeserializeOwned>(kind: &str, name: &str) -> K {
+    let mut doc = example_documents()
+        .into_iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no example {kind} {name}"));
+    let meta = &mut doc["metadata"];
+    meta["uid"] = format!("00000000-0000-4000-8000-{:0>12}", name.len()).into();
+    meta["generation"] = 1.into();
+    meta["creationTimestamp"] = "2026-01-01T00:00:00Z".into();
+    serde_json::from_value(doc).expect("the example deserializes")
+}
+
+pub fn connection() -> Connection {
+    example("Connection", CONNECTION)
+}
+
+pub fn shopify_orders() -> Touchpoint {
+    let mut touchpoint: Touchpoint = example("Touchpoint", "shopify-orders");
+    touchpoint.metadata.uid = Some("0b7c6a52-4c3e-4a7e-9b8e-0d1c2e3f4a5b".into());
+    touchpoint
+}
+
+pub fn partner_shipments() -> Touchpoint {
+    let mut touchpoint: Touchpoint = example("Touchpoint", "partner-shipments");
+    touchpoint.metadata.uid = Some("7d1e3f9a-2b4c-4d6e-8f0a-1b2c3d4e5f60".into());
+    touchpoint
+}
+
+/// The example Secrets, by name.
+pub fn secrets() -> BTreeMap<String, Secret> {
+    example_documents()
+        .into_iter()
+        .filter(|d| d["kind"] == "Secret")
+        .map(|d| {
+            let secret: Secret = serde_json::from_value(d).expect("a Secret");
+            (secret.metadata.name.clone().unwrap_or_default(), secret)
+        })
+        .collect()
+}
+
+/// The settings the tests reconcile with.
+pub fn settings() -> Settings {
+    Settings {
+        image: "registry.example.com/hookplane:1.2.3".into(),
+        public_base_url: Some("https://hooks.example.com/".into()),
+        organization: Some("acme".into()),
+        ..Settings::default()
+    }
+}
+
+/// The in-memory cluster and what was written to it.
+pub struct Cluster {
+    pub client: Client,
+    log: Arc<Mutex<Vec<String>>>,
+    failing: Arc<Mutex<Option<String>>>,
+}
+
+impl Cluster {
+    /// A cluster holding `objects`, with the CRDs installed and status subresources on.
+    pub async fn with(objects: Vec<Value>) -> Self {
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let failing: Arc<Mutex<Option<String>>> = Arc::default();
+        let fail = failing.clone();
+        let record = |verb: &'static str| {
+            let log = log.clone();
+            move |entry: String| {
+                log.lock().unwrap().push(format!("{verb} {entry}"));
+            }
+        };
+        let (create, update, patch, status, replace, delete) = (
+            record("create"),
+            record("update"),
+            record("patch"),
+            record("patch-status"),
+            record("replace"),
+            record("delete"),
+        );
+        let funcs = Funcs::new()
+            .create(move |ctx| {
+                let kind = ctx.object["kind"].as_str().unwrap_or("?");
+                let name = ctx.object["metadata"]["name"].as_str().unwrap_or("?");
+                create(format!("{kind} {}/{name}", ctx.namespace));
+                Ok(None)
+            })
+            .update(move |ctx| {
+                update(format!("{}", ctx.object["metadata"]["name"]));
+                Ok(None)
+            })
+            .patch(move |ctx| {
+                if fail.lock().unwrap().as_deref() == Some(ctx.name) {
+                    return Err(kube_fake_client::Error::Internal("injected failure".into()));
+                }
+                let kind = ctx.patch["kind"].as_str().unwrap_or("?");
+                patch(format!("{kind} {}/{}", ctx.namespace, ctx.name));
+                Ok(None)
+            })
+            .patch_status(move |ctx| {
+                status(format!("{}/{}", ctx.namespace, ctx.name));
+                Ok(None)
+            })
+            .replace(move |ctx| {
+                replace(format!("{}/{}", ctx.namespace, ctx.name));
+                Ok(None)
+            })
+            .delete(move |ctx| {
+                delete(format!("{}/{}", ctx.namespace, ctx.name));
+                Ok(None)
+            });
+        let client = ClientBuilder::new()
+            .with_resource::<Connection>()
+            .with_resource::<Touchpoint>()
+            .with_status_subresource::<Connection>()
+            .with_status_subresource::<Touchpoint>()
+            .with_status_subresource::<Deployment>()
+            .with_runtime_objects(objects)
+            .with_interceptor_funcs(funcs)
+            .build()
+            .await
+            .expect("the fake cluster starts");
+        Self {
+            client,
+            log,
+            failing,
+        }
+    }
+
+    /// The example Connection, Touchpoints and Secrets.
+    pub async fn examples() -> Self {
+        Self::with(
+            example_documents()
+                .into_iter()
+                .filter(|d| {
+                    matches!(
+                        d["kind"].as_str(),
+                        Some("Connection" | "Touchpoint" | "Secret")
+                    )
+                })
+                .collect(),
+        )
+        .await
+    }
+
+    /// Writes so far, Events (recorded only when something changed) left out.
+    pub fn writes(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| !w.starts_with("create Event ") && !w.starts_with("patch Event "))
+            .cloned()
+            .collect()
+    }
+
+    /// Fail every patch of the object `name` (any kind) from now on.
+    pub fn fail_patches_of(&self, name: &str) {
+        *self.failing.lock().unwrap() = Some(name.to_owned());
+    }
+
+    /// Events recorded so far (`reason` of each).
+    pub async fn events(&self) -> Vec<(String, String, String)> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), NAMESPACE);
+        let mut list: Vec<_> = events
+            .list(&Default::default())
+            .await
+            .expect("events list")
+            .items
+            .into_iter()
+            .map(|e| {
+                (
+                    e.regarding.and_then(|r| r.name).unwrap_or_default(),
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                )
+            })
+            .collect();
+        list.sort();
+        list
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        Api::namespaced(self.client.clone(), NAMESPACE)
+    }
+}
+
+/// A reconcile context on `cluster` with a settable backlog and a manual clock.
+pub struct Harness {
+    pub cluster: Cluster,
+    pub backlog: Arc<StaticBacklog>,
+    pub clock: Arc<ManualClock>,
+    pub metrics: Arc<Metrics>,
+    pub ctx: Arc<Context>,
+}
+
+impl Harness {
+    pub fn new(cluster: Cluster) -> Self {
+        let backlog = Arc::new(StaticBacklog::default());
+        let clock = Arc::new(ManualClock::default());
+        let metrics = Arc::new(Metrics::new());
+        let ctx = Arc::new(Context::new(
+            cluster.client.clone(),
+            settings(),
+            backlog.clone(),
+            metrics.clone(),
+            clock.clone(),
+            Some("test".into()),
+        ));
+        Self {
+            cluster,
+            backlog,
+            clock,
+            metrics,
+            ctx,
+        }
+    }
+
+    pub async fn examples() -> Self {
+        Self::new(Cluster::examples().await)
+    }
+
+    /// Reconcile the connection `name` as the controller would: read it, then reconcile.
+    pub async fn reconcile_connection(&self, name: &str) -> Result<Action, reconcile::Error> {
+        let connection: Connection = self.cluster.api().get(name).await.expect("the connection");
+        reconcile::connection::reconcile(Arc::new(connection), self.ctx.clone()).await
+    }
+
+    /// Reconcile the touchpoint `name`.
+    pub async fn reconcile_touchpoint(&self, name: &str) -> Result<Action, reconcile::Error> {
+        let touchpoint: Touchpoint = self.cluster.api().get(name).await.expect("the touchpoint");
+        reconcile::touchpoint::reconcile(Arc::new(touchpoint), self.ctx.clone()).await
+    }
+
+    /// Writes made by `f`.
+    pub async fn writes_during<F: Future>(&self, f: F) -> (F::Output, Vec<String>) {
+        let before = self.cluster.writes().len();
+        let output = f.await;
+        (output, self.cluster.writes()[before..].to_vec())
+    }
+}
