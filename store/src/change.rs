@@ -1,8 +1,7 @@
 //! The in-process change feed: what happened to which row, sent after commit.
 //!
-//! A change carries ids (and, for events, the status the change set, so a subscriber that
-//! loads a later row still learns every status an event passed through); a subscriber loads
-//! the current row. Sending never blocks a
+//! A change carries ids, for events the status the change set, and the committed row itself
+//! (shared, so a thousand subscribers of one touchpoint cost one row, not a thousand loads). Sending never blocks a
 //! writer: with no subscriber the change is dropped, and a slow subscriber lags (and is told
 //! so by `broadcast`) instead of holding anyone up.
 
@@ -10,7 +9,9 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::EventStatus;
+use std::sync::Arc;
+
+use crate::{Event, EventStatus, LogEntry};
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -26,7 +27,7 @@ pub enum ChangeKind {
 }
 
 /// One committed change.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     /// What happened.
@@ -37,6 +38,17 @@ pub struct Change {
     pub id: Uuid,
     /// For event changes, the status the change set.
     pub status: Option<EventStatus>,
+    /// The row as this change committed it, shared by every subscriber so none has to load
+    /// it again (a later change may already have replaced it in the database).
+    #[serde(skip)]
+    pub row: Option<ChangedRow>,
+}
+
+/// The committed row a change is about.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChangedRow {
+    Event(Arc<Event>),
+    Log(Arc<LogEntry>),
 }
 
 const CAPACITY: usize = 4096;

@@ -59,7 +59,7 @@ use tokio::sync::broadcast;
 
 use crate::{change::Feed, migration::Migrator, writer::Writer};
 pub use crate::{
-    change::{Change, ChangeKind},
+    change::{Change, ChangeKind, ChangedRow},
     connections::Connection,
     error::StoreError,
     events::{
@@ -135,6 +135,8 @@ struct Inner {
     writer: Writer,
     feed: Feed,
     clock: Clock,
+    /// See `writer::Context::write_gate`.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
@@ -146,6 +148,8 @@ impl Store {
     pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         let pools = connect::connect(url, &options).await?;
         let feed = Feed::new();
+        let write_gate =
+            (pools.backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         let writer = Writer::spawn(
             pools.writer.clone(),
             pools.backend,
@@ -153,6 +157,7 @@ impl Store {
             writer::Context {
                 clock: options.clock.clone(),
                 dedupe_window: options.dedupe_window,
+                write_gate: write_gate.clone(),
             },
         );
         tracing::debug!(backend = ?pools.backend, "store opened");
@@ -164,6 +169,7 @@ impl Store {
                 writer,
                 feed,
                 clock: options.clock,
+                write_gate,
             }),
         })
     }

@@ -1,12 +1,15 @@
 //! Subscriptions: both buckets, live. Each stream ends when the server shuts down.
 //!
-//! A subscription reads the store's change feed; each change names an entry, and the resolver
-//! loads its current row. A bucket change also carries the status the change set, so a client
-//! sees every status an event passed through even when it loads a later row.
+//! A subscription reads the store's change feed. Each change carries the row it committed
+//! (one shared copy for every subscriber; the row is loaded only when a change has none) and,
+//! for a bucket change, the status it set, so a client sees every status an event passed
+//! through.
+
+use std::sync::Arc;
 
 use async_graphql::{Context, Enum, ID, SimpleObject, Subscription};
 use futures::{Stream, StreamExt};
-use hookplane_store::{Change, ChangeKind, Store};
+use hookplane_store::{Change, ChangeKind, ChangedRow, Store};
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
 use super::{
@@ -89,20 +92,27 @@ async fn load_bucket_change(store: Store, change: Change) -> Option<ApiResult<Bu
         ChangeKind::EventUpdated => BucketChangeKind::Updated,
         ChangeKind::LogCreated => return None,
     };
-    match store.event(change.id).await {
-        Ok(Some(event)) => Some(Ok(BucketChange {
-            kind,
-            status: change.status.unwrap_or(event.status).into(),
-            entry: BucketEntry(event),
-        })),
-        Ok(None) => None,
-        Err(error) => Some(Err(error.into())),
-    }
+    let event = match change.row {
+        Some(ChangedRow::Event(event)) => Arc::unwrap_or_clone(event),
+        _ => match store.event(change.id).await {
+            Ok(Some(event)) => event,
+            Ok(None) => return None,
+            Err(error) => return Some(Err(error.into())),
+        },
+    };
+    Some(Ok(BucketChange {
+        kind,
+        status: change.status.unwrap_or(event.status).into(),
+        entry: BucketEntry(event),
+    }))
 }
 
 async fn load_log(store: Store, change: Change) -> Option<ApiResult<LogEntry>> {
     if change.kind != ChangeKind::LogCreated {
         return None;
+    }
+    if let Some(ChangedRow::Log(entry)) = change.row {
+        return Some(Ok(LogEntry(Arc::unwrap_or_clone(entry))));
     }
     match store.log_entry(change.id).await {
         Ok(Some(entry)) => Some(Ok(LogEntry(entry))),

@@ -20,6 +20,8 @@
 //! records many outcomes at once and they share a commit); releases and resyncs are rare and
 //! run directly.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
@@ -34,7 +36,7 @@ use super::{
 };
 use crate::{AttemptTrigger, Backend};
 use crate::{
-    Change, ChangeKind, Store, StoreError,
+    Change, ChangeKind, ChangedRow, Store, StoreError,
     entity::{connection, event, touchpoint},
     time,
 };
@@ -107,10 +109,28 @@ impl Store {
                 Expr::val(time::after(now, lease)),
             )
             .col_expr(event::Column::LeaseId, Expr::val(Uuid::now_v7()))
-            .filter(event::Column::Id.in_subquery(due));
+            .filter(event::Column::Id.in_subquery(due.clone()));
         let rows = match self.backend() {
-            // SQLite runs one writing statement at a time: claims are serialized already.
-            Backend::Sqlite => claim.exec_with_returning(self.db()).await,
+            // SQLite runs one writing statement at a time: claims are serialized already; the
+            // gate makes them wait their turn in-process rather than in the busy handler.
+            Backend::Sqlite => {
+                // Most wake-ups find nothing due; a read (no write lock) says so cheaply.
+                let mut probe = due.clone();
+                probe.limit(1);
+                let any = self
+                    .db()
+                    .query_one(&probe)
+                    .await
+                    .map_err(StoreError::ClaimEvents)?;
+                if any.is_none() {
+                    return Ok(Vec::new());
+                }
+                let _gate = match &self.inner.write_gate {
+                    Some(gate) => Some(gate.lock().await),
+                    None => None,
+                };
+                claim.exec_with_returning(self.db()).await
+            }
             Backend::Postgres => {
                 // Serialize claims (see `ordering`): the lock first, then the UPDATE, whose
                 // snapshot sees every earlier claim's leases.
@@ -214,6 +234,7 @@ impl Store {
                     touchpoint_id: event.touchpoint_id,
                     id: event.id,
                     status: Some(event.status),
+                    row: Some(ChangedRow::Event(Arc::new(event.clone()))),
                 }));
             events.extend(chunk_events);
         }

@@ -347,6 +347,10 @@ async fn commit_batch(
 ) {
     let started = Instant::now();
     let requests = batch.len();
+    let _gate = match &context.write_gate {
+        Some(gate) => Some(gate.lock().await),
+        None => None,
+    };
     let txn = match begin_immediate(db).await {
         Ok(txn) => txn,
         Err(error) => {

@@ -2,14 +2,14 @@
 //! transaction, which changes it publishes after the commit, and which error its caller gets
 //! when the batch fails as a whole.
 
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, atomic::Ordering};
 
 use sea_orm::{DatabaseTransaction, DbErr};
 use uuid::Uuid;
 
 use super::Counters;
 use crate::{
-    Change, ChangeKind, Clock, StoreError,
+    Change, ChangeKind, ChangedRow, Clock, StoreError,
     events::{self, Appended, Event, NewEvent, Outcome},
     logs::{self, LogEntry, NewLog},
 };
@@ -21,6 +21,10 @@ pub(crate) struct Context {
     pub(crate) clock: Clock,
     /// [`crate::StoreOptions::dedupe_window`].
     pub(crate) dedupe_window: std::time::Duration,
+    /// On SQLite, held by every write transaction of this process (the writer's batches and
+    /// the worker's claims), so they queue here instead of in SQLite's busy handler, whose
+    /// back-off sleeps (up to 100 ms) would stall intake under load.
+    pub(crate) write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// One kind of write the task runs.
@@ -69,6 +73,7 @@ impl Work for Vec<NewEvent> {
                     touchpoint_id: event.touchpoint_id,
                     id: event.id,
                     status: Some(event.status),
+                    row: Some(ChangedRow::Event(Arc::new(event.clone()))),
                 }
             })
             .collect()
@@ -106,6 +111,7 @@ impl Work for Vec<NewLog> {
                 touchpoint_id: entry.touchpoint_id,
                 id: entry.id,
                 status: None,
+                row: Some(ChangedRow::Log(Arc::new(entry.clone()))),
             })
             .collect()
     }
@@ -147,6 +153,7 @@ impl Work for OutcomeWork {
             touchpoint_id: event.touchpoint_id,
             id: event.id,
             status: Some(event.status),
+            row: Some(ChangedRow::Event(Arc::new(event.clone()))),
         }]
     }
 

@@ -4,8 +4,8 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::{SubsecRound, TimeDelta, Utc};
 use hookplane_store::{
-    Appended, Change, ChangeKind, EventQuery, EventStatus, LogLevel, ManualClock, Outcome,
-    StatusCounts, StoreError, StoreOptions,
+    Appended, Change, ChangeKind, ChangedRow, EventQuery, EventStatus, LogLevel, ManualClock,
+    Outcome, StatusCounts, StoreError, StoreOptions,
 };
 use serde_json::json;
 use tokio::sync::{Barrier, broadcast};
@@ -488,6 +488,10 @@ async fn changes_are_published_after_commit(h: &Harness) {
         .expect("append");
     let id = appended[0].event().id;
     let change = next_change(&mut changes).await;
+    match &change.row {
+        Some(ChangedRow::Event(event)) => assert_eq!(event.id, id, "the change carries its row"),
+        other => panic!("expected the event row, got {other:?}"),
+    }
     assert_eq!(
         change,
         Change {
@@ -495,6 +499,7 @@ async fn changes_are_published_after_commit(h: &Harness) {
             touchpoint_id: touchpoint.id,
             id,
             status: Some(EventStatus::Unprocessed),
+            row: change.row.clone(),
         }
     );
 
