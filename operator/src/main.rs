@@ -143,12 +143,18 @@ impl DataPlaneArgs {
             image_pull_policy,
             database_secret,
             database_secret_key,
-            public_base_url: public_url,
-            organization,
-            service_account: data_plane_service_account,
+            public_base_url: non_empty(public_url),
+            organization: non_empty(organization),
+            service_account: non_empty(data_plane_service_account),
             backlog_poll,
         }
     }
+}
+
+/// An optional flag set to an empty string (e.g. an empty environment variable from a Helm
+/// value) means "not set".
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
 }
 
 fn main() -> ExitCode {
@@ -243,8 +249,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     // More than one rustls provider may be compiled in; kube's TLS needs one chosen.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default().await?;
-    let identity = identity
-        .or_else(|| std::env::var("HOSTNAME").ok())
+    let namespace = non_empty(namespace);
+    let identity = non_empty(identity)
+        .or_else(|| non_empty(std::env::var("HOSTNAME").ok()))
         .unwrap_or_else(|| format!("hookplane-operator-{}", std::process::id()));
     let settings = data_plane.settings(Duration::from_secs(backlog_poll_seconds.max(1)));
     let metrics = Arc::new(Metrics::new());
@@ -273,7 +280,8 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
 
-    let lease_namespace = lease_namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+    let lease_namespace =
+        non_empty(lease_namespace).unwrap_or_else(|| client.default_namespace().to_owned());
     let lease_duration = Duration::from_secs(lease_seconds.max(3));
     let lock = leader::LeaseLock::new(
         Api::<Lease>::namespaced(client.clone(), &lease_namespace),
