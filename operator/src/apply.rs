@@ -112,7 +112,8 @@ pub fn contains(held: &Value, wanted: &Value) -> bool {
     }
 }
 
-/// Delete the objects matching `selector` whose names are not in `keep`; their names.
+/// Delete those of `existing` (the objects labelled for a connection) whose names are not in
+/// `keep` and that are not already going; their names.
 pub async fn prune<K>(
     api: &Api<K>,
     existing: &[K],

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hookplane_crds::{Connection, Touchpoint, TouchpointStatus, condition};
+use hookplane_crds::{Connection, Touchpoint};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Secret, Service},
@@ -21,14 +21,18 @@ use k8s_openapi::api::{
 use kube::{Api, Resource, ResourceExt, api::ListParams, runtime::controller::Action};
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Context, Error, key};
+use super::{
+    Context, Error, key,
+    report::{live, report_invalid, write_connection_status, write_touchpoint_status},
+    source_of,
+};
 use crate::{
     apply::{self, Applied},
     backlog::Backlog,
     build::{self, Desired, names},
     scaling,
     status::{self, Observed, Rollout},
-    validate::{self, Problem, Validated},
+    validate::{self, Validated},
 };
 
 /// Reconcile one Connection; the entry point the controller calls.
@@ -342,116 +346,6 @@ where
         .collect())
 }
 
-/// Report an invalid connection on it and on every touchpoint naming it.
-async fn report_invalid(
-    connection: &Connection,
-    touchpoints: &[Touchpoint],
-    problem: &Problem,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let now = ctx.clock.wall();
-    let new = status::invalid_connection(
-        connection.status.as_ref(),
-        connection.metadata.generation,
-        problem,
-        now,
-    );
-    write_connection_status(connection, new, ctx).await?;
-    let touchpoint_problem = validate::connection_invalid(&connection.name_any(), problem);
-    for touchpoint in live(touchpoints) {
-        let new = status::rejected_touchpoint(
-            touchpoint.status.as_ref(),
-            touchpoint.metadata.generation,
-            &touchpoint_problem,
-            now,
-        );
-        write_touchpoint_status(touchpoint, new, ctx).await?;
-    }
-    Ok(())
-}
-
-async fn write_connection_status(
-    connection: &Connection,
-    new: hookplane_crds::ConnectionStatus,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let name = connection.name_any();
-    let namespace = connection.namespace().unwrap_or_default();
-    let current = connection.status.as_ref();
-    let written = apply::status(&api::<Connection>(ctx, &namespace), &name, current, &new)
-        .await
-        .map_err(|source| Error::WriteStatus {
-            kind: "Connection",
-            name: name.clone(),
-            source,
-        })?;
-    if written {
-        ctx.metrics.wrote("Connection", "status");
-        let old = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
-        if let Some(ready) = status::transitioned(old, &new.conditions, condition::READY) {
-            let warning = ready.status == "False" && ready.reason != "RollingOut";
-            ctx.event(
-                connection,
-                warning,
-                &ready.reason,
-                "Reconcile",
-                ready.message.clone(),
-            )
-            .await;
-        }
-    }
-    Ok(())
-}
-
-async fn write_touchpoint_status(
-    touchpoint: &Touchpoint,
-    new: TouchpointStatus,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let name = touchpoint.name_any();
-    let namespace = touchpoint.namespace().unwrap_or_default();
-    let current = touchpoint.status.as_ref();
-    let written = apply::status(&api::<Touchpoint>(ctx, &namespace), &name, current, &new)
-        .await
-        .map_err(|source| Error::WriteStatus {
-            kind: "Touchpoint",
-            name: name.clone(),
-            source,
-        })?;
-    if written {
-        ctx.metrics.wrote("Touchpoint", "status");
-        publish_transition(touchpoint, current, &new, ctx).await;
-    }
-    Ok(())
-}
-
-/// An Event when a touchpoint's `Published` condition changes.
-pub(super) async fn publish_transition(
-    touchpoint: &Touchpoint,
-    current: Option<&TouchpointStatus>,
-    new: &TouchpointStatus,
-    ctx: &Context,
-) {
-    let old = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    if let Some(published) = status::transitioned(old, &new.conditions, condition::PUBLISHED) {
-        let warning = published.status == "False";
-        ctx.event(
-            touchpoint,
-            warning,
-            &published.reason,
-            "Publish",
-            published.message.clone(),
-        )
-        .await;
-    }
-}
-
-fn live(touchpoints: &[Touchpoint]) -> impl Iterator<Item = &Touchpoint> {
-    touchpoints
-        .iter()
-        .filter(|t| t.metadata.deletion_timestamp.is_none())
-}
-
 fn find<'a, K: Resource>(objects: &'a [K], name: &str) -> Option<&'a K> {
     objects
         .iter()
@@ -476,14 +370,4 @@ fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
 
 fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
-}
-
-/// The innermost cause of an error, for messages (the Display of each error names only its
-/// own action).
-pub(super) fn source_of(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }

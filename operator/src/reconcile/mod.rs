@@ -1,13 +1,15 @@
 //! The reconcilers and what they share.
 //!
 //! [`connection`] turns a Connection and its Touchpoints into running objects and statuses;
-//! [`touchpoint`] reports Touchpoints whose Connection does not exist (nobody else would).
+//! [`touchpoint`] reports Touchpoints whose Connection does not exist (nobody else would);
+//! `report` writes the statuses both compute and records Events on transitions.
 //! Each is a pipeline: fetch -> validate -> build -> apply -> status, where only fetch, apply
 //! and status touch the cluster. A spec the user must fix is not an error: it is a condition
 //! and an Event, and the reconcile waits for a change. Errors are transient (the API server
 //! failed) and are retried with backoff.
 
 pub mod connection;
+mod report;
 pub mod touchpoint;
 
 use std::{
@@ -226,4 +228,14 @@ pub fn key<K: Resource>(object: &K) -> String {
         object.namespace().unwrap_or_default(),
         object.name_any()
     )
+}
+
+/// The innermost cause of an error, for messages (the Display of each error names only its
+/// own action).
+fn source_of(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }

@@ -10,8 +10,8 @@ use std::{sync::Arc, time::Instant};
 use hookplane_crds::{Connection, Touchpoint};
 use kube::{Api, ResourceExt, runtime::controller::Action};
 
-use super::{Context, Error, connection::publish_transition, connection::source_of, key};
-use crate::{apply, status, validate};
+use super::{Context, Error, key, report::write_touchpoint_status, source_of};
+use crate::{status, validate};
 
 /// Reconcile one Touchpoint; the entry point the controller calls.
 pub async fn reconcile(touchpoint: Arc<Touchpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -63,18 +63,6 @@ async fn reconcile_touchpoint(touchpoint: &Touchpoint, ctx: &Context) -> Result<
         &problem,
         ctx.clock.wall(),
     );
-    let name = touchpoint.name_any();
-    let touchpoints: Api<Touchpoint> = Api::namespaced(ctx.client.clone(), &namespace);
-    let written = apply::status(&touchpoints, &name, current, &new)
-        .await
-        .map_err(|source| Error::WriteStatus {
-            kind: "Touchpoint",
-            name,
-            source,
-        })?;
-    if written {
-        ctx.metrics.wrote("Touchpoint", "status");
-        publish_transition(touchpoint, current, &new, ctx).await;
-    }
+    write_touchpoint_status(touchpoint, new, ctx).await?;
     Ok(Action::await_change())
 }
