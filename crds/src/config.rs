@@ -38,6 +38,8 @@
 //!   change is safe: every version of the file is complete and valid.
 //! - **Roles.** The receiver serves `POST /hooks/{organization}/{endpoint}` for the
 //!   touchpoints in the file, plus `/healthz` and `/readyz` (used as probes) and `/metrics`.
+//!   `{organization}` is the environment variable `HOOKPLANE_ORGANIZATION` when the operator
+//!   sets it (its `--organization`), otherwise the connection's namespace.
 //!   The worker processes UNPROCESSED events of the touchpoints in the file whose `autoSync`
 //!   is on, with `connection.spec.worker.concurrency` deliveries at a time, sends each
 //!   credential of `connection.spec.credentials` as a header, and serves `/healthz`,

@@ -16,7 +16,9 @@ pub struct Settings {
     /// The public base URL webhooks arrive at (the organization's registered URL), used for
     /// `status.endpointUrl`.
     pub public_base_url: Option<String>,
-    /// The organization slug in endpoint URLs (`/hooks/<organization>/<endpoint>`).
+    /// The organization slug in endpoint URLs (`/hooks/<organization>/<endpoint>`), passed to
+    /// receivers and workers as `HOOKPLANE_ORGANIZATION`; without it they use the
+    /// connection's namespace.
     pub organization: Option<String>,
     /// Service account of receiver and worker pods (none: the namespace's default).
     pub service_account: Option<String>,
@@ -40,10 +42,11 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Where the source app posts webhooks for `endpoint`, when the public URL is known.
-    pub fn endpoint_url(&self, endpoint: &str) -> Option<String> {
+    /// Where the source app posts webhooks for `endpoint` of a touchpoint in `namespace`,
+    /// when the public URL is known.
+    pub fn endpoint_url(&self, namespace: &str, endpoint: &str) -> Option<String> {
         let base = self.public_base_url.as_deref()?;
-        let organization = self.organization.as_deref()?;
+        let organization = self.organization.as_deref().unwrap_or(namespace);
         Some(format!(
             "{}/hooks/{organization}/{endpoint}",
             base.trim_end_matches('/')

@@ -204,9 +204,10 @@ pub fn published_touchpoint(
     };
     TouchpointStatus {
         observed_generation: generation,
-        endpoint_url: observed
-            .settings
-            .endpoint_url(&touchpoint.spec.source.endpoint),
+        endpoint_url: observed.settings.endpoint_url(
+            observed.connection.namespace(),
+            &touchpoint.spec.source.endpoint,
+        ),
         backlog: match observed.backlog {
             Some(backlog) => Some(backlog.get(&touchpoint.uid).copied().unwrap_or(0)),
             None => current.and_then(|s| s.backlog),

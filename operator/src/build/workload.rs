@@ -140,25 +140,34 @@ fn deployment(
             "--listen".into(),
             format!("0.0.0.0:{LISTEN_PORT}"),
         ]),
-        env: Some(vec![
-            EnvVar {
-                name: DATABASE_URL_ENV.into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: settings.database_secret.clone(),
-                        key: settings.database_secret_key.clone(),
-                        optional: None,
+        env: Some(
+            [
+                EnvVar {
+                    name: DATABASE_URL_ENV.into(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: settings.database_secret.clone(),
+                            key: settings.database_secret_key.clone(),
+                            optional: None,
+                        }),
+                        ..EnvVarSource::default()
                     }),
-                    ..EnvVarSource::default()
-                }),
+                    ..EnvVar::default()
+                },
+                EnvVar {
+                    name: "HOOKPLANE_LOG_JSON".into(),
+                    value: Some("true".into()),
+                    ..EnvVar::default()
+                },
+            ]
+            .into_iter()
+            .chain(settings.organization.as_ref().map(|organization| EnvVar {
+                name: "HOOKPLANE_ORGANIZATION".into(),
+                value: Some(organization.clone()),
                 ..EnvVar::default()
-            },
-            EnvVar {
-                name: "HOOKPLANE_LOG_JSON".into(),
-                value: Some("true".into()),
-                ..EnvVar::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
             container_port: LISTEN_PORT.into(),

@@ -250,6 +250,12 @@ fn the_receiver_deployment_runs_the_receiver_role_with_config_secrets_and_databa
         serde_json::to_value(container.resources.as_ref().unwrap()).unwrap(),
         json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}})
     );
+    assert!(
+        env.as_array()
+            .unwrap()
+            .contains(&json!({"name": "HOOKPLANE_ORGANIZATION", "value": "acme"})),
+        "the receiver routes /hooks/acme/..."
+    );
 
     // Every secret the configuration refers to is a file under a mounted Secret.
     let mounts: Vec<_> = container
@@ -495,4 +501,20 @@ fn statuses_say_what_runs_and_keep_transition_times() {
     );
     assert_eq!(degraded.backlog, Some(5_000));
     assert_eq!(degraded.touchpoints, Some(2));
+
+    let without_organization = Settings {
+        organization: None,
+        ..settings.clone()
+    };
+    let status = status::published_touchpoint(
+        None,
+        touchpoint,
+        &observed(&validated, None, &without_organization, 2),
+        t1,
+    );
+    assert_eq!(
+        status.endpoint_url.as_deref(),
+        Some("https://hooks.example.com/hooks/shop/shopify/orders"),
+        "without --organization the receivers use the namespace"
+    );
 }
