@@ -113,6 +113,9 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// The GraphQL API alone, over the shared database (on Kubernetes, beside the operator's
+    /// receivers and workers, which do the intake and delivery).
+    Api(RunArgs),
     /// Kubernetes data plane: deliver the events of one rendered configuration's touchpoints.
     Worker {
         #[command(flatten)]
@@ -168,6 +171,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(run) => {
             serve(Role::All, None, run, |address| {
                 println!("Hookplane listening on http://{address}");
+                println!("GraphiQL: http://{address}/graphql");
+            })
+            .await
+        }
+        Command::Api(run) => {
+            serve(Role::Api, None, run, |address| {
+                println!("Hookplane API listening on http://{address}");
                 println!("GraphiQL: http://{address}/graphql");
             })
             .await

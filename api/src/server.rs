@@ -52,6 +52,9 @@ pub enum Role {
     Receiver,
     /// Only the sync worker for one rendered configuration (`hookplane worker`).
     Worker,
+    /// Only the GraphQL API over the shared store (`hookplane api`, on Kubernetes beside the
+    /// operator's receivers and workers).
+    Api,
 }
 
 /// Everything `serve` needs to know.
@@ -109,10 +112,10 @@ pub enum ServeError {
 /// process, health and metrics for all.
 pub fn router(state: AppState, role: Role) -> Router {
     let mut router = Router::new();
-    if role != Role::Worker {
+    if matches!(role, Role::All | Role::Receiver) {
         router = router.route("/hooks/{org}/{*endpoint}", post(ingest::receive));
     }
-    if role == Role::All {
+    if matches!(role, Role::All | Role::Api) {
         let schema = graphql::schema(graphql::ApiContext {
             store: state.store.clone(),
             runtime: Arc::clone(&state.runtime),
@@ -182,7 +185,7 @@ pub async fn serve(
 
     let worker_shutdown = CancellationToken::new();
     let mut background = Vec::new();
-    if role != Role::Receiver {
+    if matches!(role, Role::All | Role::Worker) {
         let worker = Worker::new(
             store.clone(),
             runtime,

@@ -160,6 +160,26 @@ async fn a_webhook_received_by_one_process_is_delivered_by_another(backend: Back
         .expect("Idempotency-Key");
     assert!(Uuid::parse_str(&key).is_ok());
 
+    // `hookplane api` on the same database shows the touchpoint under its Kubernetes uid,
+    // with the backlog the operator scales on.
+    let api = Server::start_role(&backend, "api", "Hookplane API listening on http://", &[]).await;
+    let data = crate::support::gql_ok(
+        &api,
+        "{ touchpoints { id name bucketCounts { unprocessed success } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(data["touchpoints"][0]["id"], touchpoint_uid.to_string());
+    assert_eq!(data["touchpoints"][0]["bucketCounts"]["success"], 1);
+    let no_intake = client
+        .post(api.url("/hooks/shop/orders"))
+        .body("{}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(no_intake.status(), 404, "the API role does no intake");
+    api.stop().await;
+
     // Roles serve only their part: the receiver has no GraphQL, the worker no intake.
     let graphql = client
         .get(receiver.url("/graphql"))
