@@ -12,9 +12,12 @@ mod types;
 
 use std::sync::Arc;
 
-use async_graphql::{Schema, http::GraphiQLSource};
-use async_graphql_axum::{GraphQL, GraphQLSubscription};
-use axum::{Router, response::Html, routing::get};
+use async_graphql::{
+    Schema,
+    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
+};
+use async_graphql_axum::{GraphQL, GraphQLProtocol, GraphQLWebSocket};
+use axum::{Router, extract::WebSocketUpgrade, response::Html, routing::get};
 use hookplane_store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -66,13 +69,35 @@ pub fn routes<S: Clone + Send + Sync + 'static>(schema: HookplaneSchema) -> Rout
         .subscription_endpoint("/graphql/ws")
         .title("Hookplane")
         .finish();
+    let subscriptions = schema.clone();
     Router::new()
         .route(
             "/graphql",
-            get(move || async move { Html(graphiql) }).post_service(GraphQL::new(schema.clone())),
+            get(move || async move { Html(graphiql) }).post_service(GraphQL::new(schema)),
         )
-        .route_service("/graphql/ws", GraphQLSubscription::new(schema))
+        .route(
+            "/graphql/ws",
+            get(
+                move |protocol: GraphQLProtocol, upgrade: WebSocketUpgrade| {
+                    let schema = subscriptions.clone();
+                    async move {
+                        upgrade
+                            .protocols(ALL_WEBSOCKET_PROTOCOLS)
+                            .read_buffer_size(WEBSOCKET_BUFFER_BYTES)
+                            .write_buffer_size(WEBSOCKET_BUFFER_BYTES)
+                            .on_upgrade(move |socket| {
+                                GraphQLWebSocket::new(socket, schema, protocol).serve()
+                            })
+                    }
+                },
+            ),
+        )
 }
+
+/// WebSocket read and write buffers per subscriber. The library default (128 KiB) made a
+/// thousand idle subscribers cost about 150 MiB; bucket changes are a few KiB, and a larger
+/// message still goes through (the buffer grows for it).
+const WEBSOCKET_BUFFER_BYTES: usize = 8 * 1024;
 
 #[cfg(test)]
 mod tests {
