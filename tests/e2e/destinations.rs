@@ -37,20 +37,8 @@ async fn published(
     endpoint: &str,
     destination: Value,
 ) -> String {
-    let id = flows::touchpoint(
-        server,
-        connection,
-        json!({
-            "name": endpoint,
-            "source": { "endpoint": endpoint, "verification": { "scheme": "none" } },
-            "destination": destination,
-            "mapping": order_mapping(),
-            "autoSync": true,
-        }),
-    )
-    .await;
-    flows::publish(server, &id).await;
-    id
+    let extra = json!({ "destination": destination, "mapping": order_mapping() });
+    flows::published_touchpoint(server, connection, endpoint, extra).await
 }
 
 async fn formats_templates_and_header_credentials(backend: Backend) {

@@ -60,22 +60,10 @@ async fn touchpoint_to(
     connection: &str,
     endpoint: &str,
     url: String,
-    extra: Value,
+    mut extra: Value,
 ) -> String {
-    let mut input = json!({
-        "name": endpoint,
-        "source": { "endpoint": endpoint, "verification": { "scheme": "none" } },
-        "destination": { "url": url },
-        "autoSync": true,
-    });
-    if let (Some(input), Some(extra)) = (input.as_object_mut(), extra.as_object()) {
-        for (key, value) in extra {
-            input.insert(key.clone(), value.clone());
-        }
-    }
-    let id = flows::touchpoint(server, connection, input).await;
-    flows::publish(server, &id).await;
-    id
+    extra["destination"] = json!({ "url": url });
+    flows::published_touchpoint(server, connection, endpoint, extra).await
 }
 
 async fn all_terminal(server: &Server, touchpoint: &str, expected: usize) {

@@ -112,6 +112,27 @@ pub async fn touchpoint(server: &Server, connection_id: &str, mut input: Value) 
         .to_owned()
 }
 
+/// Create and publish an unsigned, auto-syncing touchpoint at `endpoint`; `extra` (its
+/// destination, mapping, policies...) is merged over those defaults. Returns its id.
+pub async fn published_touchpoint(
+    server: &Server,
+    connection_id: &str,
+    endpoint: &str,
+    extra: Value,
+) -> String {
+    let mut input = json!({
+        "name": endpoint,
+        "source": { "endpoint": endpoint, "verification": { "scheme": "none" } },
+        "autoSync": true,
+    });
+    if let (Some(input), Some(extra)) = (input.as_object_mut(), extra.as_object()) {
+        input.extend(extra.clone());
+    }
+    let id = touchpoint(server, connection_id, input).await;
+    publish(server, &id).await;
+    id
+}
+
 pub async fn publish(server: &Server, id: &str) {
     gql_ok(server, PUBLISH, json!({ "id": id })).await;
 }
