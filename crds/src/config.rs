@@ -16,11 +16,15 @@
 //!   whose source app, verification, mapping, filter or secrets are invalid or missing (it
 //!   reports why in the touchpoint's `Published` condition). Each `spec` is the running
 //!   ("published") spec; there are no drafts in a rendered configuration.
-//! - **Ids.** A touchpoint's `uid` (its Kubernetes `metadata.uid`, a UUID) is its id in the
-//!   Hookplane database: events, logs and the backlog the operator reads from the GraphQL API
-//!   (`touchpoints { id }`) are keyed by it. A touchpoint not yet in the database is created
-//!   under that id when the data plane loads the file. `generation` is the spec's
-//!   `metadata.generation` (the published generation).
+//! - **Ids.** A touchpoint's `uid` is its id in the Hookplane database
+//!   ([`crate::identity::hookplane_id`]: the `hookplane.io/id` annotation the portal sets on
+//!   what it publishes, otherwise the Kubernetes `metadata.uid`, a UUID either way): events,
+//!   logs and the backlog the operator reads from the GraphQL API (`touchpoints { id }`) are
+//!   keyed by it. A touchpoint not yet in the database is created under that id when the data
+//!   plane loads the file. `generation` is the published generation
+//!   ([`crate::identity::published_generation`]: the portal's generation when the portal
+//!   published it, otherwise `metadata.generation`). The connection's `uid` follows the same
+//!   id rule.
 //! - **Order.** Touchpoints are sorted by name; endpoints are unique within the file.
 //! - **Secrets** are never in the file. Every [`SecretKeyRef`] in it (verification secrets of
 //!   the touchpoints, credentials of the connection) can be read from the file
@@ -90,7 +94,7 @@ pub struct RenderedConnection {
     pub namespace: String,
     /// Kubernetes name (the touchpoints' `connectionRef`).
     pub name: String,
-    /// Kubernetes `metadata.uid` (a UUID).
+    /// Its Hookplane id ([`crate::identity::hookplane_id`], a UUID).
     pub uid: String,
     /// The connection spec.
     pub spec: ConnectionSpec,
@@ -104,9 +108,9 @@ pub struct RenderedTouchpoint {
     pub namespace: String,
     /// Kubernetes name.
     pub name: String,
-    /// Kubernetes `metadata.uid`, a UUID: the touchpoint's id in the Hookplane database.
+    /// Its Hookplane id ([`crate::identity::hookplane_id`], a UUID).
     pub uid: String,
-    /// Kubernetes `metadata.generation` of `spec`: the published generation.
+    /// The published generation ([`crate::identity::published_generation`]).
     pub generation: i64,
     /// The published spec.
     pub spec: TouchpointSpec,

@@ -5,9 +5,11 @@
 //! custom resources. Field names are `camelCase` on the wire in both homes.
 //!
 //! [`config`] is the contract between the operator and the data plane on Kubernetes;
+//! [`identity`] maps resources to database rows;
 //! [`manifest`] renders the CustomResourceDefinitions.
 
 pub mod config;
+pub mod identity;
 pub mod manifest;
 pub mod v1alpha1;
 

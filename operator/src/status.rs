@@ -72,7 +72,7 @@ impl Observed<'_> {
             self.connection
                 .touchpoints()
                 .iter()
-                .map(|t| backlog.get(&t.uid).copied().unwrap_or(0))
+                .map(|t| backlog.get(&t.id).copied().unwrap_or(0))
                 .sum(),
         )
     }
@@ -190,7 +190,7 @@ pub fn published_touchpoint(
         "Published",
         format!(
             "generation {} is in the running configuration {hash}",
-            touchpoint.generation
+            touchpoint.published_generation
         ),
     );
     let serving = observed.receivers.ready >= 1;
@@ -209,7 +209,7 @@ pub fn published_touchpoint(
             &touchpoint.spec.source.endpoint,
         ),
         backlog: match observed.backlog {
-            Some(backlog) => Some(backlog.get(&touchpoint.uid).copied().unwrap_or(0)),
+            Some(backlog) => Some(backlog.get(&touchpoint.id).copied().unwrap_or(0)),
             None => current.and_then(|s| s.backlog),
         },
         ready_replicas: Some(observed.receivers.ready),

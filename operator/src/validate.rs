@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hookplane_crds::{Connection, ConnectionSpec, SecretKeyRef, Touchpoint, TouchpointSpec};
+use hookplane_crds::{
+    Connection, ConnectionSpec, SecretKeyRef, Touchpoint, TouchpointSpec, identity,
+};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::ResourceExt;
 use url::Url;
@@ -41,6 +43,7 @@ pub struct Validated {
     namespace: String,
     name: String,
     uid: String,
+    id: String,
     generation: Option<i64>,
     spec: ConnectionSpec,
     touchpoints: Vec<ValidTouchpoint>,
@@ -52,8 +55,12 @@ pub struct Validated {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidTouchpoint {
     pub name: String,
-    pub uid: String,
+    /// Its Hookplane id ([`identity::hookplane_id`]).
+    pub id: String,
+    /// `metadata.generation`, for `status.observedGeneration`.
     pub generation: i64,
+    /// The generation the rendered configuration carries ([`identity::published_generation`]).
+    pub published_generation: i64,
     pub spec: TouchpointSpec,
 }
 
@@ -73,8 +80,14 @@ impl Validated {
         &self.name
     }
 
+    /// Kubernetes `metadata.uid`, for owner references.
     pub fn uid(&self) -> &str {
         &self.uid
+    }
+
+    /// The connection's Hookplane id ([`identity::hookplane_id`]).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     pub fn generation(&self) -> Option<i64> {
@@ -115,6 +128,7 @@ pub fn validate(
     let uid = connection
         .uid()
         .ok_or_else(|| Problem::new("InvalidObject", "the Connection has no uid"))?;
+    let id = identity::hookplane_id(&connection.metadata).unwrap_or_else(|| uid.clone());
     check_connection_name(&name)?;
     let spec = &connection.spec;
     if spec.worker.min_replicas > spec.worker.max_replicas {
@@ -171,8 +185,9 @@ pub fn validate(
                 }
                 valid.push(ValidTouchpoint {
                     name,
-                    uid: touchpoint.uid().unwrap_or_default(),
+                    id: identity::hookplane_id(&touchpoint.metadata).unwrap_or_default(),
                     generation: touchpoint.metadata.generation.unwrap_or(1),
+                    published_generation: identity::published_generation(&touchpoint.metadata),
                     spec: touchpoint.spec.clone(),
                 });
             }
@@ -196,6 +211,7 @@ pub fn validate(
         namespace,
         name,
         uid,
+        id,
         generation: connection.metadata.generation,
         spec: spec.clone(),
         touchpoints: valid,

@@ -18,7 +18,7 @@ pub fn rendered_config(connection: &Validated) -> RenderedConfig {
         connection: RenderedConnection {
             namespace: connection.namespace().to_owned(),
             name: connection.name().to_owned(),
-            uid: connection.uid().to_owned(),
+            uid: connection.id().to_owned(),
             spec: connection.spec().clone(),
         },
         touchpoints: connection
@@ -27,8 +27,8 @@ pub fn rendered_config(connection: &Validated) -> RenderedConfig {
             .map(|t| RenderedTouchpoint {
                 namespace: connection.namespace().to_owned(),
                 name: t.name.clone(),
-                uid: t.uid.clone(),
-                generation: t.generation,
+                uid: t.id.clone(),
+                generation: t.published_generation,
                 spec: t.spec.clone(),
             })
             .collect(),

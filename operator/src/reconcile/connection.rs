@@ -229,7 +229,7 @@ fn total(connection: &Validated, backlog: &Backlog) -> i64 {
     connection
         .touchpoints()
         .iter()
-        .map(|t| backlog.get(&t.uid).copied().unwrap_or(0))
+        .map(|t| backlog.get(&t.id).copied().unwrap_or(0))
         .sum()
 }
 

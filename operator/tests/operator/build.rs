@@ -518,3 +518,42 @@ fn statuses_say_what_runs_and_keep_transition_times() {
         "without --organization the receivers use the namespace"
     );
 }
+
+#[test]
+fn portal_published_resources_render_under_their_portal_id_and_generation() {
+    use hookplane_crds::identity::{ID_ANNOTATION, PUBLISHED_GENERATION_ANNOTATION};
+    let portal_connection = "0193a8f2-0000-7000-8000-00000000c0de";
+    let portal_touchpoint = "0193a8f2-0000-7000-8000-0000000070b0";
+    let mut connection = connection();
+    connection
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(ID_ANNOTATION.into(), portal_connection.into());
+    let mut orders = shopify_orders();
+    orders.metadata.generation = Some(2);
+    let annotations = orders.metadata.annotations.get_or_insert_default();
+    annotations.insert(ID_ANNOTATION.into(), portal_touchpoint.into());
+    annotations.insert(PUBLISHED_GENERATION_ANNOTATION.into(), "9".into());
+    let plain = partner_shipments();
+    let plain_uid = plain.metadata.uid.clone().unwrap();
+
+    let validated = validate::validate(&connection, &[orders, plain], &secrets()).unwrap();
+    let config = build::rendered_config(&validated);
+    assert_eq!(config.connection.uid, portal_connection);
+    let by_name = |name: &str| config.touchpoints.iter().find(|t| t.name == name).unwrap();
+    assert_eq!(by_name("shopify-orders").uid, portal_touchpoint);
+    assert_eq!(by_name("shopify-orders").generation, 9);
+    assert_eq!(by_name("partner-shipments").uid, plain_uid);
+
+    // Owner references still name the Kubernetes object, and status reports its generation.
+    let desired = build::desired(&validated, &settings(), 1);
+    let owner = &desired.receiver.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(Some(owner.uid.clone()), connection.metadata.uid);
+    let orders = validated
+        .touchpoints()
+        .iter()
+        .find(|t| t.name == "shopify-orders")
+        .unwrap();
+    assert_eq!((orders.generation, orders.published_generation), (2, 9));
+}
