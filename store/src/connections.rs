@@ -14,7 +14,7 @@ use sea_orm::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{Store, StoreError, entity::connection};
+use crate::{KubeResource, Store, StoreError, entity::connection};
 
 /// A stored connection.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -26,6 +26,8 @@ pub struct Connection {
     pub spec: ConnectionSpec,
     /// Whether delivery of its touchpoints' events is on hold (intake continues).
     pub paused: bool,
+    /// The Kubernetes resource it is mirrored from or published to (cluster mode).
+    pub resource: Option<KubeResource>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -41,6 +43,11 @@ impl TryFrom<connection::Model> for Connection {
             spec: serde_json::from_str(&row.spec)
                 .map_err(|error| StoreError::invalid_row("connections", error))?,
             paused: row.paused,
+            resource: KubeResource::from_columns(
+                row.kube_namespace,
+                row.kube_name,
+                row.managed_outside,
+            ),
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -57,6 +64,9 @@ impl Store {
             created_at: Set(now),
             updated_at: Set(now),
             paused: Set(false),
+            kube_namespace: Set(None),
+            kube_name: Set(None),
+            managed_outside: Set(false),
         }
         .insert(self.db())
         .await

@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod change;
+mod cluster;
 mod connect;
 mod connections;
 mod entity;
@@ -39,7 +40,6 @@ mod logs;
 mod migration;
 mod organization;
 mod page;
-mod rendered;
 mod retention;
 mod schemas;
 mod secrets;
@@ -60,6 +60,7 @@ use tokio::sync::broadcast;
 use crate::{change::Feed, migration::Migrator, writer::Writer};
 pub use crate::{
     change::{Change, ChangeKind, ChangedRow},
+    cluster::{ExternalTouchpoint, KubeResource, Mirrored},
     connections::Connection,
     error::StoreError,
     events::{
@@ -71,7 +72,6 @@ pub use crate::{
     logs::{LogEntry, LogLevel, LogQuery, NewLog, ParseLevelError},
     organization::Organization,
     page::Page,
-    rendered::ExternalTouchpoint,
     retention::{MAX_PURGE_BATCH, PurgeStats},
     schemas::Schema,
     time::{Clock, ManualClock},

@@ -20,7 +20,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
-    Store, StoreError,
+    KubeResource, Store, StoreError,
     connections::spec_json,
     entity::{connection, touchpoint},
     error::is_unique_violation,
@@ -42,6 +42,8 @@ pub struct Touchpoint {
     pub published: Option<Published>,
     /// Whether the worker processes its events.
     pub auto_sync: bool,
+    /// The Kubernetes resource it is mirrored from or published to (cluster mode).
+    pub resource: Option<KubeResource>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -89,6 +91,11 @@ impl TryFrom<touchpoint::Model> for Touchpoint {
             generation: row.generation,
             published,
             auto_sync: row.auto_sync,
+            resource: KubeResource::from_columns(
+                row.kube_namespace,
+                row.kube_name,
+                row.managed_outside,
+            ),
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -133,6 +140,9 @@ impl Store {
             published_generation: Set(None),
             published_at: Set(None),
             auto_sync: Set(spec.auto_sync),
+            kube_namespace: Set(None),
+            kube_name: Set(None),
+            managed_outside: Set(false),
             created_at: Set(now),
             updated_at: Set(now),
         }

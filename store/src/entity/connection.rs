@@ -12,6 +12,11 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub paused: bool,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub kube_namespace: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub kube_name: Option<String>,
+    pub managed_outside: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,6 +23,11 @@ pub struct Model {
     pub auto_sync: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub kube_namespace: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub kube_name: Option<String>,
+    pub managed_outside: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

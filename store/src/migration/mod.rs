@@ -6,6 +6,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20251129_000001_initial;
 mod m20251129_000002_sync_engine;
+mod m20251129_000003_cluster;
 
 /// All migrations, oldest first.
 pub(crate) struct Migrator;
@@ -15,13 +16,14 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20251129_000001_initial::Migration),
             Box::new(m20251129_000002_sync_engine::Migration),
+            Box::new(m20251129_000003_cluster::Migration),
         ]
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+    use sea_orm::{ActiveValue::Set, EntityTrait};
     use serde_json::json;
     use uuid::Uuid;
 
@@ -54,7 +56,7 @@ mod tests {
             .await
             .expect("old connection");
         let touchpoint_id = Uuid::now_v7();
-        touchpoint::ActiveModel {
+        let old_touchpoint = touchpoint::ActiveModel {
             id: Set(touchpoint_id),
             connection_id: Set(connection_id),
             spec: Set(json!({
@@ -73,10 +75,12 @@ mod tests {
             auto_sync: Set(false),
             created_at: Set(now),
             updated_at: Set(now),
-        }
-        .insert(db)
-        .await
-        .expect("old touchpoint");
+            ..Default::default()
+        };
+        touchpoint::Entity::insert(old_touchpoint)
+            .exec_without_returning(db)
+            .await
+            .expect("old touchpoint");
         let event_id = Uuid::now_v7();
         let old_event = event::ActiveModel {
             id: Set(event_id),

@@ -5,6 +5,7 @@ mod common;
 
 mod attempts;
 mod bucket;
+mod cluster;
 mod leases;
 mod lifecycle;
 mod logs;
@@ -12,7 +13,6 @@ mod ordering;
 mod pause;
 mod portal;
 mod queue;
-mod rendered;
 mod reports;
 mod retention;
 mod schemas;
