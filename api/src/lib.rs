@@ -5,6 +5,7 @@
 //! sync worker ([`sync`]), the GraphQL API ([`graphql`]) and the running configuration
 //! ([`runtime`]) over the durable store (`hookplane-store`).
 
+pub mod cluster;
 pub mod graphql;
 pub mod http_error;
 pub mod ingest;

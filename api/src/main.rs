@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use clap::{Parser, Subcommand};
 use hookplane::{
+    cluster::Cluster,
     ingest::IngestConfig,
     runtime::RenderedSource,
     server::{self, RetentionConfig, Role, ServeConfig},
@@ -101,6 +102,19 @@ struct RenderedArgs {
     organization: Option<String>,
 }
 
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Cluster mode: publishing a touchpoint applies its Touchpoint and Connection resources,
+    /// secrets become Kubernetes Secrets, and every resource of the namespace (kubectl-applied
+    /// ones too) is mirrored into the portal. Uses the in-cluster service account, or
+    /// KUBECONFIG / ~/.kube/config.
+    #[arg(long, env = "HOOKPLANE_KUBERNETES", default_value_t = false)]
+    kubernetes: bool,
+    /// The namespace of the resources (default: the pod's, or the kubeconfig context's).
+    #[arg(long, env = "HOOKPLANE_NAMESPACE", requires = "kubernetes")]
+    namespace: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the API, the receiver and the sync worker in one process.
@@ -115,7 +129,12 @@ enum Command {
     },
     /// The GraphQL API alone, over the shared database (on Kubernetes, beside the operator's
     /// receivers and workers, which do the intake and delivery).
-    Api(RunArgs),
+    Api {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Kubernetes data plane: deliver the events of one rendered configuration's touchpoints.
     Worker {
         #[command(flatten)]
@@ -175,8 +194,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Api(run) => {
-            serve(Role::Api, None, run, |address| {
+        Command::Api { cluster, run } => {
+            let cluster = if cluster.kubernetes {
+                Some(connect_cluster(cluster.namespace).await?)
+            } else {
+                None
+            };
+            serve_with(Role::Api, None, cluster, run, |address| {
                 println!("Hookplane API listening on http://{address}");
                 println!("GraphiQL: http://{address}/graphql");
             })
@@ -216,9 +240,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// A Kubernetes client from the environment, for cluster mode.
+async fn connect_cluster(namespace: Option<String>) -> anyhow::Result<Cluster> {
+    // kube's TLS needs one process-wide crypto provider; another may be compiled in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster service account, or KUBECONFIG)")?;
+    let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+    Ok(Cluster::new(client, namespace))
+}
+
 async fn serve(
     role: Role,
     rendered: Option<RenderedArgs>,
+    run: RunArgs,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    serve_with(role, rendered, None, run, on_listening).await
+}
+
+async fn serve_with(
+    role: Role,
+    rendered: Option<RenderedArgs>,
+    cluster: Option<Cluster>,
     run: RunArgs,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
@@ -271,6 +316,7 @@ async fn serve(
             interval: Duration::from_secs(retention_interval_seconds.max(1)),
             ..RetentionConfig::default()
         },
+        cluster,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

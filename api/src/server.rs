@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::{
+    cluster::{self, Cluster},
     graphql,
     ingest::{self, IngestConfig},
     runtime::{RenderedSource, Runtime, Source, watch_rendered},
@@ -41,6 +42,7 @@ pub struct AppState {
     pub wake_worker: Arc<Notify>,
     pub ingest: Arc<IngestConfig>,
     pub shutdown: CancellationToken,
+    pub cluster: Option<Cluster>,
 }
 
 /// What a process runs.
@@ -70,6 +72,8 @@ pub struct ServeConfig {
     pub ingest: IngestConfig,
     pub worker: WorkerConfig,
     pub retention: RetentionConfig,
+    /// Cluster mode for the API role (`hookplane api --kubernetes`).
+    pub cluster: Option<Cluster>,
 }
 
 /// Background purge of old bucket entries and logs.
@@ -121,6 +125,7 @@ pub fn router(state: AppState, role: Role) -> Router {
             runtime: Arc::clone(&state.runtime),
             wake_worker: Arc::clone(&state.wake_worker),
             shutdown: state.shutdown.clone(),
+            cluster: state.cluster.clone(),
         });
         router = router.merge(graphql::routes(schema));
     }
@@ -148,6 +153,7 @@ pub async fn serve(
         ingest,
         worker,
         retention,
+        cluster,
     } = config;
     let options = StoreOptions {
         dedupe_window,
@@ -175,6 +181,7 @@ pub async fn serve(
         wake_worker: Arc::new(Notify::new()),
         ingest: Arc::new(ingest),
         shutdown: shutdown.clone(),
+        cluster: cluster.clone(),
     };
     let listener = TcpListener::bind(listen)
         .await
@@ -188,7 +195,7 @@ pub async fn serve(
     if matches!(role, Role::All | Role::Worker) {
         let worker = Worker::new(
             store.clone(),
-            runtime,
+            Arc::clone(&runtime),
             Arc::clone(&state.metrics),
             Arc::clone(&state.wake_worker),
             worker,
@@ -202,6 +209,18 @@ pub async fn serve(
         )));
     }
     background.push(watcher);
+    if let Some(cluster) = cluster {
+        info!(
+            namespace = cluster.namespace(),
+            "cluster mode: publishing to and mirroring from Kubernetes"
+        );
+        background.push(tokio::spawn(cluster::mirror::run(
+            cluster,
+            store.clone(),
+            Arc::clone(&runtime),
+            shutdown.clone(),
+        )));
+    }
 
     on_listening(local);
     let app = router(state, role);
@@ -267,6 +286,16 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if let Some(cluster) = &state.cluster
+        && !cluster.is_synced()
+    {
+        return crate::http_error::HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "CLUSTER_NOT_SYNCED",
+            "the Touchpoint and Connection resources have not been mirrored yet",
+        )
+        .into_response();
+    }
     match state.store.check_ready().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(error) => crate::http_error::HttpError::new(

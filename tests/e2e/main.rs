@@ -3,6 +3,7 @@
 //! destination, on SQLite and (when `HOOKPLANE_TEST_POSTGRES_URL` is set) PostgreSQL.
 
 mod apps;
+mod cluster;
 mod crash;
 mod data_plane;
 mod destinations;

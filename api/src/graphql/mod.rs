@@ -22,7 +22,7 @@ use hookplane_store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Runtime;
+use crate::{cluster::Cluster, runtime::Runtime};
 pub use error::ApiError;
 
 pub type HookplaneSchema =
@@ -35,6 +35,8 @@ pub struct ApiContext {
     pub runtime: Arc<Runtime>,
     pub wake_worker: Arc<Notify>,
     pub shutdown: CancellationToken,
+    /// Cluster mode: publishing applies resources, secrets become Kubernetes Secrets.
+    pub cluster: Option<Cluster>,
 }
 
 /// Build the schema around its context.

@@ -18,7 +18,14 @@ use super::{
     },
     types::{BucketEntry, Connection, EventStatus, Organization, SchemaDocument, Touchpoint},
 };
-use crate::{schemas::SourceSchema, spec};
+use crate::{
+    cluster::{
+        Cluster, ClusterError,
+        publish::{Publication, PublishError},
+    },
+    schemas::SourceSchema,
+    spec,
+};
 
 pub struct MutationRoot;
 
@@ -238,6 +245,7 @@ impl MutationRoot {
         let api = ctx.data_unchecked::<ApiContext>();
         let id = parse_id(&input.id, "touchpoint")?;
         let (current, connection) = touchpoint_and_connection(api, id).await?;
+        ensure_portal_managed(&current)?;
         let mut spec = current.spec.clone();
         let mut secrets = SecretWrites::default();
         if let Some(name) = input.name {
@@ -294,12 +302,28 @@ impl MutationRoot {
                 ),
             ));
         }
+        if let Some(cluster) = &api.cluster {
+            ensure_portal_managed(&current)?;
+            publish_to_cluster(
+                api,
+                cluster,
+                &current,
+                &connection,
+                &current.spec,
+                current.generation,
+            )
+            .await?;
+        }
         let touchpoint = api.store.publish_touchpoint(id).await?;
         api.runtime.reload().await?;
+        let to = match &touchpoint.resource {
+            Some(resource) => format!(" as Touchpoint {}/{}", resource.namespace, resource.name),
+            None => String::new(),
+        };
         log(
             api,
             id,
-            format!("published generation {}", touchpoint.generation),
+            format!("published generation {}{to}", touchpoint.generation),
         )
         .await;
         api.wake_worker.notify_one();
@@ -315,8 +339,23 @@ impl MutationRoot {
     ) -> ApiResult<Touchpoint> {
         let api = ctx.data_unchecked::<ApiContext>();
         let id = parse_id(&id, "touchpoint")?;
-        if api.store.touchpoint(id).await?.is_none() {
-            return Err(touchpoint_not_found(id));
+        let (current, connection) = touchpoint_and_connection(api, id).await?;
+        ensure_portal_managed(&current)?;
+        if let (Some(cluster), Some(published)) = (&api.cluster, &current.published)
+            && current.resource.is_some()
+        {
+            // The running spec lives in the resource: switch it there, same generation.
+            let mut spec = published.spec.clone();
+            spec.auto_sync = enabled;
+            publish_to_cluster(
+                api,
+                cluster,
+                &current,
+                &connection,
+                &spec,
+                published.generation,
+            )
+            .await?;
         }
         let touchpoint = api.store.set_auto_sync(id, enabled).await?;
         api.runtime.reload().await?;
@@ -330,9 +369,20 @@ impl MutationRoot {
     async fn delete_touchpoint(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
         let api = ctx.data_unchecked::<ApiContext>();
         let uuid = parse_id(&id, "touchpoint")?;
-        if !api.store.delete_touchpoint(uuid).await? {
-            return Err(touchpoint_not_found(uuid));
+        let current = api
+            .store
+            .touchpoint(uuid)
+            .await?
+            .ok_or_else(|| touchpoint_not_found(uuid))?;
+        ensure_portal_managed(&current)?;
+        if let (Some(cluster), Some(resource)) = (&api.cluster, &current.resource) {
+            cluster
+                .delete_touchpoint(&resource.name)
+                .await
+                .map_err(cluster_error)?;
         }
+        // The mirror may have deleted it first, once the resource was gone.
+        api.store.delete_touchpoint(uuid).await?;
         api.runtime.reload().await?;
         Ok(id)
     }
@@ -575,13 +625,84 @@ async fn touchpoint_and_connection(
     Ok((touchpoint, connection))
 }
 
+/// Secrets go to the database, or in cluster mode to Kubernetes Secrets (where the
+/// operator's receivers and workers read them).
 async fn write_secrets(api: &ApiContext, secrets: SecretWrites) -> ApiResult<()> {
     for (reference, value) in secrets.0 {
-        api.store
-            .put_secret(&reference.name, &reference.key, &value)
-            .await?;
+        match &api.cluster {
+            Some(cluster) => cluster
+                .put_secret(&reference.name, &reference.key, &value)
+                .await
+                .map_err(cluster_error)?,
+            None => {
+                api.store
+                    .put_secret(&reference.name, &reference.key, &value)
+                    .await?
+            }
+        }
     }
     Ok(())
+}
+
+/// A touchpoint whose resource is applied outside the portal is read-only here.
+fn ensure_portal_managed(touchpoint: &hookplane_store::Touchpoint) -> ApiResult<()> {
+    match &touchpoint.resource {
+        Some(resource) if resource.managed_outside => Err(ApiError::invalid(
+            "MANAGED_OUTSIDE_PORTAL",
+            format!(
+                "touchpoint {:?} is the Touchpoint resource {}/{}, managed outside the portal (kubectl or GitOps); change it there",
+                touchpoint.spec.name, resource.namespace, resource.name
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Apply a touchpoint's resources with `spec` at `generation` and record their names. A
+/// Connection managed outside the portal is referenced, never applied over.
+async fn publish_to_cluster(
+    api: &ApiContext,
+    cluster: &Cluster,
+    touchpoint: &hookplane_store::Touchpoint,
+    connection: &hookplane_store::Connection,
+    spec: &TouchpointSpec,
+    generation: i64,
+) -> ApiResult<()> {
+    let published = cluster
+        .publish(Publication {
+            connection_id: connection.id,
+            connection_spec: &connection.spec,
+            connection_name: connection.resource.as_ref().map(|r| r.name.as_str()),
+            apply_connection: !connection
+                .resource
+                .as_ref()
+                .is_some_and(|r| r.managed_outside),
+            touchpoint_id: touchpoint.id,
+            touchpoint_spec: spec,
+            touchpoint_name: touchpoint.resource.as_ref().map(|r| r.name.as_str()),
+            generation,
+        })
+        .await
+        .map_err(|error| match error {
+            PublishError::NameTaken { .. } => {
+                ApiError::invalid("RESOURCE_NAME_TAKEN", error.to_string())
+            }
+            PublishError::Cluster(error) => cluster_error(error),
+        })?;
+    if connection.resource.is_none() {
+        api.store
+            .set_connection_resource(connection.id, cluster.namespace(), &published.connection)
+            .await?;
+    }
+    api.store
+        .set_touchpoint_resource(touchpoint.id, cluster.namespace(), &published.touchpoint)
+        .await?;
+    Ok(())
+}
+
+fn cluster_error(error: ClusterError) -> ApiError {
+    tracing::warn!(%error, source = ?std::error::Error::source(&error), "Kubernetes API call failed");
+    ApiError::invalid("KUBERNETES_ERROR", error.to_string())
 }
 
 async fn log(api: &ApiContext, touchpoint_id: Uuid, message: String) {

@@ -76,6 +76,42 @@ impl Organization {
     }
 }
 
+/// Who manages a connection or touchpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+pub enum ManagedBy {
+    /// Created and published in the portal (in cluster mode, its resource is applied by the
+    /// API).
+    Portal,
+    /// Its Kubernetes resource is applied outside the portal (kubectl, a GitOps tool); the
+    /// portal mirrors it and shows it read-only.
+    External,
+}
+
+impl ManagedBy {
+    fn of(resource: Option<&store::KubeResource>) -> Self {
+        match resource {
+            Some(resource) if resource.managed_outside => Self::External,
+            _ => Self::Portal,
+        }
+    }
+}
+
+/// A Kubernetes resource a connection or touchpoint lives as.
+#[derive(SimpleObject)]
+pub struct KubernetesResource {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl From<&store::KubeResource> for KubernetesResource {
+    fn from(resource: &store::KubeResource) -> Self {
+        Self {
+            namespace: resource.namespace.clone(),
+            name: resource.name.clone(),
+        }
+    }
+}
+
 pub struct Connection(pub store::Connection);
 
 #[Object]
@@ -102,6 +138,14 @@ impl Connection {
     /// While paused, webhooks are still received and stored, and wait as UNPROCESSED.
     async fn paused(&self) -> bool {
         self.0.paused
+    }
+    /// Who edits it: the portal, or (cluster mode) whoever applies its Connection resource.
+    async fn managed_by(&self) -> ManagedBy {
+        ManagedBy::of(self.0.resource.as_ref())
+    }
+    /// Its Connection resource (cluster mode); null until a touchpoint of it is published.
+    async fn resource(&self) -> Option<KubernetesResource> {
+        self.0.resource.as_ref().map(KubernetesResource::from)
     }
     /// Requests in flight at once to the destination.
     async fn max_concurrency(&self) -> u32 {
@@ -411,6 +455,16 @@ impl Touchpoint {
     /// "Auto-sync": events are processed only while this is on.
     async fn auto_sync(&self) -> bool {
         self.0.auto_sync
+    }
+    /// Who edits it: the portal, or (cluster mode) whoever applies its Touchpoint resource.
+    /// EXTERNAL touchpoints are read-only here: edits, publish, auto-sync and delete answer
+    /// `MANAGED_OUTSIDE_PORTAL` (resync still works).
+    async fn managed_by(&self) -> ManagedBy {
+        ManagedBy::of(self.0.resource.as_ref())
+    }
+    /// Its Touchpoint resource (cluster mode); null until published.
+    async fn resource(&self) -> Option<KubernetesResource> {
+        self.0.resource.as_ref().map(KubernetesResource::from)
     }
     /// The draft spec.
     async fn spec(&self) -> TouchpointSpec {

@@ -4,6 +4,7 @@
 pub mod chaos;
 pub mod destination;
 pub mod graphql;
+pub mod kube_api;
 pub mod server;
 
 use std::time::Duration;

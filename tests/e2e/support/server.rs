@@ -63,6 +63,17 @@ impl Server {
         banner: &str,
         extra_args: &[&str],
     ) -> Self {
+        Self::start_role_with_env(backend, role, banner, extra_args, &[]).await
+    }
+
+    /// [`Server::start_role`] with extra environment variables.
+    pub async fn start_role_with_env(
+        backend: &Backend,
+        role: &str,
+        banner: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookplane"))
             .arg(role)
             .args([
@@ -73,6 +84,7 @@ impl Server {
             ])
             .args(extra_args)
             .env("HOOKPLANE_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

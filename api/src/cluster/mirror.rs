@@ -1,0 +1,348 @@
+//! Cluster to portal: watch the namespace's Connection and Touchpoint resources and mirror
+//! them into the database.
+//!
+//! Level-based: after any watch event (debounced), one pass compares every resource with what
+//! was last mirrored (by `resourceVersion`) and writes only what changed, then deletes the
+//! rows whose resource is gone. A row is deleted only after a direct read confirms its
+//! resource no longer exists, so a watch that lags behind a publish never deletes anything.
+//! Every few minutes a pass mirrors everything again, whatever the cache says.
+//!
+//! A touchpoint mirrors once its Connection exists (the operator reports the missing
+//! connection on the resource meanwhile). A touchpoint whose endpoint another touchpoint
+//! holds is left out, with a warning; the operator likewise runs only the oldest.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::{StreamExt, stream};
+use hookplane_crds::{
+    Connection, Touchpoint,
+    identity::{hookplane_id, managed_outside_portal, published_generation},
+};
+use hookplane_store::{
+    ExternalTouchpoint, KubeResource, LogLevel, Mirrored, NewLog, Store, StoreError,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    runtime::{WatchStreamExt, reflector, watcher},
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+use uuid::Uuid;
+
+use super::Cluster;
+use crate::runtime::Runtime;
+
+/// Quiet time after a watch event before a pass runs, so a burst of events costs one pass.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// How often a pass ignores the `resourceVersion` cache.
+const FULL_PASS_EVERY: Duration = Duration::from_secs(300);
+
+/// Which kind a watch event was for.
+#[derive(Clone, Copy)]
+enum Kind {
+    Connection,
+    Touchpoint,
+}
+
+/// Watch and mirror until `shutdown`.
+pub async fn run(
+    cluster: Cluster,
+    store: Store,
+    runtime: Arc<Runtime>,
+    shutdown: CancellationToken,
+) {
+    let connections: Api<Connection> = Api::namespaced(cluster.client(), cluster.namespace());
+    let touchpoints: Api<Touchpoint> = Api::namespaced(cluster.client(), cluster.namespace());
+    let (connection_reader, connection_writer) = reflector::store();
+    let (touchpoint_reader, touchpoint_writer) = reflector::store();
+    let connection_events = reflector(
+        connection_writer,
+        watcher(connections, watcher::Config::default()).default_backoff(),
+    )
+    .map(|event| (Kind::Connection, event.map(|e| is_init_done(&e))));
+    let touchpoint_events = reflector(
+        touchpoint_writer,
+        watcher(touchpoints, watcher::Config::default()).default_backoff(),
+    )
+    .map(|event| (Kind::Touchpoint, event.map(|e| is_init_done(&e))));
+    let mut events = std::pin::pin!(stream::select(connection_events, touchpoint_events));
+
+    let mut mirror = Mirror {
+        cluster,
+        store,
+        runtime,
+        mirrored: HashMap::new(),
+    };
+    let (mut connections_listed, mut touchpoints_listed) = (false, false);
+    let mut pending = false;
+    let mut full_pass = tokio::time::interval(FULL_PASS_EVERY);
+    full_pass.tick().await;
+    loop {
+        let quiet = tokio::time::sleep(DEBOUNCE);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.next() => match event {
+                None => return,
+                Some((kind, Ok(init_done))) => {
+                    pending = true;
+                    if init_done {
+                        match kind {
+                            Kind::Connection => connections_listed = true,
+                            Kind::Touchpoint => touchpoints_listed = true,
+                        }
+                    }
+                }
+                Some((_, Err(error))) => warn!(%error, "watching Hookplane resources; retrying"),
+            },
+            () = quiet, if pending && connections_listed && touchpoints_listed => {
+                pending = false;
+                let (connections, touchpoints) = (connection_reader.state(), touchpoint_reader.state());
+                mirror.pass(&connections, &touchpoints).instrument(info_span!("mirror")).await;
+                mirror.cluster.mark_synced();
+            }
+            _ = full_pass.tick() => {
+                mirror.mirrored.clear();
+                pending = true;
+            }
+        }
+    }
+}
+
+fn is_init_done<K>(event: &watcher::Event<K>) -> bool {
+    matches!(event, watcher::Event::InitDone)
+}
+
+struct Mirror {
+    cluster: Cluster,
+    store: Store,
+    runtime: Arc<Runtime>,
+    /// `resourceVersion` last mirrored, by `metadata.uid`.
+    mirrored: HashMap<String, String>,
+}
+
+impl Mirror {
+    async fn pass(&mut self, connections: &[Arc<Connection>], touchpoints: &[Arc<Touchpoint>]) {
+        let mut changed = false;
+        let mut connection_ids = HashMap::new();
+        for connection in connections {
+            let Some(id) = self.id_of(connection.as_ref()) else {
+                continue;
+            };
+            connection_ids.insert(connection.name_any(), id);
+            if self.is_mirrored(connection.as_ref()) {
+                continue;
+            }
+            let resource = self.resource_of(connection.as_ref());
+            match self
+                .store
+                .mirror_connection(id, &connection.spec, &resource)
+                .await
+            {
+                Ok(mirrored) => {
+                    changed |= mirrored != Mirrored::Unchanged;
+                    self.remember(connection.as_ref());
+                }
+                Err(error) => {
+                    warn!(connection = %connection.name_any(), %error, "mirroring a Connection")
+                }
+            }
+        }
+        for touchpoint in touchpoints {
+            let Some(id) = self.id_of(touchpoint.as_ref()) else {
+                continue;
+            };
+            let Some(&connection_id) = connection_ids.get(&touchpoint.spec.connection_ref) else {
+                continue;
+            };
+            if self.is_mirrored(touchpoint.as_ref()) {
+                continue;
+            }
+            changed |= self.mirror_touchpoint(touchpoint, id, connection_id).await;
+        }
+        changed |= self.delete_gone(connections, touchpoints).await;
+        if changed && let Err(error) = self.runtime.reload().await {
+            warn!(%error, "reloading after mirroring resources");
+        }
+    }
+
+    async fn mirror_touchpoint(
+        &mut self,
+        touchpoint: &Touchpoint,
+        id: Uuid,
+        connection_id: Uuid,
+    ) -> bool {
+        let name = touchpoint.name_any();
+        let generation = published_generation(&touchpoint.metadata);
+        let external = ExternalTouchpoint {
+            id,
+            generation,
+            spec: touchpoint.spec.clone(),
+        };
+        let resource = self.resource_of(touchpoint);
+        match self
+            .store
+            .mirror_touchpoint(connection_id, &external, &resource)
+            .await
+        {
+            Ok(Mirrored::Unchanged) => {
+                self.remember(touchpoint);
+                false
+            }
+            Ok(mirrored) => {
+                self.remember(touchpoint);
+                if resource.managed_outside {
+                    let verb = if mirrored == Mirrored::Created {
+                        "appeared"
+                    } else {
+                        "changed"
+                    };
+                    let message = format!(
+                        "Touchpoint {name} {verb} in the cluster, managed outside the portal; generation {generation} runs"
+                    );
+                    info!(touchpoint = %name, %generation, "{message}");
+                    self.log(id, message, &name).await;
+                }
+                true
+            }
+            Err(StoreError::EndpointTaken { endpoint }) => {
+                warn!(touchpoint = %name, %endpoint, "not mirrored: another touchpoint uses its endpoint");
+                false
+            }
+            Err(error) => {
+                warn!(touchpoint = %name, %error, "mirroring a Touchpoint");
+                false
+            }
+        }
+    }
+
+    /// Delete the rows whose resource left the cluster; true if any was deleted.
+    async fn delete_gone(
+        &mut self,
+        connections: &[Arc<Connection>],
+        touchpoints: &[Arc<Touchpoint>],
+    ) -> bool {
+        let namespace = self.cluster.namespace().to_owned();
+        let present: HashSet<String> = touchpoints.iter().map(|t| t.name_any()).collect();
+        let rows = match self.store.touchpoints(None).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                warn!(%error, "listing touchpoints to find deleted resources");
+                return false;
+            }
+        };
+        let mut deleted = false;
+        for row in rows {
+            let Some(resource) = row.resource.filter(|r| r.namespace == namespace) else {
+                continue;
+            };
+            if present.contains(&resource.name) || !self.gone::<Touchpoint>(&resource.name).await {
+                continue;
+            }
+            match self.store.delete_touchpoint(row.id).await {
+                Ok(true) => {
+                    info!(touchpoint = %resource.name, id = %row.id, "its resource was deleted from the cluster; deleted from the portal");
+                    deleted = true;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(touchpoint = %resource.name, %error, "deleting a touchpoint whose resource is gone")
+                }
+            }
+        }
+        let present: HashSet<String> = connections.iter().map(|c| c.name_any()).collect();
+        let rows = match self.store.connections().await {
+            Ok(rows) => rows,
+            Err(error) => {
+                warn!(%error, "listing connections to find deleted resources");
+                return deleted;
+            }
+        };
+        for row in rows {
+            let Some(resource) = row.resource.filter(|r| r.namespace == namespace) else {
+                continue;
+            };
+            if present.contains(&resource.name) || !self.gone::<Connection>(&resource.name).await {
+                continue;
+            }
+            match self.store.delete_unused_connection(row.id).await {
+                Ok(true) => {
+                    info!(connection = %resource.name, id = %row.id, "its resource was deleted from the cluster; deleted from the portal");
+                    deleted = true;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(connection = %resource.name, %error, "deleting a connection whose resource is gone")
+                }
+            }
+        }
+        deleted
+    }
+
+    /// True when a direct read says the resource does not exist.
+    async fn gone<K>(&self, name: &str) -> bool
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + serde::de::DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.cluster.client(), self.cluster.namespace());
+        match api.get_opt(name).await {
+            Ok(found) => found.is_none(),
+            Err(error) => {
+                warn!(%name, %error, "reading a resource to confirm its deletion");
+                false
+            }
+        }
+    }
+
+    fn id_of<K: Resource>(&self, object: &K) -> Option<Uuid> {
+        let id = hookplane_id(object.meta()).and_then(|id| Uuid::parse_str(&id).ok());
+        if id.is_none() {
+            warn!(name = %object.meta().name.as_deref().unwrap_or_default(), "a resource without a UUID id; not mirrored");
+        }
+        id
+    }
+
+    fn resource_of<K: Resource>(&self, object: &K) -> KubeResource {
+        KubeResource {
+            namespace: self.cluster.namespace().to_owned(),
+            name: object.meta().name.clone().unwrap_or_default(),
+            managed_outside: managed_outside_portal(object.meta()),
+        }
+    }
+
+    fn is_mirrored<K: Resource>(&self, object: &K) -> bool {
+        let meta = object.meta();
+        match (&meta.uid, &meta.resource_version) {
+            (Some(uid), Some(version)) => self.mirrored.get(uid) == Some(version),
+            _ => false,
+        }
+    }
+
+    fn remember<K: Resource>(&mut self, object: &K) {
+        let meta = object.meta();
+        if let (Some(uid), Some(version)) = (&meta.uid, &meta.resource_version) {
+            self.mirrored.insert(uid.clone(), version.clone());
+        }
+    }
+
+    async fn log(&self, touchpoint_id: Uuid, message: String, name: &str) {
+        let entry = NewLog {
+            touchpoint_id,
+            event_id: None,
+            level: LogLevel::Info,
+            message,
+            fields: json!({ "resource": name, "namespace": self.cluster.namespace() }),
+        };
+        if let Err(error) = self.store.append_logs(vec![entry]).await {
+            warn!(%error, "writing a touchpoint log");
+        }
+    }
+}
