@@ -415,3 +415,49 @@ async fn a_portal_touchpoint_edited_with_kubectl_becomes_read_only(backend: Back
     );
     server.stop().await;
 }
+
+on_both_backends!(a_cluster_that_cannot_be_reached_changes_nothing);
+
+async fn a_cluster_that_cannot_be_reached_changes_nothing(backend: Backend) {
+    let (cluster, server) = start(&backend).await;
+    let connection_id = connection(&server).await;
+    let id = crate::flows::touchpoint(
+        &server,
+        &connection_id,
+        json!({
+            "name": "Unsigned",
+            "source": { "endpoint": "unsigned", "verification": { "scheme": "none" } },
+            "destination": { "url": "http://127.0.0.1:9/x" },
+        }),
+    )
+    .await;
+    drop(cluster);
+
+    assert_eq!(
+        gql_error_code(&server, PUBLISH, json!({ "id": id })).await,
+        "KUBERNETES_ERROR"
+    );
+    let after = touchpoint(&server, &id).await;
+    assert_eq!(after["publishedGeneration"], Value::Null);
+    assert_eq!(after["resource"], Value::Null);
+
+    // A new touchpoint whose secret cannot be written is not created either.
+    assert_eq!(
+        gql_error_code(
+            &server,
+            CREATE_SIGNED_TOUCHPOINT,
+            json!({ "connectionId": connection_id })
+        )
+        .await,
+        "KUBERNETES_ERROR"
+    );
+    let listed = gql_ok(&server, CONNECTIONS, json!({})).await;
+    let names: Vec<&str> = listed["connections"][0]["touchpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Unsigned"]);
+    server.stop().await;
+}

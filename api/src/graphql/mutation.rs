@@ -106,7 +106,11 @@ impl MutationRoot {
         let spec = input.into_spec(&secret_name, &mut secrets);
         spec::validate_connection(&spec)?;
         let connection = api.store.create_connection(spec).await?;
-        write_secrets(api, secrets).await?;
+        if let Err(error) = write_secrets(api, secrets).await {
+            // Nothing refers to the new connection yet: take it back.
+            api.store.delete_unused_connection(connection.id).await?;
+            return Err(error);
+        }
         Ok(Connection(connection))
     }
 
@@ -230,7 +234,11 @@ impl MutationRoot {
         };
         check_spec(&spec, &connection.spec)?;
         let touchpoint = api.store.create_touchpoint(spec).await?;
-        write_secrets(api, secrets).await?;
+        if let Err(error) = write_secrets(api, secrets).await {
+            // Nothing was received for the new draft yet: take it back.
+            api.store.delete_touchpoint(touchpoint.id).await?;
+            return Err(error);
+        }
         // The receiver knows draft endpoints too, to answer TOUCHPOINT_NOT_PUBLISHED.
         api.runtime.reload().await?;
         Ok(Touchpoint(touchpoint))

@@ -227,6 +227,24 @@ fn the_templates_render_to_kubernetes_objects() {
         .collect();
     assert!(env.contains(&"HOOKPLANE_API_URL") && env.contains(&"HOOKPLANE_POD_NAME"));
 
+    // The API runs in cluster mode on the release namespace.
+    let api = manifests
+        .iter()
+        .find(|(_, m)| m["metadata"]["name"] == "hookplane-api" && m["kind"] == "Deployment")
+        .unwrap();
+    let container = &api.1["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["args"],
+        serde_json::json!(["api", "--listen", "0.0.0.0:8080", "--kubernetes"])
+    );
+    let namespace = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "HOOKPLANE_NAMESPACE")
+        .expect("HOOKPLANE_NAMESPACE is set");
+    assert_eq!(namespace["value"], "hookplane");
+
     if let Some(dir) = std::env::var_os("HOOKPLANE_RENDER_CHART_TO") {
         let documents: Vec<Value> = manifests.into_iter().map(|(_, m)| m).collect();
         let yaml = serde_saphyr::to_string_multiple(&documents).unwrap();
@@ -234,21 +252,54 @@ fn the_templates_render_to_kubernetes_objects() {
     }
 }
 
-#[test]
-fn the_operator_role_covers_what_the_operator_touches() {
-    let manifests = manifests();
-    let role = &manifests
+/// Whether the ClusterRole `name` allows `verb` on `group`/`resource`.
+fn role_allows(
+    manifests: &[(String, Value)],
+    name: &str,
+) -> impl Fn(&str, &str, &str) -> bool + use<> {
+    let role = manifests
         .iter()
-        .find(|(_, m)| m["kind"] == "ClusterRole" && m["metadata"]["name"] == "hookplane-operator")
-        .unwrap()
-        .1;
-    let allows = |group: &str, resource: &str, verb: &str| {
+        .find(|(_, m)| m["kind"] == "ClusterRole" && m["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no ClusterRole {name}"))
+        .1
+        .clone();
+    move |group: &str, resource: &str, verb: &str| {
         role["rules"].as_array().unwrap().iter().any(|rule| {
             let has =
                 |key: &str, want: &str| rule[key].as_array().unwrap().iter().any(|v| v == want);
             has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
         })
-    };
+    }
+}
+
+#[test]
+fn the_api_role_covers_what_cluster_mode_touches() {
+    let allows = role_allows(&manifests(), "hookplane-api");
+    for (group, resource, verbs) in [
+        (
+            "hookplane.io",
+            "connections",
+            &["get", "list", "watch", "patch"][..],
+        ),
+        (
+            "hookplane.io",
+            "touchpoints",
+            &["get", "list", "watch", "patch", "delete"],
+        ),
+        ("", "secrets", &["patch"]),
+    ] {
+        for verb in verbs {
+            assert!(
+                allows(group, resource, verb),
+                "the API may not {verb} {resource}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_operator_role_covers_what_the_operator_touches() {
+    let allows = role_allows(&manifests(), "hookplane-operator");
     for (group, resource, verbs) in [
         ("hookplane.io", "connections", &["get", "list", "watch"][..]),
         ("hookplane.io", "touchpoints", &["get", "list", "watch"]),
