@@ -218,6 +218,7 @@ pub async fn serve(
             cluster,
             store.clone(),
             Arc::clone(&runtime),
+            Arc::clone(&state.metrics),
             shutdown.clone(),
         )));
     }

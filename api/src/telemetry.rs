@@ -33,6 +33,9 @@ pub struct Metrics {
     /// event was handed back because its destination had no room (`concurrency`, `rate`,
     /// `held`).
     pub delivery_throttled: IntCounterVec,
+    /// Cluster mode: rows the mirror wrote, by kind (`connection`, `touchpoint`) and result
+    /// (`created`, `updated`, `deleted`, `error`).
+    pub cluster_mirrored: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +100,14 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric definition");
+        let cluster_mirrored = IntCounterVec::new(
+            Opts::new(
+                "cluster_mirrored_total",
+                "Connections and touchpoints mirrored from Kubernetes resources, by kind and result",
+            ),
+            &["kind", "result"],
+        )
+        .expect("valid metric definition");
         for collector in [
             Box::new(http_request_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(webhooks_received.clone()),
@@ -107,6 +118,7 @@ impl Metrics {
             Box::new(purged.clone()),
             Box::new(delivery_retries.clone()),
             Box::new(delivery_throttled.clone()),
+            Box::new(cluster_mirrored.clone()),
         ] {
             registry
                 .register(collector)
@@ -123,6 +135,7 @@ impl Metrics {
             purged,
             delivery_retries,
             delivery_throttled,
+            cluster_mirrored,
         }
     }
 

@@ -353,6 +353,22 @@ async fn kubectl_applied_resources_appear_read_only_and_follow_the_cluster(backe
         async move { touchpoint(server, &uid).await.is_null().then_some(()) }
     })
     .await;
+
+    // Each mirrored write is counted.
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        r#"hookplane_cluster_mirrored_total{kind="connection",result="created"} 1"#,
+        r#"hookplane_cluster_mirrored_total{kind="touchpoint",result="created"} 1"#,
+        r#"hookplane_cluster_mirrored_total{kind="touchpoint",result="updated"} 1"#,
+        r#"hookplane_cluster_mirrored_total{kind="touchpoint",result="deleted"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
     server.stop().await;
 }
 

@@ -35,7 +35,7 @@ use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
 
 use super::Cluster;
-use crate::runtime::Runtime;
+use crate::{runtime::Runtime, telemetry::Metrics};
 
 /// Quiet time after a watch event before a pass runs, so a burst of events costs one pass.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -54,6 +54,7 @@ pub async fn run(
     cluster: Cluster,
     store: Store,
     runtime: Arc<Runtime>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let connections: Api<Connection> = Api::namespaced(cluster.client(), cluster.namespace());
@@ -76,6 +77,7 @@ pub async fn run(
         cluster,
         store,
         runtime,
+        metrics,
         mirrored: HashMap::new(),
     };
     let (mut connections_listed, mut touchpoints_listed) = (false, false);
@@ -121,6 +123,7 @@ struct Mirror {
     cluster: Cluster,
     store: Store,
     runtime: Arc<Runtime>,
+    metrics: Arc<Metrics>,
     /// `resourceVersion` last mirrored, by `metadata.uid`.
     mirrored: HashMap<String, String>,
 }
@@ -145,9 +148,11 @@ impl Mirror {
             {
                 Ok(mirrored) => {
                     changed |= mirrored != Mirrored::Unchanged;
+                    self.count("connection", mirrored);
                     self.remember(connection.as_ref());
                 }
                 Err(error) => {
+                    self.count_result("connection", "error");
                     warn!(connection = %connection.name_any(), %error, "mirroring a Connection")
                 }
             }
@@ -195,6 +200,7 @@ impl Mirror {
             }
             Ok(mirrored) => {
                 self.remember(touchpoint);
+                self.count("touchpoint", mirrored);
                 if resource.managed_outside {
                     let verb = if mirrored == Mirrored::Created {
                         "appeared"
@@ -210,10 +216,12 @@ impl Mirror {
                 true
             }
             Err(StoreError::EndpointTaken { endpoint }) => {
+                self.count_result("touchpoint", "error");
                 warn!(touchpoint = %name, %endpoint, "not mirrored: another touchpoint uses its endpoint");
                 false
             }
             Err(error) => {
+                self.count_result("touchpoint", "error");
                 warn!(touchpoint = %name, %error, "mirroring a Touchpoint");
                 false
             }
@@ -246,6 +254,7 @@ impl Mirror {
             match self.store.delete_touchpoint(row.id).await {
                 Ok(true) => {
                     info!(touchpoint = %resource.name, id = %row.id, "its resource was deleted from the cluster; deleted from the portal");
+                    self.count_result("touchpoint", "deleted");
                     deleted = true;
                 }
                 Ok(false) => {}
@@ -272,6 +281,7 @@ impl Mirror {
             match self.store.delete_unused_connection(row.id).await {
                 Ok(true) => {
                     info!(connection = %resource.name, id = %row.id, "its resource was deleted from the cluster; deleted from the portal");
+                    self.count_result("connection", "deleted");
                     deleted = true;
                 }
                 Ok(false) => {}
@@ -300,6 +310,21 @@ impl Mirror {
                 false
             }
         }
+    }
+
+    fn count(&self, kind: &str, mirrored: Mirrored) {
+        match mirrored {
+            Mirrored::Created => self.count_result(kind, "created"),
+            Mirrored::Updated => self.count_result(kind, "updated"),
+            Mirrored::Unchanged => {}
+        }
+    }
+
+    fn count_result(&self, kind: &str, result: &str) {
+        self.metrics
+            .cluster_mirrored
+            .with_label_values(&[kind, result])
+            .inc();
     }
 
     fn id_of<K: Resource>(&self, object: &K) -> Option<Uuid> {
