@@ -342,6 +342,22 @@ async fn kubectl_applied_resources_appear_read_only_and_follow_the_cluster(backe
     .await;
     assert_eq!(clash, "ENDPOINT_TAKEN");
 
+    // A copy that carries its id (a copied hookplane.io/id) does not take its place.
+    let mut copy = kubectl_touchpoint("orders-copy", "gitops/copy", None);
+    copy["metadata"]["annotations"] = json!({ ID_ANNOTATION: uid });
+    touchpoints
+        .patch("orders-copy", &kubectl(), &Patch::Apply(&copy))
+        .await
+        .expect("apply the copy");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kept = touchpoint(&server, &uid).await;
+    assert_eq!(kept["resource"]["name"], "orders");
+    assert_eq!(kept["endpoint"], "gitops/orders");
+    touchpoints
+        .delete("orders-copy", &DeleteParams::default())
+        .await
+        .expect("delete the copy");
+
     // kubectl delete removes it from the portal.
     touchpoints
         .delete("orders", &DeleteParams::default())

@@ -129,7 +129,7 @@ struct Mirror {
 }
 
 impl Mirror {
-    async fn pass(&mut self, connections: &[Arc<Connection>], touchpoints: &[Arc<Touchpoint>]) {
+    async fn pass(&mut self, connections: &[Arc<Connection>], all_touchpoints: &[Arc<Touchpoint>]) {
         let mut changed = false;
         let mut connection_ids = HashMap::new();
         for connection in connections {
@@ -157,19 +157,30 @@ impl Mirror {
                 }
             }
         }
+        // Oldest first: when two resources claim one id (a copied `hookplane.io/id`), the
+        // older one keeps it and the other is left out.
+        let mut touchpoints: Vec<&Arc<Touchpoint>> = all_touchpoints.iter().collect();
+        touchpoints.sort_by_key(|t| (t.creation_timestamp().map(|time| time.0), t.name_any()));
+        let mut claimed = HashSet::new();
         for touchpoint in touchpoints {
             let Some(id) = self.id_of(touchpoint.as_ref()) else {
                 continue;
             };
+            if !claimed.insert(id) {
+                warn!(touchpoint = %touchpoint.name_any(), %id, "another Touchpoint has this id (a copied hookplane.io/id annotation?); not mirrored");
+                continue;
+            }
             let Some(&connection_id) = connection_ids.get(&touchpoint.spec.connection_ref) else {
                 continue;
             };
             if self.is_mirrored(touchpoint.as_ref()) {
                 continue;
             }
-            changed |= self.mirror_touchpoint(touchpoint, id, connection_id).await;
+            changed |= self
+                .mirror_touchpoint(touchpoint.as_ref(), id, connection_id)
+                .await;
         }
-        changed |= self.delete_gone(connections, touchpoints).await;
+        changed |= self.delete_gone(connections, all_touchpoints).await;
         if changed && let Err(error) = self.runtime.reload().await {
             warn!(%error, "reloading after mirroring resources");
         }
