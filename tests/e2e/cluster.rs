@@ -82,6 +82,17 @@ async fn start(backend: &Backend) -> (FakeKubeApi, Server) {
     (cluster, server)
 }
 
+/// Create the signed draft of [`CREATE_SIGNED_TOUCHPOINT`]; returns its id.
+async fn signed_touchpoint(server: &Server, connection_id: &str) -> String {
+    let data = gql_ok(
+        server,
+        CREATE_SIGNED_TOUCHPOINT,
+        json!({ "connectionId": connection_id }),
+    )
+    .await;
+    data["createTouchpoint"]["id"].as_str().unwrap().to_owned()
+}
+
 fn kubectl() -> PatchParams {
     PatchParams::apply("kubectl").force()
 }
@@ -98,13 +109,7 @@ async fn publishing_applies_the_resources_and_secrets(backend: Backend) {
     let secrets: Api<Secret> = Api::namespaced(client, NAMESPACE);
 
     let connection_id = connection(&server).await;
-    let data = gql_ok(
-        &server,
-        CREATE_SIGNED_TOUCHPOINT,
-        json!({ "connectionId": connection_id }),
-    )
-    .await;
-    let id = data["createTouchpoint"]["id"].as_str().unwrap().to_owned();
+    let id = signed_touchpoint(&server, &connection_id).await;
 
     // The write-only secret went to a Kubernetes Secret, and nothing is applied yet.
     let listed = secrets.list(&Default::default()).await.unwrap().items;
@@ -392,13 +397,7 @@ async fn a_portal_touchpoint_edited_with_kubectl_becomes_read_only(backend: Back
     let (cluster, server) = start(&backend).await;
     let touchpoints: Api<Touchpoint> = Api::namespaced(cluster.client().await, NAMESPACE);
     let connection_id = connection(&server).await;
-    let data = gql_ok(
-        &server,
-        CREATE_SIGNED_TOUCHPOINT,
-        json!({ "connectionId": connection_id }),
-    )
-    .await;
-    let id = data["createTouchpoint"]["id"].as_str().unwrap().to_owned();
+    let id = signed_touchpoint(&server, &connection_id).await;
     gql_ok(&server, PUBLISH, json!({ "id": id })).await;
     let name = touchpoint(&server, &id).await["resource"]["name"]
         .as_str()

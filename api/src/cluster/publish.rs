@@ -84,32 +84,22 @@ impl Cluster {
         &self,
         publication: Publication<'_>,
     ) -> Result<PublishedResources, PublishError> {
-        let connection_name = match publication.connection_name {
-            Some(name) => name.to_owned(),
-            None => {
-                let name = resource_name(
-                    &publication.connection_spec.name,
-                    publication.connection_id,
-                    CONNECTION_NAME_MAX,
-                );
-                self.ensure_free::<Connection>(&name, publication.connection_id)
-                    .await?;
-                name
-            }
-        };
-        let touchpoint_name = match publication.touchpoint_name {
-            Some(name) => name.to_owned(),
-            None => {
-                let name = resource_name(
-                    &publication.touchpoint_spec.name,
-                    publication.touchpoint_id,
-                    TOUCHPOINT_NAME_MAX,
-                );
-                self.ensure_free::<Touchpoint>(&name, publication.touchpoint_id)
-                    .await?;
-                name
-            }
-        };
+        let connection_name = self
+            .name_for::<Connection>(
+                publication.connection_name,
+                &publication.connection_spec.name,
+                publication.connection_id,
+                CONNECTION_NAME_MAX,
+            )
+            .await?;
+        let touchpoint_name = self
+            .name_for::<Touchpoint>(
+                publication.touchpoint_name,
+                &publication.touchpoint_spec.name,
+                publication.touchpoint_id,
+                TOUCHPOINT_NAME_MAX,
+            )
+            .await?;
         if publication.apply_connection {
             let connection = Connection {
                 metadata: self.metadata(&connection_name, publication.connection_id, None),
@@ -204,6 +194,29 @@ impl Cluster {
             .await
             .map(drop)
             .map_err(|error| ClusterError::new(action, error))
+    }
+
+    /// The recorded resource name, or a new one from `display` that no other resource holds.
+    async fn name_for<K>(
+        &self,
+        recorded: Option<&str>,
+        display: &str,
+        id: Uuid,
+        max: usize,
+    ) -> Result<String, PublishError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + serde::de::DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        if let Some(name) = recorded {
+            return Ok(name.to_owned());
+        }
+        let name = resource_name(display, id, max);
+        self.ensure_free::<K>(&name, id).await?;
+        Ok(name)
     }
 
     /// Fails when `name` exists and belongs to another Hookplane id.
