@@ -1,17 +1,12 @@
 //! The examples under `crds/examples/` against the generated CRDs, the way `kubectl apply`
-//! meets them: schema defaults, then the openAPIV3Schema (unknown fields rejected, as with
-//! strict field validation), then the CEL rules (`x-kubernetes-validations`, transition rules
-//! included). Then each example must deserialize into its Rust type.
-//!
-//! What this cannot check: the API server's own CEL cost budget and its structural-schema
-//! checks of the CRD itself (no API server runs here); `kubernetes-validate` in
-//! `operator/validate/run.sh` checks the CRD objects against the apiextensions schema.
+//! meets them (`hookplane-admission`: schema defaults, openAPIV3Schema, CEL rules). Then each
+//! example must deserialize into its Rust type.
 
 use std::path::{Path, PathBuf};
 
+use hookplane_admission as admission;
 use hookplane_crds::{Connection, Touchpoint, manifest};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube_cel::{RootContext, Validator};
 use serde_json::{Value, json};
 
 fn examples_dir() -> PathBuf {
@@ -39,89 +34,15 @@ fn examples() -> Vec<(String, Value)> {
 }
 
 fn crd_for(kind: &str) -> CustomResourceDefinition {
-    manifest::crds()
-        .into_iter()
-        .find(|crd| crd.spec.names.kind == kind)
-        .unwrap_or_else(|| panic!("no CRD for kind {kind}"))
+    admission::crd_for(kind).unwrap_or_else(|| panic!("no CRD for kind {kind}"))
 }
 
 fn schema_of(crd: &CustomResourceDefinition) -> Value {
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .expect("the CRD has an openAPIV3Schema");
-    serde_json::to_value(schema).expect("a schema serializes")
+    admission::schema_of(crd)
 }
 
-/// OpenAPI v3 -> JSON Schema as the API server applies it: `nullable` allows null, and below
-/// the root an object accepts only its declared properties.
-fn strict(schema: &Value, root: bool) -> Value {
-    let Value::Object(map) = schema else {
-        return schema.clone();
-    };
-    let mut out = serde_json::Map::new();
-    for (key, value) in map {
-        let value = match key.as_str() {
-            "properties" | "patternProperties" => Value::Object(
-                value
-                    .as_object()
-                    .expect("properties is an object")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), strict(v, false)))
-                    .collect(),
-            ),
-            "items" | "additionalProperties" => strict(value, false),
-            "allOf" | "anyOf" | "oneOf" => Value::Array(
-                value
-                    .as_array()
-                    .expect("a junctor is an array")
-                    .iter()
-                    .map(|v| strict(v, false))
-                    .collect(),
-            ),
-            _ => value.clone(),
-        };
-        out.insert(key.clone(), value);
-    }
-    if map.get("nullable") == Some(&Value::Bool(true))
-        && let Some(Value::String(ty)) = map.get("type")
-    {
-        out.insert("type".into(), json!([ty, "null"]));
-    }
-    if !root && map.contains_key("properties") && !map.contains_key("additionalProperties") {
-        out.insert("additionalProperties".into(), Value::Bool(false));
-    }
-    if root {
-        out.insert(
-            "required".into(),
-            json!(["apiVersion", "kind", "metadata", "spec"]),
-        );
-    }
-    out.into()
-}
-
-/// Validate `object` (optionally as an update of `old`) as the API server would; the errors
-/// as text.
 fn admit(object: &Value, old: Option<&Value>) -> Vec<String> {
-    let kind = object["kind"].as_str().expect("an object has a kind");
-    let crd = crd_for(kind);
-    let schema = schema_of(&crd);
-    let defaulted = kube_cel::apply_defaults(&schema, object);
-    let validator = jsonschema::validator_for(&strict(&schema, true)).expect("the schema compiles");
-    let mut errors: Vec<String> = validator
-        .iter_errors(&defaulted)
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect();
-    let context = RootContext {
-        api_version: "hookplane.io/v1alpha1".into(),
-        api_group: "hookplane.io".into(),
-        kind: kind.into(),
-    };
-    if let Err(cel) = Validator::new().validate_with_context(&schema, object, old, Some(&context)) {
-        errors.extend(cel.iter().map(|e| e.to_string()));
-    }
-    errors
+    admission::admit(object, old)
 }
 
 fn example(kind: &str, name: &str) -> Value {

@@ -447,7 +447,10 @@ async fn a_portal_touchpoint_edited_with_kubectl_becomes_read_only(backend: Back
     server.stop().await;
 }
 
-on_both_backends!(a_cluster_that_cannot_be_reached_changes_nothing);
+on_both_backends!(
+    a_cluster_that_cannot_be_reached_changes_nothing,
+    what_the_portal_publishes_the_crds_admit,
+);
 
 async fn a_cluster_that_cannot_be_reached_changes_nothing(backend: Backend) {
     let (cluster, server) = start(&backend).await;
@@ -490,5 +493,89 @@ async fn a_cluster_that_cannot_be_reached_changes_nothing(backend: Backend) {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["Unsigned"]);
+    server.stop().await;
+}
+
+/// The API server would accept what the portal publishes: every option the wizard offers,
+/// applied and read back, passes the generated CRDs' schema and CEL rules.
+async fn what_the_portal_publishes_the_crds_admit(backend: Backend) {
+    let (cluster, server) = start(&backend).await;
+    let client = cluster.client().await;
+    let data = gql_ok(
+        &server,
+        r#"mutation {
+          createConnection(input: {
+            name: "Shopify to SAP Business One (EU)", sourceApp: "shopify", destinationApp: "generic",
+            destinationBaseUrl: "https://erp.example.com/b1s/v1", showInSyncPanel: false,
+            credentials: [{ name: "api-key", header: "X-Api-Key", prefix: "Key ", value: "k-1" }],
+            limits: { maxConcurrency: 4, requestsPerSecond: 20 }
+          }) { id }
+        }"#,
+        json!({}),
+    )
+    .await;
+    let connection_id = data["createConnection"]["id"].as_str().unwrap().to_owned();
+    gql_ok(
+        &server,
+        r#"mutation { inferSchema(name: "shopify.order", sample: { id: 1, total_price: "9.50" }) { name } }"#,
+        json!({}),
+    )
+    .await;
+    let id = crate::flows::touchpoint(
+        &server,
+        &connection_id,
+        json!({
+            "name": "Orders → Sales Orders (B1)",
+            "helpUrl": "https://wiki.example.com/orders",
+            "showInAgent": false,
+            "autoSync": true,
+            "source": {
+                "app": "shopify", "endpoint": "shopify/orders-create", "schema": "shopify.order",
+                "verification": { "secret": "shpss_1", "previousSecret": "shpss_0" }
+            },
+            "destination": {
+                "method": "PUT", "url": "Orders('{.DocNum}')", "format": "XML", "xmlRoot": "Order",
+                "headers": [{ "name": "X-Source", "value": "hookplane" }]
+            },
+            "mapping": { "rules": [
+                { "target": "DocNum", "expr": ".id" },
+                { "target": "DocTotal", "expr": ".total_price | tonumber" }
+            ] },
+            "filter": ".test != true",
+            "delivery": { "maxAttempts": 8, "initialBackoffMs": 500, "maxBackoffMs": 60000,
+                          "timeoutSeconds": 20, "retryClientErrors": true },
+            "ordering": { "key": ".id", "onFailure": "PARK" }
+        }),
+    )
+    .await;
+    gql_ok(&server, PUBLISH, json!({ "id": id })).await;
+    let published = touchpoint(&server, &id).await;
+    let name = published["resource"]["name"].as_str().unwrap().to_owned();
+
+    let touchpoints: Api<Touchpoint> = Api::namespaced(client.clone(), NAMESPACE);
+    let connections: Api<Connection> = Api::namespaced(client, NAMESPACE);
+    let touchpoint_object = serde_json::to_value(touchpoints.get(&name).await.unwrap()).unwrap();
+    let connection_name = touchpoint_object["spec"]["connectionRef"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(connection_name.len() <= 44, "{connection_name}");
+    let connection_object =
+        serde_json::to_value(connections.get(&connection_name).await.unwrap()).unwrap();
+    for object in [&touchpoint_object, &connection_object] {
+        let errors = hookplane_admission::admit(object, None);
+        assert!(errors.is_empty(), "{errors:#?}\n{object:#}");
+    }
+    // Publishing again is an update the CEL transition rules accept.
+    gql_ok(
+        &server,
+        UPDATE_FILTER,
+        json!({ "id": id, "filter": ".total_price != \"0\"" }),
+    )
+    .await;
+    gql_ok(&server, PUBLISH, json!({ "id": id })).await;
+    let updated = serde_json::to_value(touchpoints.get(&name).await.unwrap()).unwrap();
+    let errors = hookplane_admission::admit(&updated, Some(&touchpoint_object));
+    assert!(errors.is_empty(), "{errors:#?}");
     server.stop().await;
 }
