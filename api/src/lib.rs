@@ -13,6 +13,5 @@ pub mod runtime;
 pub mod schemas;
 pub mod server;
 pub mod sink;
-pub mod spec;
 pub mod sync;
 pub mod telemetry;

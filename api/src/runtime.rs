@@ -25,11 +25,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use uuid::Uuid;
 
-use crate::{
-    schemas::SourceSchema,
-    spec::{self, ValidatedTouchpoint},
-    sync::auth::ConnectionAuth,
-};
+use hookplane_spec::{self as spec, ValidatedTouchpoint};
+
+use crate::{schemas::SourceSchema, sync::auth::ConnectionAuth};
 
 /// A published touchpoint as it runs.
 pub struct Running {

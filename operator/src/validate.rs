@@ -13,7 +13,6 @@ use hookplane_crds::{
 };
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::ResourceExt;
-use url::Url;
 
 /// Why something cannot run, as a condition reason and a message for the user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,14 +139,18 @@ pub fn validate(
             ),
         ));
     }
-    if let Some(base) = &spec.destination_base_url
-        && !Url::parse(base).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
-    {
-        return Err(Problem::new(
-            "InvalidDestinationBaseUrl",
-            format!("destinationBaseUrl {base:?} is not an absolute http(s) URL"),
-        ));
-    }
+    hookplane_spec::validate_connection(spec).map_err(|errors| {
+        let reason = match errors.first().map(|e| e.field.as_str()) {
+            Some("destinationBaseUrl") => "InvalidDestinationBaseUrl",
+            _ => "InvalidConnection",
+        };
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Problem::new(reason, message)
+    })?;
     let mut used_secrets = BTreeSet::new();
     for credential in &spec.credentials {
         check_secret(&credential.secret_key_ref, secrets, "credential")?;
@@ -285,36 +288,29 @@ fn check_touchpoint(
     for reference in verification.secret_refs() {
         check_secret(reference, secrets, "verification")?;
     }
-    hookplane_mapping::Mapping::compile(&spec.mapping)
-        .map_err(|errors| Problem::new("InvalidMapping", format!("mapping: {errors}")))?;
-    if let Some(filter) = &spec.filter {
-        hookplane_mapping::Filter::compile(filter)
-            .map_err(|errors| Problem::new("InvalidFilter", format!("filter: {errors}")))?;
-    }
-    check_destination(&spec.destination.url, connection)
+    hookplane_spec::validate(spec, connection)
+        .map(drop)
+        .map_err(|errors| spec_problem(&errors))
 }
 
-fn check_destination(url: &str, connection: &ConnectionSpec) -> Result<(), Problem> {
-    let invalid = |message: String| Problem::new("InvalidDestinationUrl", message);
-    let resolved = match Url::parse(url) {
-        Ok(url) => url,
-        Err(url::ParseError::RelativeUrlWithoutBase) => {
-            let base = connection.destination_base_url.as_deref().ok_or_else(|| {
-                invalid(format!(
-                    "destination.url {url:?} is relative and the Connection has no destinationBaseUrl"
-                ))
-            })?;
-            Url::parse(base)
-                .and_then(|base| base.join(url))
-                .map_err(|_| invalid(format!("destination.url {url:?} does not resolve")))?
-        }
-        Err(_) => return Err(invalid(format!("destination.url {url:?} is not a URL"))),
+/// The data plane's own verdict on a spec ([`hookplane_spec::validate`]), so the operator
+/// never renders a touchpoint the receivers and workers would refuse to run. The reason
+/// follows the first problem; the message lists them all.
+fn spec_problem(errors: &[hookplane_spec::SpecError]) -> Problem {
+    let reason = match errors.first().map(|e| (e.code, e.field.as_str())) {
+        Some(("INVALID_MAPPING", _)) => "InvalidMapping",
+        Some(("INVALID_FILTER", _)) => "InvalidFilter",
+        Some(("INVALID_ORDERING", _)) => "InvalidOrdering",
+        Some(("INVALID_ENDPOINT", _)) => "InvalidEndpoint",
+        Some(("INVALID_URL", "destination.url")) => "InvalidDestinationUrl",
+        _ => "InvalidSpec",
     };
-    if matches!(resolved.scheme(), "http" | "https") {
-        Ok(())
-    } else {
-        Err(invalid(format!("destination.url {url:?} is not http(s)")))
-    }
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Problem::new(reason, message)
 }
 
 fn check_secret(

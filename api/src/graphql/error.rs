@@ -3,7 +3,7 @@
 use async_graphql::{ErrorExtensions, Value as GqlValue};
 use hookplane_store::StoreError;
 
-use crate::spec::SpecError;
+use hookplane_spec::SpecError;
 
 /// An error a resolver returns; converted once, into a GraphQL error with `extensions.code`.
 ///

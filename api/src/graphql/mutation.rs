@@ -24,8 +24,8 @@ use crate::{
         publish::{Publication, PublishError},
     },
     schemas::SourceSchema,
-    spec,
 };
+use hookplane_spec as spec;
 
 pub struct MutationRoot;
 

@@ -9,7 +9,7 @@
 //!
 //! Modules: [`worker`] (the claim loop), [`dispatch`] (which claims a round makes),
 //! [`destinations`] and [`limiter`] (per-connection limits), [`process`] (one event),
-//! [`render`] and [`template`] (body and URL), [`auth`] (credentials, OAuth2), [`deliver`]
+//! [`render`] (body; URL templates are `hookplane_spec::template`), [`auth`] (credentials, OAuth2), [`deliver`]
 //! (the HTTP request), [`policy`] and [`backoff`] (what an answer means, when to retry).
 
 pub mod auth;
@@ -21,7 +21,7 @@ pub mod limiter;
 pub mod policy;
 mod process;
 pub mod render;
-pub mod template;
+
 #[cfg(test)]
 mod test_server;
 mod worker;

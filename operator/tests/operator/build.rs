@@ -90,6 +90,30 @@ fn a_touchpoint_with_a_broken_reference_is_left_out_with_an_actionable_reason() 
     let mut relative = shopify_orders();
     relative.spec.destination.url = "ftp://erp.example.com/orders".into();
     assert_eq!(rejection(relative, &secrets()).0, "InvalidDestinationUrl");
+
+    // What the data plane would refuse to run is never rendered as running: the operator
+    // applies the same validation (`hookplane_spec::validate`).
+    let mut template = shopify_orders();
+    template.spec.destination.url = "/orders/{{ .id }}".into();
+    let (reason, message) = rejection(template, &secrets());
+    assert_eq!(reason, "InvalidDestinationUrl");
+    assert!(message.contains("placeholder"), "{message}");
+
+    let mut ordering = shopify_orders();
+    ordering.spec.ordering = Some(hookplane_crds::OrderingSpec {
+        key: ".id |".into(),
+        ..Default::default()
+    });
+    assert_eq!(rejection(ordering, &secrets()).0, "InvalidOrdering");
+
+    let mut header = shopify_orders();
+    header.spec.destination.headers = vec![hookplane_crds::HeaderSpec {
+        name: "Bad Header".into(),
+        value: "x".into(),
+    }];
+    let (reason, message) = rejection(header, &secrets());
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("destination.headers[0]"), "{message}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use hookplane_crds::{ConnectionSpec, MappingSpec, TouchpointSpec};
 use hookplane_mapping::{Filter, Mapping};
 use url::Url;
 
-use crate::sync::template::UrlTemplate;
+use crate::template::UrlTemplate;
 
 /// A touchpoint spec that passed validation, with its jq programs compiled.
 #[derive(Clone)]
@@ -165,8 +165,8 @@ pub fn validate(
         ));
     }
     for (index, header) in spec.destination.headers.iter().enumerate() {
-        let name_ok = reqwest::header::HeaderName::from_bytes(header.name.as_bytes()).is_ok();
-        let value_ok = reqwest::header::HeaderValue::from_str(&header.value).is_ok();
+        let name_ok = http::header::HeaderName::from_bytes(header.name.as_bytes()).is_ok();
+        let value_ok = http::header::HeaderValue::from_str(&header.value).is_ok();
         if !name_ok || !value_ok {
             errors.push(SpecError::new(
                 "INVALID_INPUT",
@@ -248,7 +248,7 @@ pub fn validate_connection(spec: &ConnectionSpec) -> Result<(), Vec<SpecError>> 
                 "credential names are unique and not empty",
             ));
         }
-        if reqwest::header::HeaderName::from_bytes(credential.header.as_bytes()).is_err() {
+        if http::header::HeaderName::from_bytes(credential.header.as_bytes()).is_err() {
             errors.push(SpecError::new(
                 "INVALID_INPUT",
                 &field,
