@@ -475,6 +475,17 @@ async fn a_cluster_that_cannot_be_reached_changes_nothing(backend: Backend) {
     assert_eq!(after["publishedGeneration"], Value::Null);
     assert_eq!(after["resource"], Value::Null);
 
+    // An edit that brings a secret is refused before the draft changes.
+    let edit = gql_error_code(
+        &server,
+        r#"mutation($id: ID!) { updateTouchpoint(input: { id: $id, source: {
+             endpoint: "unsigned", verification: { scheme: "hmac", secret: "new", header: "X-Sig" } } }) { id } }"#,
+        json!({ "id": id }),
+    )
+    .await;
+    assert_eq!(edit, "KUBERNETES_ERROR");
+    assert_eq!(touchpoint(&server, &id).await["generation"], 1);
+
     // A new touchpoint whose secret cannot be written is not created either.
     assert_eq!(
         gql_error_code(

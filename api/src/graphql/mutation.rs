@@ -286,8 +286,16 @@ impl MutationRoot {
             spec.ordering = ordering.into_spec();
         }
         check_spec(&spec, &connection.spec)?;
-        let touchpoint = api.store.update_touchpoint(id, spec).await?;
-        write_secrets(api, secrets).await?;
+        // The Secret keeps its name across edits, so the draft row cannot be taken back like a
+        // new one: in cluster mode, where writing it is the likelier failure, it goes first.
+        let touchpoint = if api.cluster.is_some() {
+            write_secrets(api, secrets).await?;
+            api.store.update_touchpoint(id, spec).await?
+        } else {
+            let touchpoint = api.store.update_touchpoint(id, spec).await?;
+            write_secrets(api, secrets).await?;
+            touchpoint
+        };
         api.runtime.reload().await?;
         Ok(Touchpoint(touchpoint))
     }
