@@ -72,6 +72,11 @@ struct RunArgs {
     /// Seconds an event stays leased to a worker before another may claim it.
     #[arg(long, env = "HOOKPLANE_LEASE_SECONDS", default_value_t = 120)]
     lease_seconds: u64,
+    /// Longest wait, in milliseconds, between the worker's looks at the bucket when nothing
+    /// wakes it (new events, resyncs and retries coming due wake it, also from other
+    /// processes on PostgreSQL).
+    #[arg(long, env = "HOOKPLANE_WORKER_IDLE_POLL_MS", default_value_t = 1000)]
+    worker_idle_poll_ms: u64,
     /// Hours a delivery id keeps absorbing repeats of a webhook (longer than the source
     /// apps' retry schedules: Shopify hours, Salesforce 24 h, BigCommerce 48 h).
     #[arg(long, env = "HOOKPLANE_DEDUPE_WINDOW_HOURS", default_value_t = 72)]
@@ -273,6 +278,7 @@ async fn serve_with(
         max_body_bytes,
         mut worker_concurrency,
         lease_seconds,
+        worker_idle_poll_ms,
         dedupe_window_hours,
         retention_days,
         retention_interval_seconds,
@@ -309,7 +315,7 @@ async fn serve_with(
         worker: WorkerConfig {
             concurrency: worker_concurrency,
             lease: Duration::from_secs(lease_seconds.max(1)),
-            ..WorkerConfig::default()
+            idle_poll: Duration::from_millis(worker_idle_poll_ms.max(10)),
         },
         retention: RetentionConfig {
             max_age: Duration::from_secs(retention_days.saturating_mul(24 * 3600)),

@@ -201,6 +201,11 @@ pub async fn serve(
             worker,
         );
         background.push(tokio::spawn(worker.run(worker_shutdown.clone())));
+        background.push(tokio::spawn(crate::sync::wake_on_new_work(
+            store.clone(),
+            Arc::clone(&state.wake_worker),
+            worker_shutdown.clone(),
+        )));
         background.push(tokio::spawn(purge_periodically(
             store.clone(),
             Arc::clone(&state.metrics),

@@ -5,16 +5,16 @@
 //! writer: with no subscriber the change is dropped, and a slow subscriber lags (and is told
 //! so by `broadcast`) instead of holding anyone up.
 
-use serde::Serialize;
-use tokio::sync::broadcast;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use std::sync::Arc;
 
-use crate::{Event, EventStatus, LogEntry};
+use crate::{Event, EventStatus, LogEntry, relay::WireChange};
 
 /// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ChangeKind {
     /// An event was appended to a resync bucket.
@@ -53,24 +53,48 @@ pub enum ChangedRow {
 
 const CAPACITY: usize = 4096;
 
-/// The sending side of the feed.
+/// The sending side of the feed; on PostgreSQL it also queues changes for the relay to
+/// other processes (`crate::relay`).
 #[derive(Clone)]
-pub(crate) struct Feed(broadcast::Sender<Change>);
+pub(crate) struct Feed {
+    local: broadcast::Sender<Change>,
+    relay: Option<mpsc::Sender<Vec<WireChange>>>,
+}
 
 impl Feed {
-    pub(crate) fn new() -> Self {
-        Self(broadcast::channel(CAPACITY).0)
+    pub(crate) fn new(relay: Option<mpsc::Sender<Vec<WireChange>>>) -> Self {
+        Self {
+            local: broadcast::channel(CAPACITY).0,
+            relay,
+        }
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.0.subscribe()
+        self.local.subscribe()
     }
 
-    /// Publishes committed changes.
+    /// Where changes from other processes are republished.
+    pub(crate) fn local(&self) -> broadcast::Sender<Change> {
+        self.local.clone()
+    }
+
+    /// Publishes committed changes, here and (on PostgreSQL) to other processes.
     pub(crate) fn publish(&self, changes: impl IntoIterator<Item = Change>) {
+        let mut wire = Vec::new();
         for change in changes {
+            if self.relay.is_some() {
+                wire.push(WireChange::from(&change));
+            }
             // An error only means nobody is subscribed.
-            let _ = self.0.send(change);
+            let _ = self.local.send(change);
+        }
+        if let Some(relay) = &self.relay
+            && !wire.is_empty()
+            && relay.try_send(wire).is_err()
+        {
+            tracing::debug!(
+                "the change relay is full or closed; other processes miss a notification"
+            );
         }
     }
 }

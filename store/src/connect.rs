@@ -69,7 +69,8 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<Pools, 
         Target::Postgres(url) => {
             let mut connect = ConnectOptions::new(url);
             connect
-                .max_connections(max_connections)
+                // One more for the change relay's listener, which holds its connection.
+                .max_connections(max_connections + 1)
                 .min_connections(0)
                 .connect_timeout(CONNECT_TIMEOUT)
                 .acquire_timeout(ACQUIRE_TIMEOUT)

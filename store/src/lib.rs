@@ -40,6 +40,7 @@ mod logs;
 mod migration;
 mod organization;
 mod page;
+mod relay;
 mod retention;
 mod schemas;
 mod secrets;
@@ -137,6 +138,15 @@ struct Inner {
     clock: Clock,
     /// See `writer::Context::write_gate`.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// PostgreSQL: the tasks relaying changes to and from other processes.
+    relay: Option<RelayTasks>,
+}
+
+/// The relay's tasks (`relay`): the notifier drains on `stop`; the listener is aborted.
+struct RelayTasks {
+    stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    notifier: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    listener: tokio::task::JoinHandle<()>,
 }
 
 impl Store {
@@ -147,7 +157,19 @@ impl Store {
     /// busy timeout and foreign keys on. Does not migrate: call [`Store::migrate`].
     pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         let pools = connect::connect(url, &options).await?;
-        let feed = Feed::new();
+        let origin = uuid::Uuid::now_v7();
+        let (relay_queue, relay_rx) = match pools.backend {
+            Backend::Postgres => {
+                let (tx, rx) = tokio::sync::mpsc::channel(relay::QUEUE);
+                (Some(tx), Some(rx))
+            }
+            Backend::Sqlite => (None, None),
+        };
+        let feed = Feed::new(relay_queue);
+        let relay = match relay_rx {
+            Some(queue) => Some(start_relay(&pools.db, origin, queue, &feed).await),
+            None => None,
+        };
         let write_gate =
             (pools.backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         let writer = Writer::spawn(
@@ -170,6 +192,7 @@ impl Store {
                 feed,
                 clock: options.clock,
                 write_gate,
+                relay,
             }),
         })
     }
@@ -210,9 +233,11 @@ impl Store {
         }
     }
 
-    /// The in-process change feed: one [`Change`] per created or updated event and per created
-    /// log entry, sent after its transaction committed. A receiver that falls more than 4096
-    /// changes behind gets `RecvError::Lagged` and should reload what it shows.
+    /// The change feed: one [`Change`] per created or updated event and per created log entry,
+    /// sent after its transaction committed. On PostgreSQL it also carries what other
+    /// processes on the same database committed (relayed with `NOTIFY`, without the row). A
+    /// receiver that falls more than 4096 changes behind gets `RecvError::Lagged` and should
+    /// reload what it shows.
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.inner.feed.subscribe()
     }
@@ -226,6 +251,20 @@ impl Store {
     /// closes the pools. Later writes fail with [`StoreError::WriterClosed`]; later reads fail.
     pub async fn close(&self) {
         self.inner.writer.shutdown().await;
+        if let Some(relay) = &self.inner.relay {
+            let stop = relay
+                .stop
+                .lock()
+                .expect("the relay lock is never poisoned")
+                .take();
+            if let Some(stop) = stop {
+                let _ = stop.send(());
+            }
+            if let Some(notifier) = relay.notifier.lock().await.take() {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), notifier).await;
+            }
+            relay.listener.abort();
+        }
         if let Err(error) = self.inner.writer_db.close_by_ref().await {
             tracing::warn!(error = %error, "closing the writer's database pool failed");
         }
@@ -248,6 +287,31 @@ impl Store {
     /// a transaction that reads before it writes never fails to upgrade its lock.
     async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
         begin_immediate(self.db()).await
+    }
+}
+
+/// Start relaying changes to and from other processes (PostgreSQL); returns once listening,
+/// or after 5 s with a warning (the listener keeps retrying).
+async fn start_relay(
+    db: &DatabaseConnection,
+    origin: uuid::Uuid,
+    queue: tokio::sync::mpsc::Receiver<Vec<relay::WireChange>>,
+    feed: &Feed,
+) -> RelayTasks {
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let notifier = tokio::spawn(relay::notify(db.clone(), origin, queue, stopped));
+    let (listening, listened) = tokio::sync::oneshot::channel();
+    let listener = tokio::spawn(relay::listen(db.clone(), origin, feed.local(), listening));
+    if tokio::time::timeout(std::time::Duration::from_secs(5), listened)
+        .await
+        .is_err()
+    {
+        tracing::warn!("not yet listening for other processes' changes; continuing");
+    }
+    RelayTasks {
+        stop: std::sync::Mutex::new(Some(stop)),
+        notifier: tokio::sync::Mutex::new(Some(notifier)),
+        listener,
     }
 }
 

@@ -245,3 +245,106 @@ async fn a_webhook_received_by_one_process_is_delivered_by_another(backend: Back
     receiver.stop().await;
     worker.stop().await;
 }
+
+/// On PostgreSQL the processes share one live view: a webhook taken by the receiver wakes a
+/// worker in another process at once (its idle poll here is ten minutes) and streams to a
+/// subscription on a third, `hookplane api`. SQLite has no such relay (its feed is
+/// in-process), so this runs on PostgreSQL only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_changes_cross_processes_live() {
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let destination = Destination::start(Mode::Ok).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(secrets.join("shopify")).expect("secret directory");
+    std::fs::write(secrets.join("shopify").join("clientSecret"), SECRET).expect("secret file");
+    let config_path = dir.path().join("hookplane.json");
+    let (connection_uid, touchpoint_uid) = (Uuid::now_v7(), Uuid::now_v7());
+    write_config(
+        &config_path,
+        &rendered(
+            &destination.url("/erp"),
+            "OrderId",
+            connection_uid,
+            touchpoint_uid,
+            1,
+        ),
+    );
+    let config = config_path.to_string_lossy().into_owned();
+    let secrets_dir = secrets.to_string_lossy().into_owned();
+    let role_args = [
+        "--config",
+        config.as_str(),
+        "--secrets-dir",
+        secrets_dir.as_str(),
+    ];
+    let receiver = Server::start_role(
+        &backend,
+        "receiver",
+        "Hookplane receiver listening on http://",
+        &role_args,
+    )
+    .await;
+    let mut worker_args = role_args.to_vec();
+    worker_args.extend(["--worker-idle-poll-ms", "600000"]);
+    let worker = Server::start_role(
+        &backend,
+        "worker",
+        "Hookplane worker listening on http://",
+        &worker_args,
+    )
+    .await;
+    let api = Server::start_role(&backend, "api", "Hookplane API listening on http://", &[]).await;
+    let mut stream = crate::support::Subscription::start(
+        &api,
+        "graphql-transport-ws",
+        "subscription($id: ID!) { resyncBucket(touchpointId: $id) { kind status entry { id } } }",
+        json!({ "id": touchpoint_uid.to_string() }),
+    )
+    .await;
+    // A subscription is live once the server has polled it; give it a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let client = reqwest::Client::new();
+    assert_eq!(post_order(&client, &receiver, 41).await, 200);
+    let delivered = eventually(
+        Duration::from_secs(20),
+        "the worker, woken by the receiver's notification, delivers",
+        || async { destination.received().first().map(|r| r.body.clone()) },
+    )
+    .await;
+    assert_eq!(delivered, json!({ "OrderId": 41 }));
+
+    let mut seen = Vec::new();
+    let statuses = eventually(
+        Duration::from_secs(20),
+        "the API's subscription to see the event created and delivered",
+        || {
+            seen.extend(stream.drain());
+            let statuses: Vec<String> = seen
+                .iter()
+                .map(|item| {
+                    let change = &item["data"]["resyncBucket"];
+                    format!(
+                        "{} {}",
+                        change["kind"].as_str().unwrap_or("?"),
+                        change["status"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            let done = statuses.iter().any(|s| s.ends_with("SUCCESS"));
+            async move { done.then_some(statuses) }
+        },
+    )
+    .await;
+    assert_eq!(
+        statuses.first().map(String::as_str),
+        Some("CREATED UNPROCESSED"),
+        "{statuses:?}"
+    );
+    api.stop().await;
+    receiver.stop().await;
+    worker.stop().await;
+}

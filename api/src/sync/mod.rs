@@ -30,4 +30,4 @@ mod worker_tests;
 
 pub use backoff::retry_delay;
 pub use deliver::{Deliverer, Delivery, DeliveryError};
-pub use worker::{Worker, WorkerConfig};
+pub use worker::{Worker, WorkerConfig, wake_on_new_work};

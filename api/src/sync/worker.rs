@@ -16,9 +16,9 @@ use std::{
 };
 
 use chrono::Utc;
-use hookplane_store::{ClaimFilter, Event, Store};
+use hookplane_store::{ChangeKind, ClaimFilter, Event, EventStatus, Store};
 use tokio::{
-    sync::{Notify, Semaphore},
+    sync::{Notify, Semaphore, broadcast},
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
@@ -54,6 +54,33 @@ impl Default for WorkerConfig {
             concurrency: 32,
             lease: Duration::from_secs(120),
             idle_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Wake the worker whenever work may have arrived: an event was created, or one went back
+/// to UNPROCESSED (a resync, a retry scheduled). On PostgreSQL the store's feed also carries
+/// other processes' changes, so a receiver or an API in another process wakes this worker
+/// without waiting for its idle poll.
+pub async fn wake_on_new_work(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut changes = store.subscribe();
+    loop {
+        let change = tokio::select! {
+            () = shutdown.cancelled() => return,
+            change = changes.recv() => change,
+        };
+        match change {
+            Ok(change) => {
+                let new_work = change.kind == ChangeKind::EventCreated
+                    || (change.kind == ChangeKind::EventUpdated
+                        && change.status == Some(EventStatus::Unprocessed));
+                if new_work {
+                    wake.notify_one();
+                }
+            }
+            // Fell behind: something certainly changed.
+            Err(broadcast::error::RecvError::Lagged(_)) => wake.notify_one(),
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }

@@ -17,6 +17,8 @@ use uuid::Uuid;
 pub struct Harness {
     pub store: Store,
     pub backend: Backend,
+    /// The database `store` is on.
+    pub url: String,
     dir: TempDir,
     databases: Mutex<Vec<String>>,
 }
@@ -45,6 +47,7 @@ impl Harness {
         Harness {
             store,
             backend,
+            url,
             dir,
             databases: Mutex::new(Vec::new()),
         }

@@ -13,6 +13,7 @@ mod ordering;
 mod pause;
 mod portal;
 mod queue;
+mod relay;
 mod reports;
 mod retention;
 mod schemas;
