@@ -203,6 +203,7 @@ pub async fn serve(
         background.push(tokio::spawn(worker.run(worker_shutdown.clone())));
         background.push(tokio::spawn(crate::sync::wake_on_new_work(
             store.clone(),
+            Arc::clone(&runtime),
             Arc::clone(&state.wake_worker),
             worker_shutdown.clone(),
         )));

@@ -58,11 +58,18 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Wake the worker whenever work may have arrived: an event was created, or one went back
-/// to UNPROCESSED (a resync, a retry scheduled). On PostgreSQL the store's feed also carries
-/// other processes' changes, so a receiver or an API in another process wakes this worker
-/// without waiting for its idle poll.
-pub async fn wake_on_new_work(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
+/// Wake the worker whenever work may have arrived for a touchpoint it runs with auto-sync on:
+/// an event was created, or one went back to UNPROCESSED (a resync, a retry scheduled). On
+/// PostgreSQL the store's feed also carries other processes' changes, so a receiver or an API
+/// in another process wakes this worker without waiting for its idle poll. Changes of
+/// touchpoints it does not run wake nothing (a thousand webhooks a second for a touchpoint
+/// with auto-sync off must not turn into a thousand empty claims).
+pub async fn wake_on_new_work(
+    store: Store,
+    runtime: Arc<Runtime>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     let mut changes = store.subscribe();
     loop {
         let change = tokio::select! {
@@ -74,7 +81,13 @@ pub async fn wake_on_new_work(store: Store, wake: Arc<Notify>, shutdown: Cancell
                 let new_work = change.kind == ChangeKind::EventCreated
                     || (change.kind == ChangeKind::EventUpdated
                         && change.status == Some(EventStatus::Unprocessed));
-                if new_work {
+                let runs = || {
+                    runtime
+                        .snapshot()
+                        .touchpoint(change.touchpoint_id)
+                        .is_some_and(|running| running.auto_sync)
+                };
+                if new_work && runs() {
                     wake.notify_one();
                 }
             }
