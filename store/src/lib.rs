@@ -65,8 +65,8 @@ pub use crate::{
     connections::Connection,
     error::StoreError,
     events::{
-        Appended, Attempt, AttemptRecord, AttemptTrigger, Event, EventQuery, EventStatus, NewEvent,
-        Outcome, ParseStatusError, StatusCounts,
+        Appended, Attempt, AttemptRecord, AttemptTrigger, Event, EventQuery, EventStatus,
+        IntakeLog, NewEvent, Outcome, ParseStatusError, StatusCounts,
         attempts::{ERROR_MAX_BYTES, SNIPPET_MAX_BYTES},
         queue::ClaimFilter,
     },

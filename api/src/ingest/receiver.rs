@@ -13,7 +13,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use hookplane_sources::{Ack, Incoming, Limits, Received, Reply};
-use hookplane_store::{Appended, LogLevel, NewEvent, NewLog};
+use hookplane_store::{IntakeLog, LogLevel, NewEvent, NewLog};
 use serde_json::{Map, Value, json};
 use tracing::{Span, field, instrument, warn};
 use uuid::Uuid;
@@ -200,9 +200,19 @@ async fn intake(
             dedupe_key: Some(event.dedupe_key),
         })
         .collect();
+    // One commit holds the events and their intake log entries: the webhook is acknowledged
+    // after it, and never has an event without its entry.
+    let intake_log = IntakeLog {
+        created: "webhook received".to_owned(),
+        duplicate: "duplicate delivery absorbed".to_owned(),
+        fields: Map::from_iter([
+            ("bytes".to_owned(), json!(request.body.len())),
+            ("generation".to_owned(), json!(running.generation)),
+        ]),
+    };
     let appended = state
         .store
-        .append_events(new_events)
+        .receive_events(new_events, intake_log)
         .await
         .map_err(|error| {
             warn!(%error, "storing webhook");
@@ -214,35 +224,13 @@ async fn intake(
         })?;
     state.wake_worker.notify_one();
 
-    let mut event_ids = Vec::with_capacity(appended.len());
-    let mut logs = Vec::with_capacity(appended.len());
-    let mut created = 0;
-    for appended in &appended {
-        let (event, message) = match appended {
-            Appended::Created(event) => {
-                created += 1;
-                (event, "webhook received")
-            }
-            Appended::Duplicate(event) => (event, "duplicate delivery absorbed"),
-        };
-        event_ids.push(event.id.to_string());
-        logs.push(NewLog {
-            touchpoint_id,
-            event_id: Some(event.id),
-            level: LogLevel::Info,
-            message: message.to_owned(),
-            fields: json!({
-                "bytes": request.body.len(),
-                "generation": running.generation,
-                "duplicates": event.duplicates,
-            }),
-        });
-    }
+    let event_ids: Vec<String> = appended
+        .iter()
+        .map(|appended| appended.event().id.to_string())
+        .collect();
+    let created = appended.iter().filter(|a| !a.is_duplicate()).count();
     if let Some(first) = event_ids.first() {
         Span::current().record("event", field::display(first));
-    }
-    if let Err(error) = state.store.append_logs(logs).await {
-        warn!(%error, "writing intake log");
     }
     let outcome = if created == 0 {
         "duplicate"

@@ -19,10 +19,56 @@ use uuid::Uuid;
 
 use super::{Appended, Event, EventStatus, NewEvent};
 use crate::{
-    Store, StoreError, entity::event, error::is_foreign_key_violation, time, writer::Context,
+    LogLevel, NewLog, Store, StoreError, entity::event, error::is_foreign_key_violation, time,
+    writer::Context,
 };
 
+/// The log entry intake writes beside each event it appends (see [`Store::receive_events`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntakeLog {
+    /// The message for a new event.
+    pub created: String,
+    /// The message for a delivery absorbed as a duplicate of an existing event.
+    pub duplicate: String,
+    /// Fields of every entry; the event's `duplicates` count is added.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl IntakeLog {
+    /// The Info entry for one appended event.
+    pub(crate) fn entry(&self, appended: &Appended) -> NewLog {
+        let event = appended.event();
+        let mut fields = self.fields.clone();
+        fields.insert("duplicates".to_owned(), event.duplicates.into());
+        NewLog {
+            touchpoint_id: event.touchpoint_id,
+            event_id: Some(event.id),
+            level: LogLevel::Info,
+            message: if appended.is_duplicate() {
+                self.duplicate.clone()
+            } else {
+                self.created.clone()
+            },
+            fields: fields.into(),
+        }
+    }
+}
+
 impl Store {
+    /// Intake: [`Store::append_events`], with one Info log entry per event (from `log`)
+    /// written in the same savepoint of the same group commit, so a webhook is acknowledged
+    /// after one commit rather than two, and its log entry exists whenever its event does.
+    pub async fn receive_events(
+        &self,
+        events: Vec<NewEvent>,
+        log: IntakeLog,
+    ) -> Result<Vec<Appended>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner.writer.receive_events(events, log).await
+    }
+
     /// Appends events to their touchpoints' buckets and returns only after the transaction
     /// holding them has committed (group commit: concurrent callers share one transaction).
     /// An event whose `dedupe_key` the touchpoint already has is not inserted: the existing

@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-pub use self::attempts::{Attempt, AttemptRecord, AttemptTrigger};
+pub use self::{
+    append::IntakeLog,
+    attempts::{Attempt, AttemptRecord, AttemptTrigger},
+};
 use crate::{StoreError, entity::event};
 
 pub(crate) mod append;

@@ -34,11 +34,11 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 pub(crate) use self::work::Context;
-use self::work::{OutcomeWork, Work};
+use self::work::{IntakeWork, OutcomeWork, Received, Work};
 use crate::{
     Backend, StoreError, begin_immediate,
     change::Feed,
-    events::{Appended, Event, NewEvent, Outcome},
+    events::{Appended, Event, IntakeLog, NewEvent, Outcome},
     logs::{LogEntry, NewLog},
 };
 
@@ -117,6 +117,19 @@ impl Writer {
             answer,
         )
         .await
+    }
+
+    pub(crate) async fn receive_events(
+        &self,
+        events: Vec<NewEvent>,
+        log: IntakeLog,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let work = IntakeWork { events, log };
+        let received: Received = self
+            .submit(Job::Intake(Request { work, reply }), answer)
+            .await?;
+        Ok(received.appended)
     }
 
     pub(crate) async fn append_logs(&self, logs: Vec<NewLog>) -> Result<Vec<LogEntry>, StoreError> {
@@ -199,6 +212,7 @@ struct Staged<W: Work> {
 
 enum Job {
     Events(Request<Vec<NewEvent>>),
+    Intake(Request<IntakeWork>),
     Logs(Request<Vec<NewLog>>),
     Outcome(Request<OutcomeWork>),
     Shutdown,
@@ -206,6 +220,7 @@ enum Job {
 
 enum StagedJob {
     Events(Staged<Vec<NewEvent>>),
+    Intake(Staged<IntakeWork>),
     Logs(Staged<Vec<NewLog>>),
     // Boxed: an `Event` is much bigger than the other variants.
     Outcome(Box<Staged<OutcomeWork>>),
@@ -271,6 +286,7 @@ impl Job {
     fn abort(self, error: &DbErr) {
         match self {
             Self::Events(request) => request.refuse(StoreError::AppendEvents(error.clone())),
+            Self::Intake(request) => request.refuse(StoreError::AppendEvents(error.clone())),
             Self::Logs(request) => request.refuse(StoreError::AppendLogs(error.clone())),
             Self::Outcome(request) => request.refuse(StoreError::RecordOutcome(error.clone())),
             Self::Shutdown => {}
@@ -280,6 +296,7 @@ impl Job {
     fn refuse(self) {
         match self {
             Self::Events(request) => request.refuse(StoreError::WriterClosed),
+            Self::Intake(request) => request.refuse(StoreError::WriterClosed),
             Self::Logs(request) => request.refuse(StoreError::WriterClosed),
             Self::Outcome(request) => request.refuse(StoreError::WriterClosed),
             Self::Shutdown => {}
@@ -291,6 +308,7 @@ impl StagedJob {
     fn committed(self, feed: &Feed, counters: &Counters) {
         match self {
             Self::Events(staged) => staged.committed(feed, counters),
+            Self::Intake(staged) => staged.committed(feed, counters),
             Self::Logs(staged) => staged.committed(feed, counters),
             Self::Outcome(staged) => staged.committed(feed, counters),
         }
@@ -299,6 +317,7 @@ impl StagedJob {
     fn aborted(self, error: &DbErr) {
         match self {
             Self::Events(staged) => staged.aborted(error),
+            Self::Intake(staged) => staged.aborted(error),
             Self::Logs(staged) => staged.aborted(error),
             Self::Outcome(staged) => staged.aborted(error),
         }
@@ -368,6 +387,14 @@ async fn commit_batch(
                 .stage(&txn, context)
                 .await
                 .map(StagedJob::Events)
+                .map_err(|(reply, error)| {
+                    let _ = reply.send(Err(StoreError::AppendEvents(error.clone())));
+                    error
+                }),
+            Job::Intake(request) => request
+                .stage(&txn, context)
+                .await
+                .map(StagedJob::Intake)
                 .map_err(|(reply, error)| {
                     let _ = reply.send(Err(StoreError::AppendEvents(error.clone())));
                     error

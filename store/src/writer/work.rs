@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::Counters;
 use crate::{
     Change, ChangeKind, ChangedRow, Clock, StoreError,
-    events::{self, Appended, Event, NewEvent, Outcome},
+    events::{self, Appended, Event, IntakeLog, NewEvent, Outcome},
     logs::{self, LogEntry, NewLog},
 };
 
@@ -121,6 +121,52 @@ impl Work for Vec<NewLog> {
     }
 
     fn count(counters: &Counters, rows: u64) {
+        counters.logs.fetch_add(rows, Ordering::Relaxed);
+    }
+}
+
+/// Intake: events and their log entries, in one savepoint.
+pub(super) struct IntakeWork {
+    pub(super) events: Vec<NewEvent>,
+    pub(super) log: IntakeLog,
+}
+
+/// What intake committed.
+pub(super) struct Received {
+    pub(super) appended: Vec<Appended>,
+    logs: Vec<LogEntry>,
+}
+
+impl Work for IntakeWork {
+    type Output = Received;
+
+    fn rows(&self) -> u64 {
+        self.events.len() as u64
+    }
+
+    async fn apply(
+        self,
+        txn: &DatabaseTransaction,
+        context: &Context,
+    ) -> Result<Received, StoreError> {
+        let appended = events::append::insert(txn, self.events, context).await?;
+        let entries = appended.iter().map(|a| self.log.entry(a)).collect();
+        let logs = logs::insert(txn, entries, context.clock.now()).await?;
+        Ok(Received { appended, logs })
+    }
+
+    fn changes(output: &Received) -> Vec<Change> {
+        let mut changes = <Vec<NewEvent> as Work>::changes(&output.appended);
+        changes.extend(<Vec<NewLog> as Work>::changes(&output.logs));
+        changes
+    }
+
+    fn batch_failed(error: DbErr) -> StoreError {
+        StoreError::AppendEvents(error)
+    }
+
+    fn count(counters: &Counters, rows: u64) {
+        counters.events.fetch_add(rows, Ordering::Relaxed);
         counters.logs.fetch_add(rows, Ordering::Relaxed);
     }
 }

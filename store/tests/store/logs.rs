@@ -1,12 +1,15 @@
 //! The log bucket: appends, pages, level and event filters.
 
-use hookplane_store::{LogLevel, LogQuery, NewLog};
+use hookplane_store::{ChangeKind, IntakeLog, LogLevel, LogQuery, NewEvent, NewLog, StoreError};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::common::{Harness, append, backend_tests, new_log};
+use crate::common::{Harness, append, backend_tests, new_event, new_log};
 
-backend_tests!(logs_page_newest_first_and_filter);
+backend_tests!(
+    logs_page_newest_first_and_filter,
+    intake_commits_each_event_with_its_log_entry,
+);
 
 async fn logs_page_newest_first_and_filter(h: &Harness) {
     let touchpoint = h.running_touchpoint("orders").await;
@@ -115,5 +118,87 @@ async fn logs_page_newest_first_and_filter(h: &Harness) {
             .expect("other")
             .items
             .is_empty()
+    );
+}
+
+fn intake_log() -> IntakeLog {
+    IntakeLog {
+        created: "webhook received".into(),
+        duplicate: "duplicate delivery absorbed".into(),
+        fields: serde_json::Map::from_iter([("bytes".to_owned(), json!(7))]),
+    }
+}
+
+async fn intake_commits_each_event_with_its_log_entry(h: &Harness) {
+    let touchpoint = h.running_touchpoint("intake").await;
+    let mut feed = h.store.subscribe();
+    let keyed = |n| NewEvent {
+        dedupe_key: Some(format!("d-{n}")),
+        ..new_event(touchpoint.id, n)
+    };
+    let first = h
+        .store
+        .receive_events(vec![keyed(1)], intake_log())
+        .await
+        .expect("receive");
+    let again = h
+        .store
+        .receive_events(vec![keyed(1)], intake_log())
+        .await
+        .expect("receive the duplicate");
+    assert!(again[0].is_duplicate());
+    let event = first[0].event().id;
+
+    let page = h
+        .store
+        .logs(LogQuery {
+            touchpoint_id: touchpoint.id,
+            level: None,
+            event_id: Some(event),
+            first: 10,
+            after: None,
+        })
+        .await
+        .expect("logs");
+    let entries: Vec<(String, serde_json::Value)> = page
+        .items
+        .iter()
+        .map(|e| (e.message.clone(), e.fields.clone()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            (
+                "duplicate delivery absorbed".to_owned(),
+                json!({"bytes": 7, "duplicates": 1})
+            ),
+            (
+                "webhook received".to_owned(),
+                json!({"bytes": 7, "duplicates": 0})
+            ),
+        ]
+    );
+    // Both writes of a webhook are published, the event first.
+    let kinds: Vec<ChangeKind> = (0..4)
+        .map(|_| feed.try_recv().expect("a change").kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ChangeKind::EventCreated,
+            ChangeKind::LogCreated,
+            ChangeKind::EventUpdated,
+            ChangeKind::LogCreated
+        ]
+    );
+
+    // An unknown touchpoint stores neither.
+    let unknown = h
+        .store
+        .receive_events(vec![new_event(Uuid::now_v7(), 9)], intake_log())
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::TouchpointNotFound)),
+        "{unknown:?}"
     );
 }
