@@ -144,12 +144,7 @@ pub fn validate(
             Some("destinationBaseUrl") => "InvalidDestinationBaseUrl",
             _ => "InvalidConnection",
         };
-        let message = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        Problem::new(reason, message)
+        Problem::new(reason, all_of(&errors))
     })?;
     let mut used_secrets = BTreeSet::new();
     for credential in &spec.credentials {
@@ -305,12 +300,16 @@ fn spec_problem(errors: &[hookplane_spec::SpecError]) -> Problem {
         Some(("INVALID_URL", "destination.url")) => "InvalidDestinationUrl",
         _ => "InvalidSpec",
     };
-    let message = errors
+    Problem::new(reason, all_of(errors))
+}
+
+/// Every problem of a spec, in one message.
+fn all_of(errors: &[hookplane_spec::SpecError]) -> String {
+    errors
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
-        .join("; ");
-    Problem::new(reason, message)
+        .join("; ")
 }
 
 fn check_secret(

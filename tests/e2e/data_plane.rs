@@ -109,42 +109,84 @@ async fn post_order(client: &reqwest::Client, receiver: &Server, id: u64) -> u16
         .as_u16()
 }
 
-async fn a_webhook_received_by_one_process_is_delivered_by_another(backend: Backend) {
-    let destination = Destination::start(Mode::Ok).await;
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let secrets = dir.path().join("secrets");
-    std::fs::create_dir_all(secrets.join("shopify")).expect("secret directory");
-    std::fs::write(secrets.join("shopify").join("clientSecret"), SECRET).expect("secret file");
-    let config_path = dir.path().join("hookplane.json");
-    let (connection_uid, touchpoint_uid) = (Uuid::now_v7(), Uuid::now_v7());
-    let url = destination.url("/erp");
-    write_config(
-        &config_path,
-        &rendered(&url, "OrderId", connection_uid, touchpoint_uid, 1),
-    );
-    let config = config_path.to_string_lossy().into_owned();
-    let secrets_dir = secrets.to_string_lossy().into_owned();
-    let role_args = [
-        "--config",
-        config.as_str(),
-        "--secrets-dir",
-        secrets_dir.as_str(),
-    ];
+/// A destination, a rendered configuration with its mounted secret, and a receiver and a
+/// worker process on it (the worker with `worker_args` added).
+struct Plane {
+    destination: Destination,
+    config_path: std::path::PathBuf,
+    connection_uid: Uuid,
+    touchpoint_uid: Uuid,
+    receiver: Server,
+    worker: Server,
+    _dir: tempfile::TempDir,
+}
 
-    let receiver = Server::start_role(
-        &backend,
-        "receiver",
-        "Hookplane receiver listening on http://",
-        &role_args,
-    )
-    .await;
-    let worker = Server::start_role(
-        &backend,
-        "worker",
-        "Hookplane worker listening on http://",
-        &role_args,
-    )
-    .await;
+impl Plane {
+    async fn start(backend: &Backend, worker_args: &[&str]) -> Plane {
+        let destination = Destination::start(Mode::Ok).await;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir_all(secrets.join("shopify")).expect("secret directory");
+        std::fs::write(secrets.join("shopify").join("clientSecret"), SECRET).expect("secret file");
+        let config_path = dir.path().join("hookplane.json");
+        let (connection_uid, touchpoint_uid) = (Uuid::now_v7(), Uuid::now_v7());
+        write_config(
+            &config_path,
+            &rendered(
+                &destination.url("/erp"),
+                "OrderId",
+                connection_uid,
+                touchpoint_uid,
+                1,
+            ),
+        );
+        let config = config_path.to_string_lossy().into_owned();
+        let secrets_dir = secrets.to_string_lossy().into_owned();
+        let role_args = [
+            "--config",
+            config.as_str(),
+            "--secrets-dir",
+            secrets_dir.as_str(),
+        ];
+        let receiver = Server::start_role(
+            backend,
+            "receiver",
+            "Hookplane receiver listening on http://",
+            &role_args,
+        )
+        .await;
+        let mut args = role_args.to_vec();
+        args.extend_from_slice(worker_args);
+        let worker = Server::start_role(
+            backend,
+            "worker",
+            "Hookplane worker listening on http://",
+            &args,
+        )
+        .await;
+        Plane {
+            destination,
+            config_path,
+            connection_uid,
+            touchpoint_uid,
+            receiver,
+            worker,
+            _dir: dir,
+        }
+    }
+}
+
+async fn a_webhook_received_by_one_process_is_delivered_by_another(backend: Backend) {
+    let Plane {
+        destination,
+        config_path,
+        connection_uid,
+        touchpoint_uid,
+        receiver,
+        worker,
+        _dir,
+    } = Plane::start(&backend, &[]).await;
+    let url = destination.url("/erp");
     let client = reqwest::Client::new();
 
     assert_eq!(post_order(&client, &receiver, 1).await, 200);
@@ -255,47 +297,14 @@ async fn on_postgres_changes_cross_processes_live() {
     let Some(backend) = Backend::postgres().await else {
         return;
     };
-    let destination = Destination::start(Mode::Ok).await;
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let secrets = dir.path().join("secrets");
-    std::fs::create_dir_all(secrets.join("shopify")).expect("secret directory");
-    std::fs::write(secrets.join("shopify").join("clientSecret"), SECRET).expect("secret file");
-    let config_path = dir.path().join("hookplane.json");
-    let (connection_uid, touchpoint_uid) = (Uuid::now_v7(), Uuid::now_v7());
-    write_config(
-        &config_path,
-        &rendered(
-            &destination.url("/erp"),
-            "OrderId",
-            connection_uid,
-            touchpoint_uid,
-            1,
-        ),
-    );
-    let config = config_path.to_string_lossy().into_owned();
-    let secrets_dir = secrets.to_string_lossy().into_owned();
-    let role_args = [
-        "--config",
-        config.as_str(),
-        "--secrets-dir",
-        secrets_dir.as_str(),
-    ];
-    let receiver = Server::start_role(
-        &backend,
-        "receiver",
-        "Hookplane receiver listening on http://",
-        &role_args,
-    )
-    .await;
-    let mut worker_args = role_args.to_vec();
-    worker_args.extend(["--worker-idle-poll-ms", "600000"]);
-    let worker = Server::start_role(
-        &backend,
-        "worker",
-        "Hookplane worker listening on http://",
-        &worker_args,
-    )
-    .await;
+    let Plane {
+        destination,
+        touchpoint_uid,
+        receiver,
+        worker,
+        _dir,
+        ..
+    } = Plane::start(&backend, &["--worker-idle-poll-ms", "600000"]).await;
     let api = Server::start_role(&backend, "api", "Hookplane API listening on http://", &[]).await;
     let mut stream = crate::support::Subscription::start(
         &api,
