@@ -295,9 +295,14 @@ impl Runtime {
                 }
             }
         }
-        self.store
+        let clashes = self
+            .store
             .apply_external(connection_id, &config.connection.spec, &externals)
             .await?;
+        for clash in &clashes {
+            warn!(touchpoint = %clash.id, endpoint = %clash.endpoint, "another touchpoint holds this endpoint in the database (a portal draft?); not running this one");
+        }
+        externals.retain(|external| !clashes.iter().any(|clash| clash.id == external.id));
         let mut snapshot = Snapshot {
             organization: Some(
                 source

@@ -19,6 +19,7 @@
 use hookplane_crds::{ConnectionSpec, TouchpointSpec};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    TransactionTrait,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -67,6 +68,15 @@ pub struct ExternalTouchpoint {
     pub spec: TouchpointSpec,
 }
 
+/// A touchpoint [`Store::apply_external`] left out: another touchpoint holds its endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Clash {
+    /// The touchpoint left out.
+    pub id: Uuid,
+    /// The endpoint another touchpoint holds.
+    pub endpoint: String,
+}
+
 /// Whether a mirror call changed the row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mirrored {
@@ -83,21 +93,44 @@ impl Store {
     /// loading its rendered configuration). Touchpoints not listed are left alone (the
     /// operator deletes resources; their events stay until retention, or until the API in
     /// cluster mode sees the resource gone).
+    ///
+    /// A touchpoint whose endpoint another touchpoint holds (a portal draft, say) is left
+    /// out, and returned, rather than failing the rest: one clash must not keep a whole
+    /// connection's receivers from starting.
     pub async fn apply_external(
         &self,
         connection_id: Uuid,
         connection_spec: &ConnectionSpec,
         touchpoints: &[ExternalTouchpoint],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Clash>, StoreError> {
         let txn = self
             .begin_write()
             .await
             .map_err(StoreError::SaveTouchpoint)?;
         upsert_connection(&txn, self, connection_id, connection_spec, None).await?;
+        let mut clashes = Vec::new();
         for external in touchpoints {
-            upsert_touchpoint(&txn, self, connection_id, external, None).await?;
+            let savepoint = txn.begin().await.map_err(StoreError::SaveTouchpoint)?;
+            match upsert_touchpoint(&savepoint, self, connection_id, external, None).await {
+                Ok(_) => savepoint
+                    .commit()
+                    .await
+                    .map_err(StoreError::SaveTouchpoint)?,
+                Err(StoreError::EndpointTaken { endpoint }) => {
+                    savepoint
+                        .rollback()
+                        .await
+                        .map_err(StoreError::SaveTouchpoint)?;
+                    clashes.push(Clash {
+                        id: external.id,
+                        endpoint,
+                    });
+                }
+                Err(error) => return Err(error),
+            }
         }
-        txn.commit().await.map_err(StoreError::SaveTouchpoint)
+        txn.commit().await.map_err(StoreError::SaveTouchpoint)?;
+        Ok(clashes)
     }
 
     /// Mirror a Connection resource: its spec, name and management.

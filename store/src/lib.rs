@@ -61,7 +61,7 @@ use tokio::sync::broadcast;
 use crate::{change::Feed, migration::Migrator, writer::Writer};
 pub use crate::{
     change::{Change, ChangeKind, ChangedRow},
-    cluster::{ExternalTouchpoint, KubeResource, Mirrored},
+    cluster::{Clash, ExternalTouchpoint, KubeResource, Mirrored},
     connections::Connection,
     error::StoreError,
     events::{

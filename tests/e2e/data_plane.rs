@@ -20,7 +20,10 @@ use crate::{
     support::{Backend, Destination, Server, destination::Mode, eventually},
 };
 
-on_both_backends!(a_webhook_received_by_one_process_is_delivered_by_another);
+on_both_backends!(
+    a_webhook_received_by_one_process_is_delivered_by_another,
+    an_endpoint_held_in_the_portal_leaves_out_one_touchpoint_not_the_receiver,
+);
 
 const SECRET: &str = "shpss_cluster_secret";
 
@@ -356,4 +359,71 @@ async fn on_postgres_changes_cross_processes_live() {
     api.stop().await;
     receiver.stop().await;
     worker.stop().await;
+}
+
+/// A portal draft holding an endpoint that a rendered touchpoint also uses leaves that one
+/// touchpoint out: the receiver still starts and serves the others.
+async fn an_endpoint_held_in_the_portal_leaves_out_one_touchpoint_not_the_receiver(
+    backend: Backend,
+) {
+    let api = Server::start_role(&backend, "api", "Hookplane API listening on http://", &[]).await;
+    let connection_id = crate::flows::connection(&api).await;
+    crate::flows::touchpoint(
+        &api,
+        &connection_id,
+        json!({
+            "name": "Portal draft",
+            "source": { "endpoint": "orders", "verification": { "scheme": "none" } },
+            "destination": { "url": "http://127.0.0.1:9/x" },
+        }),
+    )
+    .await;
+
+    let destination = Destination::start(Mode::Ok).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(secrets.join("shopify")).expect("secret directory");
+    std::fs::write(secrets.join("shopify").join("clientSecret"), SECRET).expect("secret file");
+    let mut config = rendered(
+        &destination.url("/erp"),
+        "OrderId",
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        1,
+    );
+    let mut refunds = config.touchpoints[0].clone();
+    refunds.name = "refunds".into();
+    refunds.uid = Uuid::now_v7().to_string();
+    refunds.spec.source.endpoint = "refunds".into();
+    config.touchpoints.push(refunds);
+    let config_path = dir.path().join("hookplane.json");
+    write_config(&config_path, &config);
+    let config_arg = config_path.to_string_lossy().into_owned();
+    let secrets_arg = secrets.to_string_lossy().into_owned();
+    let receiver = Server::start_role(
+        &backend,
+        "receiver",
+        "Hookplane receiver listening on http://",
+        &["--config", &config_arg, "--secrets-dir", &secrets_arg],
+    )
+    .await;
+
+    let client = reqwest::Client::new();
+    let body = json!({ "id": 7, "total_price": "1.00" }).to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
+    mac.update(body.as_bytes());
+    let signature = STANDARD.encode(mac.finalize().into_bytes());
+    let post = |endpoint: &str| {
+        client
+            .post(receiver.url(&format!("/hooks/shop/{endpoint}")))
+            .header("content-type", "application/json")
+            .header("x-shopify-hmac-sha256", signature.clone())
+            .header("x-shopify-webhook-id", format!("delivery-{endpoint}"))
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(post("refunds").await.expect("POST").status(), 200);
+    assert_eq!(post("orders").await.expect("POST").status(), 404);
+    receiver.stop().await;
+    api.stop().await;
 }

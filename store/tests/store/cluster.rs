@@ -1,7 +1,7 @@
 //! Connections and touchpoints from Kubernetes: the data plane's rendered configuration and the
 //! API's mirror of the resources.
 
-use hookplane_store::{ExternalTouchpoint, KubeResource, Mirrored, StoreError};
+use hookplane_store::{Clash, ExternalTouchpoint, KubeResource, Mirrored, StoreError};
 use uuid::Uuid;
 
 use crate::common::{Harness, append, backend_tests, connection_spec, touchpoint_spec};
@@ -76,37 +76,51 @@ async fn external_touchpoints_are_upserted_published_under_their_ids(h: &Harness
         Some(".n > 0")
     );
 
-    // An endpoint another touchpoint holds is refused, and nothing of that apply is kept.
+    // A touchpoint whose endpoint another one holds is left out, and reported; the rest of
+    // the configuration (the connection, the other touchpoints) is applied.
     let portal = h.running_touchpoint("taken").await;
     let clash = ExternalTouchpoint {
         id: Uuid::now_v7(),
         generation: 1,
         spec: touchpoint_spec(Uuid::nil(), "taken"),
     };
-    let refused = h
+    let beside = ExternalTouchpoint {
+        id: Uuid::now_v7(),
+        generation: 1,
+        spec: touchpoint_spec(Uuid::nil(), "k8s/beside"),
+    };
+    let clashes = h
         .store
         .apply_external(
             connection_id,
             &connection_spec("renamed"),
-            std::slice::from_ref(&clash),
+            &[clash.clone(), beside.clone()],
         )
-        .await;
-    assert!(
-        matches!(refused, Err(StoreError::EndpointTaken { .. })),
-        "{refused:?}"
+        .await
+        .expect("apply");
+    assert_eq!(
+        clashes,
+        [Clash {
+            id: clash.id,
+            endpoint: "taken".to_owned()
+        }]
     );
     assert!(h.store.touchpoint(clash.id).await.expect("read").is_none());
+    assert!(h.store.touchpoint(beside.id).await.expect("read").is_some());
     let connection = h
         .store
         .connection(connection_id)
         .await
         .expect("read")
         .expect("exists");
-    assert_eq!(
-        connection.spec.name, "shop-to-erp",
-        "the failed apply was rolled back"
-    );
-    assert!(h.store.touchpoint(portal.id).await.expect("read").is_some());
+    assert_eq!(connection.spec.name, "renamed");
+    let kept = h
+        .store
+        .touchpoint(portal.id)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(kept.spec.source.endpoint, "taken");
 }
 
 fn resource(name: &str, managed_outside: bool) -> KubeResource {
