@@ -28,7 +28,7 @@ pub(crate) struct Context {
 }
 
 /// One kind of write the task runs.
-pub(super) trait Work: Send + Sized {
+pub(super) trait Work: Send + Sized + Clone {
     type Output: Send;
     /// Rows it writes, for the stats.
     fn rows(&self) -> u64;
@@ -126,6 +126,7 @@ impl Work for Vec<NewLog> {
 }
 
 /// Intake: events and their log entries, in one savepoint.
+#[derive(Clone)]
 pub(super) struct IntakeWork {
     pub(super) events: Vec<NewEvent>,
     pub(super) log: IntakeLog,
@@ -171,6 +172,7 @@ impl Work for IntakeWork {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct OutcomeWork {
     pub(super) id: Uuid,
     pub(super) lease_id: Uuid,
