@@ -4,6 +4,7 @@
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use hookplane_crds::{ConnectionSpec, TouchpointSpec};
+use hookplane_spec as spec;
 use hookplane_store::{EventQuery, LogLevel, NewLog};
 use serde_json::{Value, json};
 use url::Url;
@@ -25,7 +26,6 @@ use crate::{
     },
     schemas::SourceSchema,
 };
-use hookplane_spec as spec;
 
 pub struct MutationRoot;
 
@@ -318,8 +318,8 @@ impl MutationRoot {
                 ),
             ));
         }
+        ensure_portal_managed(&current)?;
         if let Some(cluster) = &api.cluster {
-            ensure_portal_managed(&current)?;
             publish_to_cluster(
                 api,
                 cluster,
