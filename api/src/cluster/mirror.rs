@@ -1,9 +1,10 @@
 //! Cluster to portal: watch the namespace's Connection and Touchpoint resources and mirror
 //! them into the database.
 //!
-//! Level-based: after any watch event (debounced), one pass compares every resource with what
-//! was last mirrored (by `resourceVersion`) and writes only what changed, then deletes the
-//! rows whose resource is gone. A row is deleted only after a direct read confirms its
+//! Level-based: after any watch event (debounced: 100 ms of quiet, or 1 s after the first
+//! event at the latest), one pass compares every resource with what was last mirrored (its
+//! generation, id, published generation and management; status updates change none of them)
+//! and writes only what changed, then deletes the rows whose resource is gone. A row is deleted only after a direct read confirms its
 //! resource no longer exists, so a watch that lags behind a publish never deletes anything.
 //! Every few minutes a pass mirrors everything again, whatever the cache says.
 //!
@@ -30,6 +31,7 @@ use kube::{
     runtime::{WatchStreamExt, reflector, watcher},
 };
 use serde_json::json;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
@@ -39,6 +41,8 @@ use crate::{runtime::Runtime, telemetry::Metrics};
 
 /// Quiet time after a watch event before a pass runs, so a burst of events costs one pass.
 const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Longest a pass waits after the first event, however steady the events.
+const MAX_DELAY: Duration = Duration::from_secs(1);
 /// How often a pass ignores the `resourceVersion` cache.
 const FULL_PASS_EVERY: Duration = Duration::from_secs(300);
 
@@ -81,17 +85,20 @@ pub async fn run(
         mirrored: HashMap::new(),
     };
     let (mut connections_listed, mut touchpoints_listed) = (false, false);
-    let mut pending = false;
+    // When the first unmirrored event came, and the last one.
+    let mut pending: Option<(Instant, Instant)> = None;
     let mut full_pass = tokio::time::interval(FULL_PASS_EVERY);
     full_pass.tick().await;
     loop {
-        let quiet = tokio::time::sleep(DEBOUNCE);
+        let due = pending.map(|(first, last)| (last + DEBOUNCE).min(first + MAX_DELAY));
+        let listed = connections_listed && touchpoints_listed;
         tokio::select! {
             () = shutdown.cancelled() => return,
             event = events.next() => match event {
                 None => return,
                 Some((kind, Ok(init_done))) => {
-                    pending = true;
+                    let now = Instant::now();
+                    pending = Some((pending.map_or(now, |(first, _)| first), now));
                     if init_done {
                         match kind {
                             Kind::Connection => connections_listed = true,
@@ -101,15 +108,16 @@ pub async fn run(
                 }
                 Some((_, Err(error))) => warn!(%error, "watching Hookplane resources; retrying"),
             },
-            () = quiet, if pending && connections_listed && touchpoints_listed => {
-                pending = false;
+            () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() && listed => {
+                pending = None;
                 let (connections, touchpoints) = (connection_reader.state(), touchpoint_reader.state());
                 mirror.pass(&connections, &touchpoints).instrument(info_span!("mirror")).await;
                 mirror.cluster.mark_synced();
             }
             _ = full_pass.tick() => {
                 mirror.mirrored.clear();
-                pending = true;
+                let now = Instant::now();
+                pending = Some((now, now));
             }
         }
     }
@@ -124,8 +132,31 @@ struct Mirror {
     store: Store,
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
-    /// `resourceVersion` last mirrored, by `metadata.uid`.
-    mirrored: HashMap<String, String>,
+    /// What was last mirrored, by `metadata.uid`.
+    mirrored: HashMap<String, Fingerprint>,
+}
+
+/// Everything of a resource the mirror writes from. The operator's status writes change the
+/// `resourceVersion` every backlog poll but none of this, so they cost no database write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Fingerprint {
+    /// Bumped by every spec change.
+    generation: Option<i64>,
+    id: Option<String>,
+    published_generation: i64,
+    managed_outside: bool,
+}
+
+impl Fingerprint {
+    fn of<K: Resource>(object: &K) -> Self {
+        let meta = object.meta();
+        Self {
+            generation: meta.generation,
+            id: hookplane_id(meta),
+            published_generation: published_generation(meta),
+            managed_outside: managed_outside_portal(meta),
+        }
+    }
 }
 
 impl Mirror {
@@ -355,17 +386,15 @@ impl Mirror {
     }
 
     fn is_mirrored<K: Resource>(&self, object: &K) -> bool {
-        let meta = object.meta();
-        match (&meta.uid, &meta.resource_version) {
-            (Some(uid), Some(version)) => self.mirrored.get(uid) == Some(version),
-            _ => false,
+        match &object.meta().uid {
+            Some(uid) => self.mirrored.get(uid) == Some(&Fingerprint::of(object)),
+            None => false,
         }
     }
 
     fn remember<K: Resource>(&mut self, object: &K) {
-        let meta = object.meta();
-        if let (Some(uid), Some(version)) = (&meta.uid, &meta.resource_version) {
-            self.mirrored.insert(uid.clone(), version.clone());
+        if let Some(uid) = &object.meta().uid {
+            self.mirrored.insert(uid.clone(), Fingerprint::of(object));
         }
     }
 
