@@ -95,21 +95,35 @@ fn write_config(path: &Path, config: &RenderedConfig) {
 }
 
 async fn post_order(client: &reqwest::Client, receiver: &Server, id: u64) -> u16 {
+    post_to(client, receiver, "orders", id).await
+}
+
+/// A signed Shopify order `id` to the receiver's `endpoint`; the answer's status.
+async fn post_to(client: &reqwest::Client, receiver: &Server, endpoint: &str, id: u64) -> u16 {
     let body = json!({ "id": id, "total_price": "10.00" }).to_string();
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
     mac.update(body.as_bytes());
     let signature = STANDARD.encode(mac.finalize().into_bytes());
     client
-        .post(receiver.url("/hooks/shop/orders"))
+        .post(receiver.url(&format!("/hooks/shop/{endpoint}")))
         .header("content-type", "application/json")
         .header("x-shopify-hmac-sha256", signature)
-        .header("x-shopify-webhook-id", format!("delivery-{id}"))
+        .header("x-shopify-webhook-id", format!("delivery-{endpoint}-{id}"))
         .body(body)
         .send()
         .await
         .expect("POST")
         .status()
         .as_u16()
+}
+
+/// The Shopify secret mounted the way the operator mounts Secrets
+/// (`<dir>/secrets/shopify/clientSecret`); returns the secrets directory.
+fn mount_secret(dir: &Path) -> std::path::PathBuf {
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(secrets.join("shopify")).expect("secret directory");
+    std::fs::write(secrets.join("shopify").join("clientSecret"), SECRET).expect("secret file");
+    secrets
 }
 
 /// A destination, a rendered configuration with its mounted secret, and a receiver and a
@@ -128,9 +142,7 @@ impl Plane {
     async fn start(backend: &Backend, worker_args: &[&str]) -> Plane {
         let destination = Destination::start(Mode::Ok).await;
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let secrets = dir.path().join("secrets");
-        std::fs::create_dir_all(secrets.join("shopify")).expect("secret directory");
-        std::fs::write(secrets.join("shopify").join("clientSecret"), SECRET).expect("secret file");
+        let secrets = mount_secret(dir.path());
         let config_path = dir.path().join("hookplane.json");
         let (connection_uid, touchpoint_uid) = (Uuid::now_v7(), Uuid::now_v7());
         write_config(
@@ -381,9 +393,7 @@ async fn an_endpoint_held_in_the_portal_leaves_out_one_touchpoint_not_the_receiv
 
     let destination = Destination::start(Mode::Ok).await;
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let secrets = dir.path().join("secrets");
-    std::fs::create_dir_all(secrets.join("shopify")).expect("secret directory");
-    std::fs::write(secrets.join("shopify").join("clientSecret"), SECRET).expect("secret file");
+    let secrets = mount_secret(dir.path());
     let mut config = rendered(
         &destination.url("/erp"),
         "OrderId",
@@ -409,21 +419,8 @@ async fn an_endpoint_held_in_the_portal_leaves_out_one_touchpoint_not_the_receiv
     .await;
 
     let client = reqwest::Client::new();
-    let body = json!({ "id": 7, "total_price": "1.00" }).to_string();
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
-    mac.update(body.as_bytes());
-    let signature = STANDARD.encode(mac.finalize().into_bytes());
-    let post = |endpoint: &str| {
-        client
-            .post(receiver.url(&format!("/hooks/shop/{endpoint}")))
-            .header("content-type", "application/json")
-            .header("x-shopify-hmac-sha256", signature.clone())
-            .header("x-shopify-webhook-id", format!("delivery-{endpoint}"))
-            .body(body.clone())
-            .send()
-    };
-    assert_eq!(post("refunds").await.expect("POST").status(), 200);
-    assert_eq!(post("orders").await.expect("POST").status(), 404);
+    assert_eq!(post_to(&client, &receiver, "refunds", 7).await, 200);
+    assert_eq!(post_to(&client, &receiver, "orders", 7).await, 404);
     receiver.stop().await;
     api.stop().await;
 }
