@@ -7,13 +7,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hookplane::{
     cluster::Cluster,
-    ingest::IngestConfig,
-    runtime::RenderedSource,
-    server::{self, RetentionConfig, Role, ServeConfig},
-    sync::WorkerConfig,
+    server::{self, Role, ServeConfig},
     telemetry,
 };
 use hookplane_crds::config::RenderedConfig;
+use hookplane_dataplane::{
+    ingest::IngestConfig, retention::RetentionConfig, runtime::RenderedSource, sync::WorkerConfig,
+};
 use hookplane_store::{Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 

@@ -17,20 +17,25 @@ use axum::{
     http::{StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::get,
 };
 use hookplane_store::{Store, StoreOptions};
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use hookplane_dataplane::{
+    http_error::HttpError,
+    ingest::{self, IngestConfig, IntakeState},
+    retention::{RetentionConfig, purge_periodically},
+    runtime::{ReloadError, RenderedSource, Runtime, Source, watch_rendered},
+    sync::{Worker, WorkerConfig, wake_on_new_work},
+    telemetry::Metrics,
+};
+
 use crate::{
     cluster::{self, Cluster},
     graphql,
-    ingest::{self, IngestConfig},
-    runtime::{RenderedSource, Runtime, Source, watch_rendered},
-    sync::{Worker, WorkerConfig},
-    telemetry::Metrics,
 };
 
 /// Cheap handles shared by every request.
@@ -76,28 +81,6 @@ pub struct ServeConfig {
     pub cluster: Option<Cluster>,
 }
 
-/// Background purge of old bucket entries and logs.
-#[derive(Clone, Debug)]
-pub struct RetentionConfig {
-    /// Terminal events (SUCCESS, FAILED, SKIPPED) and logs older than this are purged.
-    /// UNPROCESSED events are never purged.
-    pub max_age: std::time::Duration,
-    /// How often the purge runs.
-    pub interval: std::time::Duration,
-    /// Rows per statement, so intake and delivery never wait long.
-    pub batch: u64,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        Self {
-            max_age: std::time::Duration::from_secs(30 * 24 * 3600),
-            interval: std::time::Duration::from_secs(600),
-            batch: 1_000,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("opening the database")]
@@ -105,7 +88,7 @@ pub enum ServeError {
     #[error("applying migrations")]
     Migrate(#[source] hookplane_store::StoreError),
     #[error("loading the running configuration")]
-    LoadRuntime(#[source] crate::runtime::ReloadError),
+    LoadRuntime(#[source] ReloadError),
     #[error("listening on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("serving HTTP")]
@@ -116,9 +99,6 @@ pub enum ServeError {
 /// process, health and metrics for all.
 pub fn router(state: AppState, role: Role) -> Router {
     let mut router = Router::new();
-    if matches!(role, Role::All | Role::Receiver) {
-        router = router.route("/hooks/{org}/{*endpoint}", post(ingest::receive));
-    }
     if matches!(role, Role::All | Role::Api) {
         let schema = graphql::schema(graphql::ApiContext {
             store: state.store.clone(),
@@ -129,12 +109,21 @@ pub fn router(state: AppState, role: Role) -> Router {
         });
         router = router.merge(graphql::routes(schema));
     }
-    router
+    let mut router: Router = router
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .with_state(state.clone());
+    if matches!(role, Role::All | Role::Receiver) {
+        router = router.merge(ingest::router(IntakeState {
+            store: state.store.clone(),
+            runtime: Arc::clone(&state.runtime),
+            metrics: Arc::clone(&state.metrics),
+            wake_worker: Arc::clone(&state.wake_worker),
+            config: Arc::clone(&state.ingest),
+        }));
+    }
+    router.layer(middleware::from_fn_with_state(state, observe))
 }
 
 /// Run until `shutdown` is cancelled. `on_listening` learns the bound address (useful with
@@ -201,7 +190,7 @@ pub async fn serve(
             worker,
         );
         background.push(tokio::spawn(worker.run(worker_shutdown.clone())));
-        background.push(tokio::spawn(crate::sync::wake_on_new_work(
+        background.push(tokio::spawn(wake_on_new_work(
             store.clone(),
             Arc::clone(&runtime),
             Arc::clone(&state.wake_worker),
@@ -247,47 +236,6 @@ pub async fn serve(
     served.map_err(ServeError::Serve)
 }
 
-/// Purge old entries every `interval` until shutdown.
-async fn purge_periodically(
-    store: Store,
-    metrics: Arc<Metrics>,
-    retention: RetentionConfig,
-    shutdown: CancellationToken,
-) {
-    let max_age = chrono::Duration::from_std(retention.max_age).unwrap_or(chrono::Duration::MAX);
-    loop {
-        let cutoff = chrono::Utc::now().checked_sub_signed(max_age);
-        if let Some(cutoff) = cutoff {
-            let span = tracing::info_span!("retention", %cutoff);
-            let purged =
-                tracing::Instrument::instrument(store.purge(cutoff, retention.batch), span).await;
-            match purged {
-                Ok(stats) => {
-                    for (kind, rows) in [
-                        ("events", stats.events),
-                        ("logs", stats.logs),
-                        ("attempts", stats.attempts),
-                    ] {
-                        metrics.purged.with_label_values(&[kind]).inc_by(rows);
-                    }
-                    if stats.events + stats.logs > 0 {
-                        info!(
-                            events = stats.events,
-                            logs = stats.logs,
-                            "retention purged old entries"
-                        );
-                    }
-                }
-                Err(error) => error!(%error, "retention purge failed; retrying next interval"),
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(retention.interval) => {}
-            () = shutdown.cancelled() => return,
-        }
-    }
-}
-
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -296,7 +244,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if let Some(cluster) = &state.cluster
         && !cluster.is_synced()
     {
-        return crate::http_error::HttpError::new(
+        return HttpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "CLUSTER_NOT_SYNCED",
             "the Touchpoint and Connection resources have not been mirrored yet",
@@ -305,7 +253,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
     match state.store.check_ready().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(error) => crate::http_error::HttpError::new(
+        Err(error) => HttpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             error.code(),
             error.to_string(),

@@ -23,6 +23,7 @@ use hookplane_crds::{
     Connection, Touchpoint,
     identity::{hookplane_id, managed_outside_portal, published_generation},
 };
+use hookplane_dataplane::{runtime::Runtime, telemetry::Metrics};
 use hookplane_store::{
     ExternalTouchpoint, KubeResource, LogLevel, Mirrored, NewLog, Store, StoreError,
 };
@@ -30,6 +31,7 @@ use kube::{
     Api, Resource, ResourceExt,
     runtime::{WatchStreamExt, reflector, watcher},
 };
+use prometheus::{IntCounterVec, Opts};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +39,6 @@ use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
 
 use super::Cluster;
-use crate::{runtime::Runtime, telemetry::Metrics};
 
 /// Quiet time after a watch event before a pass runs, so a burst of events costs one pass.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -81,7 +82,7 @@ pub async fn run(
         cluster,
         store,
         runtime,
-        metrics,
+        mirrored_total: mirrored_counter(&metrics),
         mirrored: HashMap::new(),
     };
     let (mut connections_listed, mut touchpoints_listed) = (false, false);
@@ -123,6 +124,22 @@ pub async fn run(
     }
 }
 
+/// `hookplane_cluster_mirrored_total`, registered once per process (one mirror runs).
+fn mirrored_counter(metrics: &Metrics) -> IntCounterVec {
+    let counter = IntCounterVec::new(
+        Opts::new(
+            "cluster_mirrored_total",
+            "Connections and touchpoints mirrored from Kubernetes resources, by kind and result",
+        ),
+        &["kind", "result"],
+    )
+    .expect("valid metric definition");
+    if let Err(error) = metrics.registry().register(Box::new(counter.clone())) {
+        warn!(%error, "registering the mirror's metric");
+    }
+    counter
+}
+
 fn is_init_done<K>(event: &watcher::Event<K>) -> bool {
     matches!(event, watcher::Event::InitDone)
 }
@@ -131,7 +148,9 @@ struct Mirror {
     cluster: Cluster,
     store: Store,
     runtime: Arc<Runtime>,
-    metrics: Arc<Metrics>,
+    /// Rows the mirror wrote, by kind (`connection`, `touchpoint`) and result (`created`,
+    /// `updated`, `deleted`, `error`).
+    mirrored_total: IntCounterVec,
     /// What was last mirrored, by `metadata.uid`.
     mirrored: HashMap<String, Fingerprint>,
 }
@@ -363,10 +382,7 @@ impl Mirror {
     }
 
     fn count_result(&self, kind: &str, result: &str) {
-        self.metrics
-            .cluster_mirrored
-            .with_label_values(&[kind, result])
-            .inc();
+        self.mirrored_total.with_label_values(&[kind, result]).inc();
     }
 
     fn id_of<K: Resource>(&self, object: &K) -> Option<Uuid> {

@@ -1,6 +1,7 @@
 //! GraphQL errors with a stable `extensions.code`.
 
 use async_graphql::{ErrorExtensions, Value as GqlValue};
+use hookplane_dataplane::runtime::ReloadError;
 use hookplane_store::StoreError;
 
 use hookplane_spec::SpecError;
@@ -61,10 +62,10 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<crate::runtime::ReloadError> for ApiError {
-    fn from(error: crate::runtime::ReloadError) -> Self {
+impl From<ReloadError> for ApiError {
+    fn from(error: ReloadError) -> Self {
         match error {
-            crate::runtime::ReloadError::Store(store) => store.into(),
+            ReloadError::Store(store) => store.into(),
             other => {
                 tracing::error!(error = %other, "reloading the running configuration");
                 Self::Invalid {

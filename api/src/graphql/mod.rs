@@ -22,7 +22,9 @@ use hookplane_store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{cluster::Cluster, runtime::Runtime};
+use hookplane_dataplane::runtime::Runtime;
+
+use crate::cluster::Cluster;
 pub use error::ApiError;
 
 pub type HookplaneSchema =

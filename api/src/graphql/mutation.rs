@@ -4,6 +4,7 @@
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use hookplane_crds::{ConnectionSpec, TouchpointSpec};
+use hookplane_dataplane::schemas::{self, SourceSchema};
 use hookplane_spec as spec;
 use hookplane_store::{EventQuery, LogLevel, NewLog};
 use serde_json::{Value, json};
@@ -19,12 +20,9 @@ use super::{
     },
     types::{BucketEntry, Connection, EventStatus, Organization, SchemaDocument, Touchpoint},
 };
-use crate::{
-    cluster::{
-        Cluster, ClusterError,
-        publish::{Publication, PublishError},
-    },
-    schemas::SourceSchema,
+use crate::cluster::{
+    Cluster, ClusterError,
+    publish::{Publication, PublishError},
 };
 
 pub struct MutationRoot;
@@ -141,7 +139,7 @@ impl MutationRoot {
     ) -> ApiResult<SchemaDocument> {
         let api = ctx.data_unchecked::<ApiContext>();
         check_schema_name(&name)?;
-        let document = crate::schemas::infer(&name, &sample.0);
+        let document = schemas::infer(&name, &sample.0);
         let schema = api.store.put_schema(&name, document).await?;
         api.runtime.reload().await?;
         Ok(SchemaDocument(schema))

@@ -18,10 +18,10 @@ use serde_json::{Map, Value, json};
 use tracing::{Span, field, instrument, warn};
 use uuid::Uuid;
 
+use super::IntakeState;
 use crate::{
     http_error::HttpError,
     runtime::{Route, Running},
-    server::AppState,
 };
 
 /// Intake limits.
@@ -44,7 +44,7 @@ const REDACTED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authoriza
 
 #[instrument(name = "webhook", skip_all, fields(org = %org, endpoint = %endpoint, touchpoint = field::Empty, event = field::Empty))]
 pub async fn receive(
-    State(state): State<AppState>,
+    State(state): State<IntakeState>,
     Path((org, endpoint)): Path<(String, String)>,
     method: Method,
     uri: Uri,
@@ -105,8 +105,12 @@ fn outcome_label(code: &str) -> &'static str {
     }
 }
 
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError> {
-    let limit = state.ingest.max_body_bytes;
+async fn read_body(
+    state: &IntakeState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, HttpError> {
+    let limit = state.config.max_body_bytes;
     let too_large = || {
         HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -127,7 +131,7 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
 }
 
 async fn intake(
-    state: &AppState,
+    state: &IntakeState,
     org: &str,
     endpoint: &str,
     request: Incoming<'_>,
@@ -156,7 +160,7 @@ async fn intake(
     Span::current().record("touchpoint", field::display(touchpoint_id));
 
     let limits = Limits {
-        max_body_bytes: state.ingest.max_body_bytes,
+        max_body_bytes: state.config.max_body_bytes,
         ..Limits::default()
     };
     let received = hookplane_sources::receive(
@@ -268,7 +272,13 @@ fn reply(reply: Reply) -> Response {
         .into_response()
 }
 
-async fn log(state: &AppState, touchpoint_id: Uuid, level: LogLevel, message: &str, fields: Value) {
+async fn log(
+    state: &IntakeState,
+    touchpoint_id: Uuid,
+    level: LogLevel,
+    message: &str,
+    fields: Value,
+) {
     let entry = NewLog {
         touchpoint_id,
         event_id: None,
@@ -283,7 +293,7 @@ async fn log(state: &AppState, touchpoint_id: Uuid, level: LogLevel, message: &s
 
 /// Record a rejection in the touchpoint's log bucket (never the body).
 async fn reject(
-    state: &AppState,
+    state: &IntakeState,
     touchpoint_id: Uuid,
     code: &'static str,
     status: StatusCode,

@@ -1,0 +1,149 @@
+//! Prometheus metrics.
+//!
+//! One registry per process, created at start-up and passed explicitly. Labels carry bounded
+//! values only (routes, outcomes, statuses), never object names or ids.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric Hookplane exports.
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests by route, method and status class.
+    pub http_request_duration: HistogramVec,
+    /// Webhooks by outcome (`accepted`, `duplicate`, `rejected_*`).
+    pub webhooks_received: IntCounterVec,
+    /// Events processed by resulting status (`SUCCESS`, `FAILED`, `SKIPPED`, `RETRY`).
+    pub events_processed: IntCounterVec,
+    /// Delivery round-trip time by outcome (`success`, `failure`).
+    pub delivery_duration: HistogramVec,
+    /// Events currently being processed by this process's worker.
+    pub events_in_flight: IntGauge,
+    /// Events in the resync buckets by status (all touchpoints; read from the store when
+    /// metrics are scraped, so every replica reports the same shared figure).
+    pub bucket_events: IntGaugeVec,
+    /// Rows removed by retention, by kind (`events`, `logs`, `attempts`).
+    pub purged: IntCounterVec,
+    /// Failed delivery attempts that were scheduled to be tried again.
+    pub delivery_retries: IntCounter,
+    /// Times a destination slowed deliveries down, by reason: it pushed back
+    /// (`destination_429`, `destination_503`), asked to wait (`retry_after_hold`), or a claimed
+    /// event was handed back because its destination had no room (`concurrency`, `rate`,
+    /// `held`).
+    pub delivery_throttled: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("hookplane".into()), None).expect("a constant, valid prefix");
+        let latency_buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0,
+        ];
+        let http_request_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request duration")
+                .buckets(latency_buckets.clone()),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric definition");
+        let webhooks_received = IntCounterVec::new(
+            Opts::new("webhooks_received_total", "Webhooks received, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric definition");
+        let events_processed = IntCounterVec::new(
+            Opts::new(
+                "events_processed_total",
+                "Events processed, by resulting status",
+            ),
+            &["status"],
+        )
+        .expect("valid metric definition");
+        let delivery_duration = HistogramVec::new(
+            HistogramOpts::new("delivery_duration_seconds", "Destination round-trip time")
+                .buckets(latency_buckets),
+            &["outcome"],
+        )
+        .expect("valid metric definition");
+        let events_in_flight =
+            IntGauge::new("events_in_flight", "Events being processed by the worker")
+                .expect("valid metric definition");
+        let bucket_events = IntGaugeVec::new(
+            Opts::new("bucket_events", "Events in the resync buckets, by status"),
+            &["status"],
+        )
+        .expect("valid metric definition");
+        let purged = IntCounterVec::new(
+            Opts::new(
+                "retention_purged_total",
+                "Rows removed by retention, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric definition");
+        let delivery_retries = IntCounter::new(
+            "delivery_retries_total",
+            "Failed delivery attempts scheduled to be tried again",
+        )
+        .expect("valid metric definition");
+        let delivery_throttled = IntCounterVec::new(
+            Opts::new(
+                "delivery_throttled_total",
+                "Times a destination slowed deliveries down, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric definition");
+        for collector in [
+            Box::new(http_request_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(webhooks_received.clone()),
+            Box::new(events_processed.clone()),
+            Box::new(delivery_duration.clone()),
+            Box::new(events_in_flight.clone()),
+            Box::new(bucket_events.clone()),
+            Box::new(purged.clone()),
+            Box::new(delivery_retries.clone()),
+            Box::new(delivery_throttled.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("each metric is registered once");
+        }
+        Self {
+            registry,
+            http_request_duration,
+            webhooks_received,
+            events_processed,
+            delivery_duration,
+            events_in_flight,
+            bucket_events,
+            purged,
+            delivery_retries,
+            delivery_throttled,
+        }
+    }
+
+    /// The one registry, for metrics defined outside the data plane (the API's cluster mirror).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail on I/O; a failure would be a bug in a metric name.
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(%error, "encoding metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
