@@ -7,11 +7,7 @@
 //! statuses that changed. An invalid connection changes nothing that runs: its status and its
 //! touchpoints' say why, and the reconcile waits for a change to it, a touchpoint or a Secret.
 
-use std::{
-    collections::BTreeMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use hookplane_crds::{Connection, Touchpoint};
 use k8s_openapi::api::{
@@ -22,7 +18,7 @@ use kube::{Api, Resource, ResourceExt, api::ListParams, runtime::controller::Act
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
-    Context, Error, key,
+    Context, Error, key, observed,
     report::{live, report_invalid, write_connection_status, write_touchpoint_status},
     source_of,
 };
@@ -37,25 +33,8 @@ use crate::{
 
 /// Reconcile one Connection; the entry point the controller calls.
 pub async fn reconcile(connection: Arc<Connection>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_connection(&connection, &ctx).await;
-    let category = result.as_ref().err().map(Error::category);
-    ctx.metrics.reconciled("connection", started, category);
-    match &result {
-        Ok(_) => ctx.succeeded(&key(connection.as_ref())),
-        Err(error) => {
-            let note = format!("{error}: {}", source_of(error));
-            ctx.event(
-                connection.as_ref(),
-                true,
-                "ReconcileFailed",
-                "Reconcile",
-                note,
-            )
-            .await;
-        }
-    }
-    result
+    let reconcile = reconcile_connection(&connection, &ctx);
+    observed("connection", connection.as_ref(), &ctx, reconcile).await
 }
 
 /// What the cluster holds for a connection.

@@ -14,6 +14,7 @@ pub mod touchpoint;
 
 use std::{
     collections::HashMap,
+    future::Future,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -208,6 +209,33 @@ impl Context {
         Duration::from_secs(5u64.saturating_mul(1 << (*count - 1).min(6)))
             .min(Duration::from_secs(300))
     }
+}
+
+/// Run `reconcile`, one reconcile of `object` by the `controller` (its metric label): time
+/// and count it, forget `object`'s past failures when it succeeds, and record a
+/// `ReconcileFailed` Event when it fails. The failure itself goes on to [`error_policy`].
+async fn observed<K>(
+    controller: &'static str,
+    object: &K,
+    ctx: &Context,
+    reconcile: impl Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let started = Instant::now();
+    let result = reconcile.await;
+    let category = result.as_ref().err().map(Error::category);
+    ctx.metrics.reconciled(controller, started, category);
+    match &result {
+        Ok(_) => ctx.succeeded(&key(object)),
+        Err(error) => {
+            let note = format!("{error}: {}", source_of(error));
+            ctx.event(object, true, "ReconcileFailed", "Reconcile", note)
+                .await;
+        }
+    }
+    result
 }
 
 /// Retry a failed reconcile with backoff; log it (the reconciler recorded an Event).

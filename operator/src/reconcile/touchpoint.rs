@@ -5,35 +5,18 @@
 //! touchpoint (`Ready` and `Published` False, reason `ConnectionNotFound`) and waits: the
 //! Connection's creation wakes it (and the Connection's reconcile takes over).
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use hookplane_crds::{Connection, Touchpoint};
 use kube::{Api, ResourceExt, runtime::controller::Action};
 
-use super::{Context, Error, key, report::write_touchpoint_status, source_of};
+use super::{Context, Error, key, observed, report::write_touchpoint_status};
 use crate::{status, validate};
 
 /// Reconcile one Touchpoint; the entry point the controller calls.
 pub async fn reconcile(touchpoint: Arc<Touchpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_touchpoint(&touchpoint, &ctx).await;
-    let category = result.as_ref().err().map(Error::category);
-    ctx.metrics.reconciled("touchpoint", started, category);
-    match &result {
-        Ok(_) => ctx.succeeded(&key(touchpoint.as_ref())),
-        Err(error) => {
-            let note = format!("{error}: {}", source_of(error));
-            ctx.event(
-                touchpoint.as_ref(),
-                true,
-                "ReconcileFailed",
-                "Reconcile",
-                note,
-            )
-            .await;
-        }
-    }
-    result
+    let reconcile = reconcile_touchpoint(&touchpoint, &ctx);
+    observed("touchpoint", touchpoint.as_ref(), &ctx, reconcile).await
 }
 
 #[tracing::instrument(skip_all, fields(touchpoint = %key(touchpoint)))]
