@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use hookplane_crds::{MappingRule, MappingSpec};
+use hookplane_crds::MappingSpec;
 use http_body_util::Full;
 use hyper::Request;
 use serde_json::{Value, json};
@@ -80,47 +80,13 @@ pub fn seq_of_mapped(mapped: &Value) -> Option<u64> {
     id.checked_sub(ORDER_ID_BASE)
 }
 
-/// The 20-field mapping from a Shopify order to an ERP sales document.
+/// The 20-field mapping from a Shopify order to an ERP sales document: the one
+/// `hookplane-mapping` tests (`mapping/tests/twenty_fields.rs`), so both measure the same rules.
 pub fn twenty_rules() -> MappingSpec {
-    let rules = [
-        ("DocNum", ".name | ltrimstr(\"#\")"),
-        ("NumAtCard", ".id | tostring"),
-        ("CardCode", "\"C\" + (.customer.id | tostring)"),
-        (
-            "CardName",
-            ".customer.first_name + \" \" + .customer.last_name",
-        ),
-        ("Email", ".email | ascii_downcase"),
-        ("Phone", ".customer.phone // \"\""),
-        ("DocDate", ".created_at[0:10]"),
-        ("DocCurrency", ".currency"),
-        ("DocTotal", ".total_price | tonumber"),
-        ("VatSum", ".total_tax | tonumber"),
-        ("Discount", ".total_discounts | tonumber"),
-        ("Paid", ".financial_status == \"paid\""),
-        ("Comments", ".note // \"\""),
-        ("Tags", ".tags | split(\", \")"),
-        ("Address.Street", ".shipping_address.address1"),
-        ("Address.City", ".shipping_address.city"),
-        ("Address.ZipCode", ".shipping_address.zip"),
-        ("Address.Country", ".shipping_address.country_code"),
-        (
-            "DocumentLines",
-            "[.line_items[] | {ItemCode: .sku, Quantity: .quantity, \
-             Price: (.price | tonumber)}]",
-        ),
-        ("Freight", "[.shipping_lines[].price | tonumber] | add"),
-    ];
-    MappingSpec {
-        rules: rules
-            .iter()
-            .map(|(target, expr)| MappingRule {
-                target: (*target).to_owned(),
-                expr: (*expr).to_owned(),
-            })
-            .collect(),
-        program: None,
-    }
+    serde_json::from_str(include_str!(
+        "../../mapping/tests/fixtures/twenty_fields.json"
+    ))
+    .expect("the fixture is a mapping spec")
 }
 
 fn sign(body: &[u8]) -> String {
@@ -196,11 +162,6 @@ pub async fn setup_touchpoint(base: &str, destination: &str, auto_sync: bool) ->
         .as_str()
         .context("a connection id")?
         .to_owned();
-    let rules: Vec<Value> = twenty_rules()
-        .rules
-        .iter()
-        .map(|rule| json!({ "target": rule.target, "expr": rule.expr }))
-        .collect();
     let touchpoint = gql(
         &client,
         base,
@@ -211,7 +172,7 @@ pub async fn setup_touchpoint(base: &str, destination: &str, auto_sync: bool) ->
             "autoSync": auto_sync,
             "source": { "app": "shopify", "endpoint": ENDPOINT, "verification": { "secret": SECRET } },
             "destination": { "url": destination },
-            "mapping": { "rules": rules },
+            "mapping": twenty_rules(),
         }}),
     )
     .await?["createTouchpoint"]["id"]
