@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod graphql;
+pub mod portal;
 pub mod server;
 pub mod sink;
 pub mod telemetry;

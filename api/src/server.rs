@@ -36,6 +36,7 @@ use hookplane_dataplane::{
 use crate::{
     cluster::{self, Cluster},
     graphql,
+    portal::Portal,
 };
 
 /// Cheap handles shared by every request.
@@ -101,11 +102,14 @@ pub fn router(state: AppState, role: Role) -> Router {
     let mut router = Router::new();
     if matches!(role, Role::All | Role::Api) {
         let schema = graphql::schema(graphql::ApiContext {
+            portal: Portal::new(
+                state.store.clone(),
+                Arc::clone(&state.runtime),
+                Arc::clone(&state.wake_worker),
+                state.cluster.clone(),
+            ),
             store: state.store.clone(),
-            runtime: Arc::clone(&state.runtime),
-            wake_worker: Arc::clone(&state.wake_worker),
             shutdown: state.shutdown.clone(),
-            cluster: state.cluster.clone(),
         });
         router = router.merge(graphql::routes(schema));
     }

@@ -25,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use uuid::Uuid;
 
-use hookplane_spec::{self as spec, ValidatedTouchpoint};
+use hookplane_validation::{
+    ValidatedConnection, ValidatedTouchpoint, validate_connection, validate_touchpoint,
+};
 
 use crate::{schemas::SourceSchema, sync::auth::ConnectionAuth};
 
@@ -53,8 +55,9 @@ pub struct RunningConnection {
     pub auth: ConnectionAuth,
 }
 
-/// One consistent view of the organization and its published touchpoints.
-#[derive(Default)]
+/// One consistent view of the organization and its published touchpoints. Cloning it copies
+/// maps of shared handles, not compiled touchpoints.
+#[derive(Clone, Default)]
 pub struct Snapshot {
     /// The organization's slug (the `{org}` part of endpoint URLs), once a URL is registered.
     pub organization: Option<String>,
@@ -117,9 +120,22 @@ impl Snapshot {
 
     fn insert(&mut self, running: Running) {
         let running = Arc::new(running);
-        let endpoint = running.touchpoint.spec.source.endpoint.clone();
+        let endpoint = running.touchpoint.spec().source.endpoint.clone();
         self.by_endpoint.insert(endpoint, Arc::clone(&running));
         self.by_id.insert(running.id, running);
+    }
+
+    /// Forget a touchpoint (published and draft endpoints), and its connection's settings when
+    /// no other published touchpoint uses them.
+    fn remove(&mut self, id: Uuid) {
+        if let Some(running) = self.by_id.remove(&id) {
+            self.by_endpoint.retain(|_, other| other.id != id);
+            let connection = running.connection_id;
+            if !self.by_id.values().any(|r| r.connection_id == connection) {
+                self.connections.remove(&connection);
+            }
+        }
+        self.unpublished.retain(|_, other| *other != id);
     }
 }
 
@@ -231,44 +247,96 @@ impl Runtime {
             .connections()
             .await?
             .into_iter()
-            .map(|connection| (connection.id, connection.spec))
+            .map(|connection| {
+                (
+                    connection.id,
+                    validated_connection(connection.id, &connection.spec),
+                )
+            })
             .collect();
         let mut snapshot = Snapshot {
             organization,
             ..Snapshot::default()
         };
         for touchpoint in self.store.touchpoints(None).await? {
-            let published = touchpoint.published.as_ref();
-            let published_endpoint = published.map(|p| p.spec.source.endpoint.as_str());
-            if published_endpoint != Some(touchpoint.spec.source.endpoint.as_str()) {
-                snapshot
-                    .unpublished
-                    .insert(touchpoint.spec.source.endpoint.clone(), touchpoint.id);
-            }
-            let Some(published) = published else { continue };
-            let Some(connection) = connections.get(&touchpoint.connection_id) else {
-                warn!(touchpoint = %touchpoint.id, "published touchpoint has no connection");
-                continue;
-            };
-            let published = Published {
-                id: touchpoint.id,
-                connection_id: touchpoint.connection_id,
-                generation: published.generation,
-                auto_sync: touchpoint.auto_sync,
-                spec: &published.spec,
-                connection,
-            };
-            let secrets = SecretReader::Store(&self.store);
-            if let Some(running) = self.build(published, &secrets).await? {
-                if let Entry::Vacant(entry) = snapshot.connections.entry(running.connection_id) {
-                    let resolved =
-                        running_connection(running.connection_id, connection, &secrets).await?;
-                    entry.insert(Arc::new(resolved));
-                }
-                snapshot.insert(running);
-            }
+            let connection = connections.get(&touchpoint.connection_id);
+            self.add_from_store(&mut snapshot, touchpoint, connection)
+                .await?;
         }
         Ok(snapshot)
+    }
+
+    /// Recompile one touchpoint of the portal model (after a publish, an edit, an auto-sync
+    /// switch or a delete) and swap a snapshot with only that touchpoint changed, so a publish
+    /// costs one compilation however many touchpoints run. A rendered configuration is
+    /// reloaded whole: it is one connection's, and the file is the unit that changes.
+    #[tracing::instrument(skip(self))]
+    pub async fn reload_touchpoint(&self, id: Uuid) -> Result<(), ReloadError> {
+        if !matches!(self.source, Source::Store) {
+            return self.reload().await;
+        }
+        let _guard = self.reload_lock.lock().await;
+        let mut snapshot = Snapshot::clone(&self.snapshot());
+        snapshot.remove(id);
+        if let Some(touchpoint) = self.store.touchpoint(id).await? {
+            let connection = match self.store.connection(touchpoint.connection_id).await? {
+                Some(connection) => Some(validated_connection(connection.id, &connection.spec)),
+                None => None,
+            };
+            self.add_from_store(&mut snapshot, touchpoint, connection.as_ref())
+                .await?;
+        }
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(snapshot);
+        Ok(())
+    }
+
+    /// Add one touchpoint of the portal model: its draft endpoint, and its published spec
+    /// compiled when it can run. `connection` is `None` when the row is missing and
+    /// `Some(None)` when its spec does not validate.
+    async fn add_from_store(
+        &self,
+        snapshot: &mut Snapshot,
+        touchpoint: hookplane_store::Touchpoint,
+        connection: Option<&Option<ValidatedConnection>>,
+    ) -> Result<(), ReloadError> {
+        let published = touchpoint.published.as_ref();
+        let published_endpoint = published.map(|p| p.spec.source.endpoint.as_str());
+        if published_endpoint != Some(touchpoint.spec.source.endpoint.as_str()) {
+            snapshot
+                .unpublished
+                .insert(touchpoint.spec.source.endpoint.clone(), touchpoint.id);
+        }
+        let Some(published) = published else {
+            return Ok(());
+        };
+        let Some(connection) = connection else {
+            warn!(touchpoint = %touchpoint.id, "published touchpoint has no connection");
+            return Ok(());
+        };
+        let Some(connection) = connection else {
+            return Ok(());
+        };
+        let published = Published {
+            id: touchpoint.id,
+            connection_id: touchpoint.connection_id,
+            generation: published.generation,
+            auto_sync: touchpoint.auto_sync,
+            spec: &published.spec,
+            connection,
+        };
+        let secrets = SecretReader::Store(&self.store);
+        if let Some(running) = self.build(published, &secrets).await? {
+            if let Entry::Vacant(entry) = snapshot.connections.entry(running.connection_id) {
+                let resolved =
+                    running_connection(running.connection_id, connection.spec(), &secrets).await?;
+                entry.insert(Arc::new(resolved));
+            }
+            snapshot.insert(running);
+        }
+        Ok(())
     }
 
     async fn load_from_rendered(&self, source: &RenderedSource) -> Result<Snapshot, ReloadError> {
@@ -313,6 +381,9 @@ impl Runtime {
             ..Snapshot::default()
         };
         let secrets = SecretReader::Files(&source.secrets_dir);
+        let Some(connection) = validated_connection(connection_id, &config.connection.spec) else {
+            return Ok(snapshot);
+        };
         let running_connection =
             running_connection(connection_id, &config.connection.spec, &secrets).await?;
         snapshot
@@ -325,7 +396,7 @@ impl Runtime {
                 generation: external.generation,
                 auto_sync: external.spec.auto_sync,
                 spec: &external.spec,
-                connection: &config.connection.spec,
+                connection: &connection,
             };
             if let Some(running) = self.build(published, &secrets).await? {
                 snapshot.insert(running);
@@ -343,7 +414,7 @@ impl Runtime {
     ) -> Result<Option<Running>, StoreError> {
         let id = published.id;
         let spec = published.spec;
-        let validated = match spec::validate(spec, published.connection) {
+        let validated = match validate_touchpoint(spec, published.connection) {
             Ok(validated) => validated,
             Err(errors) => {
                 warn!(touchpoint = %id, ?errors, "published spec no longer validates; not running it");
@@ -423,7 +494,19 @@ struct Published<'a> {
     generation: i64,
     auto_sync: bool,
     spec: &'a TouchpointSpec,
-    connection: &'a ConnectionSpec,
+    connection: &'a ValidatedConnection,
+}
+
+/// A connection through the one validation; `None` (with a warning) when it cannot run, so
+/// none of its touchpoints runs either.
+fn validated_connection(id: Uuid, spec: &ConnectionSpec) -> Option<ValidatedConnection> {
+    match validate_connection(spec) {
+        Ok(validated) => Some(validated),
+        Err(errors) => {
+            warn!(connection = %id, ?errors, "the connection's spec does not validate; not running its touchpoints");
+            None
+        }
+    }
 }
 
 /// Where secret values are read: the store's write-only secrets, or files mounted from

@@ -206,7 +206,7 @@ pub fn published_touchpoint(
         observed_generation: generation,
         endpoint_url: observed.settings.endpoint_url(
             observed.connection.namespace(),
-            &touchpoint.spec.source.endpoint,
+            &touchpoint.touchpoint.spec().source.endpoint,
         ),
         backlog: match observed.backlog {
             Some(backlog) => Some(backlog.get(&touchpoint.id).copied().unwrap_or(0)),

@@ -8,9 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hookplane_crds::{
-    Connection, ConnectionSpec, SecretKeyRef, Touchpoint, TouchpointSpec, identity,
-};
+use hookplane_crds::{Connection, ConnectionSpec, SecretKeyRef, Touchpoint, identity};
+use hookplane_validation::{SpecError, ValidatedConnection, ValidatedTouchpoint};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::ResourceExt;
 
@@ -44,7 +43,7 @@ pub struct Validated {
     uid: String,
     id: String,
     generation: Option<i64>,
-    spec: ConnectionSpec,
+    connection: ValidatedConnection,
     touchpoints: Vec<ValidTouchpoint>,
     rejected: Vec<RejectedTouchpoint>,
     secrets: BTreeMap<String, BTreeMap<String, ByteString>>,
@@ -60,7 +59,8 @@ pub struct ValidTouchpoint {
     pub generation: i64,
     /// The generation the rendered configuration carries ([`identity::published_generation`]).
     pub published_generation: i64,
-    pub spec: TouchpointSpec,
+    /// The spec, as the one validation (`hookplane_validation`) accepted it.
+    pub touchpoint: ValidatedTouchpoint,
 }
 
 /// A touchpoint left out of the running configuration, and why.
@@ -94,7 +94,7 @@ impl Validated {
     }
 
     pub fn spec(&self) -> &ConnectionSpec {
-        &self.spec
+        self.connection.spec()
     }
 
     /// The touchpoints that run, sorted by name.
@@ -139,13 +139,14 @@ pub fn validate(
             ),
         ));
     }
-    hookplane_spec::validate_connection(spec).map_err(|errors| {
-        let reason = match errors.first().map(|e| e.field.as_str()) {
-            Some("destinationBaseUrl") => "InvalidDestinationBaseUrl",
-            _ => "InvalidConnection",
-        };
-        Problem::new(reason, all_of(&errors))
-    })?;
+    let validated_connection =
+        hookplane_validation::validate_connection(spec).map_err(|errors| {
+            let reason = match errors.first().map(|e| e.field.as_str()) {
+                Some("destinationBaseUrl") => "InvalidDestinationBaseUrl",
+                _ => "InvalidConnection",
+            };
+            Problem::new(reason, all_of(&errors))
+        })?;
     let mut used_secrets = BTreeSet::new();
     for credential in &spec.credentials {
         check_secret(&credential.secret_key_ref, secrets, "credential")?;
@@ -163,8 +164,8 @@ pub fn validate(
     let mut rejected = Vec::new();
     for touchpoint in sorted {
         let name = touchpoint.name_any();
-        let checked = check_touchpoint(touchpoint, spec, secrets).and_then(|()| {
-            match endpoints.get(touchpoint.spec.source.endpoint.as_str()) {
+        let checked = check_touchpoint(touchpoint, &validated_connection, secrets).and_then(
+            |validated| match endpoints.get(touchpoint.spec.source.endpoint.as_str()) {
                 Some(owner) => Err(Problem::new(
                     "EndpointConflict",
                     format!(
@@ -172,11 +173,11 @@ pub fn validate(
                         touchpoint.spec.source.endpoint
                     ),
                 )),
-                None => Ok(()),
-            }
-        });
+                None => Ok(validated),
+            },
+        );
         match checked {
-            Ok(()) => {
+            Ok(validated) => {
                 endpoints.insert(&touchpoint.spec.source.endpoint, name.clone());
                 if let Some(verification) = &touchpoint.spec.source.verification {
                     used_secrets.extend(verification.secret_refs().map(|r| r.name.clone()));
@@ -186,7 +187,7 @@ pub fn validate(
                     id: identity::hookplane_id(&touchpoint.metadata).unwrap_or_default(),
                     generation: touchpoint.metadata.generation.unwrap_or(1),
                     published_generation: identity::published_generation(&touchpoint.metadata),
-                    spec: touchpoint.spec.clone(),
+                    touchpoint: validated,
                 });
             }
             Err(problem) => rejected.push(RejectedTouchpoint { name, problem }),
@@ -211,7 +212,7 @@ pub fn validate(
         uid,
         id,
         generation: connection.metadata.generation,
-        spec: spec.clone(),
+        connection: validated_connection,
         touchpoints: valid,
         rejected,
         secrets,
@@ -261,38 +262,29 @@ fn check_connection_name(name: &str) -> Result<(), Problem> {
     }
 }
 
+/// The one validation's verdict on a touchpoint ([`hookplane_validation::validate_touchpoint`]),
+/// so the operator never renders a touchpoint the receivers and workers would refuse to run;
+/// then its verification Secrets must exist.
 fn check_touchpoint(
     touchpoint: &Touchpoint,
-    connection: &ConnectionSpec,
+    connection: &ValidatedConnection,
     secrets: &BTreeMap<String, Secret>,
-) -> Result<(), Problem> {
-    let spec = &touchpoint.spec;
-    let app = hookplane_sources::app(&spec.source.app).ok_or_else(|| {
-        Problem::new(
-            "UnknownSourceApp",
-            format!("source.app {:?} is not in the app catalog", spec.source.app),
-        )
-    })?;
-    let verification = spec.source.verification.clone().unwrap_or_default();
-    app.validate(&verification).map_err(|error| {
-        Problem::new(
-            "InvalidVerification",
-            format!("source.verification: {error}"),
-        )
-    })?;
-    for reference in verification.secret_refs() {
-        check_secret(reference, secrets, "verification")?;
+) -> Result<ValidatedTouchpoint, Problem> {
+    let validated = hookplane_validation::validate_touchpoint(&touchpoint.spec, connection)
+        .map_err(|errors| spec_problem(&errors))?;
+    if let Some(verification) = &touchpoint.spec.source.verification {
+        for reference in verification.secret_refs() {
+            check_secret(reference, secrets, "verification")?;
+        }
     }
-    hookplane_spec::validate(spec, connection)
-        .map(drop)
-        .map_err(|errors| spec_problem(&errors))
+    Ok(validated)
 }
 
-/// The data plane's own verdict on a spec ([`hookplane_spec::validate`]), so the operator
-/// never renders a touchpoint the receivers and workers would refuse to run. The reason
-/// follows the first problem; the message lists them all.
-fn spec_problem(errors: &[hookplane_spec::SpecError]) -> Problem {
+/// The reason follows the first problem; the message lists them all.
+fn spec_problem(errors: &[SpecError]) -> Problem {
     let reason = match errors.first().map(|e| (e.code, e.field.as_str())) {
+        Some(("UNKNOWN_APP", _)) => "UnknownSourceApp",
+        Some((_, "source.verification")) => "InvalidVerification",
         Some(("INVALID_MAPPING", _)) => "InvalidMapping",
         Some(("INVALID_FILTER", _)) => "InvalidFilter",
         Some(("INVALID_ORDERING", _)) => "InvalidOrdering",
@@ -304,7 +296,7 @@ fn spec_problem(errors: &[hookplane_spec::SpecError]) -> Problem {
 }
 
 /// Every problem of a spec, in one message.
-fn all_of(errors: &[hookplane_spec::SpecError]) -> String {
+fn all_of(errors: &[SpecError]) -> String {
     errors
         .iter()
         .map(ToString::to_string)

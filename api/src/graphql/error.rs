@@ -1,88 +1,11 @@
 //! GraphQL errors with a stable `extensions.code`.
 
 use async_graphql::{ErrorExtensions, Value as GqlValue};
-use hookplane_dataplane::runtime::ReloadError;
-use hookplane_store::StoreError;
 
-use hookplane_spec::SpecError;
-
-/// An error a resolver returns; converted once, into a GraphQL error with `extensions.code`.
-///
-/// Deliberately not `Display`: async-graphql converts any `Display` error into a GraphQL
-/// error without a code, so this type can only leave a resolver through its `From` below.
-#[derive(Clone, Debug)]
-pub enum ApiError {
-    Invalid { code: &'static str, message: String },
-    Spec(Vec<SpecError>),
-}
-
-fn summary(errors: &[SpecError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-impl ApiError {
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn message(&self) -> String {
-        match self {
-            Self::Invalid { message, .. } => message.clone(),
-            Self::Spec(errors) => format!("the spec is invalid: {}", summary(errors)),
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Invalid { code, .. } => code,
-            Self::Spec(errors) => errors.first().map_or("INVALID_INPUT", |e| e.code),
-        }
-    }
-}
-
-/// Storage errors that are the client's doing keep their code and message; any other is
-/// logged here and reaches the client as `STORAGE_ERROR` without database details.
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        let code = error.code();
-        let message = if code == "STORAGE_ERROR" {
-            tracing::error!(error = %error, source = ?std::error::Error::source(&error), "storage error in the API");
-            "a storage error occurred; it has been logged".to_owned()
-        } else {
-            error.to_string()
-        };
-        Self::Invalid { code, message }
-    }
-}
-
-impl From<ReloadError> for ApiError {
-    fn from(error: ReloadError) -> Self {
-        match error {
-            ReloadError::Store(store) => store.into(),
-            other => {
-                tracing::error!(error = %other, "reloading the running configuration");
-                Self::Invalid {
-                    code: "RELOAD_FAILED",
-                    message: "the running configuration could not be reloaded; it has been logged"
-                        .to_owned(),
-                }
-            }
-        }
-    }
-}
-
-impl From<Vec<SpecError>> for ApiError {
-    fn from(errors: Vec<SpecError>) -> Self {
-        Self::Spec(errors)
-    }
-}
+/// An error a resolver returns: the portal's, converted once (below) into a GraphQL error
+/// with `extensions.code`. It is deliberately not `Display`: async-graphql converts any
+/// `Display` error into a GraphQL error without a code.
+pub use crate::portal::PortalError as ApiError;
 
 impl From<ApiError> for async_graphql::Error {
     fn from(error: ApiError) -> Self {

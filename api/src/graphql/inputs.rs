@@ -1,12 +1,13 @@
 //! Input types: the touchpoint wizard's steps in one input, turned into a `TouchpointSpec`.
 //!
-//! Secret values arrive here and nowhere else: they are split off into [`SecretWrites`] and
+//! Secret values arrive here and nowhere else: they are split off into `SecretWrites` and
 //! the spec keeps only references to them.
 
 use async_graphql::{ID, InputObject};
 use hookplane_crds as crds;
 
 use super::types::{HttpMethod, OrderingFailure, PayloadFormat};
+use crate::portal::SecretWrites;
 
 #[derive(InputObject)]
 pub struct RegisterUrlInput {
@@ -199,9 +200,58 @@ pub struct UpdateTouchpointInput {
     pub ordering: Option<OrderingInput>,
 }
 
-/// Secret values to store once the spec that references them is stored.
-#[derive(Default)]
-pub struct SecretWrites(pub Vec<(crds::SecretKeyRef, String)>);
+impl UpdateTouchpointInput {
+    /// Apply the fields given to a copy of touchpoint `id`'s draft; new secret values are
+    /// written under the touchpoint's Secret name.
+    pub fn apply(
+        self,
+        id: uuid::Uuid,
+        spec: &mut crds::TouchpointSpec,
+        secrets: &mut SecretWrites,
+    ) {
+        let Self {
+            id: _,
+            name,
+            help_url,
+            show_in_agent,
+            source,
+            destination,
+            mapping,
+            filter,
+            delivery,
+            ordering,
+        } = self;
+        if let Some(name) = name {
+            spec.name = name;
+        }
+        if let Some(help_url) = help_url {
+            spec.help_url = Some(help_url).filter(|u| !u.is_empty());
+        }
+        if let Some(show) = show_in_agent {
+            spec.show_in_agent = show;
+        }
+        if let Some(source) = source {
+            let secret_name = format!("touchpoint-{id}");
+            let previous = spec.source.verification.clone();
+            spec.source = source.into_spec(&secret_name, previous.as_ref(), secrets);
+        }
+        if let Some(destination) = destination {
+            spec.destination = destination.into();
+        }
+        if let Some(mapping) = mapping {
+            spec.mapping = mapping.into();
+        }
+        if let Some(filter) = filter {
+            spec.filter = Some(filter).filter(|f| !f.trim().is_empty());
+        }
+        if let Some(delivery) = delivery {
+            spec.delivery = delivery.into_spec();
+        }
+        if let Some(ordering) = ordering {
+            spec.ordering = ordering.into_spec();
+        }
+    }
+}
 
 impl SourceInput {
     /// The source spec, with secrets written under `secret_name` (keys `secret`,

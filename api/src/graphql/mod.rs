@@ -10,8 +10,6 @@ mod query;
 mod subscription;
 mod types;
 
-use std::sync::Arc;
-
 use async_graphql::{
     Schema,
     http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
@@ -19,26 +17,29 @@ use async_graphql::{
 use async_graphql_axum::{GraphQL, GraphQLProtocol, GraphQLWebSocket};
 use axum::{Router, extract::WebSocketUpgrade, response::Html, routing::get};
 use hookplane_store::Store;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use hookplane_dataplane::runtime::Runtime;
-
-use crate::cluster::Cluster;
+use crate::portal::Portal;
 pub use error::ApiError;
+use error::ApiResult;
 
 pub type HookplaneSchema =
     Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
-/// What resolvers reach through `ctx.data()`.
+/// What resolvers reach through `ctx.data()`: the portal's use cases for every change, the
+/// store for reads, and the shutdown token that ends subscriptions.
 #[derive(Clone)]
 pub struct ApiContext {
+    pub portal: Portal,
     pub store: Store,
-    pub runtime: Arc<Runtime>,
-    pub wake_worker: Arc<Notify>,
     pub shutdown: CancellationToken,
-    /// Cluster mode: publishing applies resources, secrets become Kubernetes Secrets.
-    pub cluster: Option<Cluster>,
+}
+
+/// The context every resolver needs. The schema is only built with one ([`schema`]), so a
+/// missing one is a bug in this crate, answered as `INTERNAL` rather than a panic.
+fn context<'a>(ctx: &async_graphql::Context<'a>) -> ApiResult<&'a ApiContext> {
+    ctx.data::<ApiContext>()
+        .map_err(|_| ApiError::invalid("INTERNAL", "the API has no context"))
 }
 
 /// Build the schema around its context.

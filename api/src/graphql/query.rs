@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use hookplane_store::{EventQuery, LogQuery};
 
 use super::{
-    ApiContext,
+    ApiContext, context,
     error::{ApiError, ApiResult, parse_id},
     types::{
         App, BucketEntry, Connection, EventStatus, LogEntry, LogLevel, Organization,
@@ -19,7 +19,7 @@ pub struct QueryRoot;
 impl QueryRoot {
     /// The organization and its registered URL; null until `registerUrl`.
     async fn organization(&self, ctx: &Context<'_>) -> ApiResult<Option<Organization>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         Ok(api.store.organization().await?.map(Organization))
     }
 
@@ -33,7 +33,7 @@ impl QueryRoot {
 
     /// Every stored source schema.
     async fn schemas(&self, ctx: &Context<'_>) -> ApiResult<Vec<SchemaDocument>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         Ok(api
             .store
             .schemas()
@@ -44,12 +44,12 @@ impl QueryRoot {
     }
 
     async fn schema(&self, ctx: &Context<'_>, name: String) -> ApiResult<Option<SchemaDocument>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         Ok(api.store.schema(&name).await?.map(SchemaDocument))
     }
 
     async fn connections(&self, ctx: &Context<'_>) -> ApiResult<Vec<Connection>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         Ok(api
             .store
             .connections()
@@ -60,13 +60,13 @@ impl QueryRoot {
     }
 
     async fn connection(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Connection>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let id = parse_id(&id, "connection")?;
         Ok(api.store.connection(id).await?.map(Connection))
     }
 
     async fn touchpoint(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Touchpoint>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let id = parse_id(&id, "touchpoint")?;
         Ok(api.store.touchpoint(id).await?.map(Touchpoint))
     }
@@ -77,7 +77,7 @@ impl QueryRoot {
         ctx: &Context<'_>,
         connection_id: Option<ID>,
     ) -> ApiResult<Vec<Touchpoint>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let connection_id = connection_id
             .map(|id| parse_id(&id, "connection"))
             .transpose()?;
@@ -87,7 +87,7 @@ impl QueryRoot {
 
     /// One resync-bucket entry.
     async fn bucket_entry(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<BucketEntry>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let id = parse_id(&id, "event")?;
         Ok(api.store.event(id).await?.map(BucketEntry))
     }
@@ -105,7 +105,7 @@ impl QueryRoot {
         #[graphql(default = 50, validator(minimum = 1, maximum = 500))] first: u64,
         after: Option<String>,
     ) -> ApiResult<Page<String, BucketEntry>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let touchpoint_id = existing_touchpoint(api, &touchpoint_id).await?;
         let after = parse_cursor(after)?;
         let page = api
@@ -137,7 +137,7 @@ impl QueryRoot {
         #[graphql(default = 50, validator(minimum = 1, maximum = 500))] first: u64,
         after: Option<String>,
     ) -> ApiResult<Page<String, LogEntry>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let touchpoint_id = existing_touchpoint(api, &touchpoint_id).await?;
         let event_id = event_id.map(|id| parse_id(&id, "event")).transpose()?;
         let after = parse_cursor(after)?;

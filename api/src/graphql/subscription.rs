@@ -13,7 +13,7 @@ use hookplane_store::{Change, ChangeKind, ChangedRow, Store};
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
 use super::{
-    ApiContext,
+    ApiContext, context,
     error::{ApiError, ApiResult},
     query::existing_touchpoint,
     types::{BucketEntry, EventStatus, LogEntry},
@@ -47,7 +47,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         touchpoint_id: ID,
     ) -> Result<impl Stream<Item = ApiResult<BucketChange>> + use<>, ApiError> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let changes = changes_of(api, &touchpoint_id).await?;
         Ok(loaded(changes, api.store.clone(), load_bucket_change))
     }
@@ -58,7 +58,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         touchpoint_id: ID,
     ) -> Result<impl Stream<Item = ApiResult<LogEntry>> + use<>, ApiError> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let changes = changes_of(api, &touchpoint_id).await?;
         Ok(loaded(changes, api.store.clone(), load_log))
     }

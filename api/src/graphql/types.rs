@@ -6,7 +6,7 @@ use hookplane_store::{self as store, LogQuery};
 use serde_json::Value;
 
 use super::{
-    ApiContext,
+    context,
     error::{ApiError, ApiResult},
 };
 
@@ -172,7 +172,7 @@ impl Connection {
         self.0.spec.oauth2.as_ref().map(|o| o.token_url.as_str())
     }
     async fn touchpoints(&self, ctx: &Context<'_>) -> ApiResult<Vec<Touchpoint>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let touchpoints = api.store.touchpoints(Some(self.0.id)).await?;
         Ok(touchpoints.into_iter().map(Touchpoint).collect())
     }
@@ -424,7 +424,7 @@ impl Touchpoint {
         ID(self.0.connection_id.to_string())
     }
     async fn connection(&self, ctx: &Context<'_>) -> ApiResult<Option<Connection>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         Ok(api
             .store
             .connection(self.0.connection_id)
@@ -441,7 +441,7 @@ impl Touchpoint {
     /// The full URL to give the source app (registered URL + organization + endpoint); null
     /// until a URL is registered.
     async fn endpoint_url(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let organization = api.store.organization().await?;
         Ok(organization.map(|org| {
             format!(
@@ -492,7 +492,7 @@ impl Touchpoint {
             .is_none_or(|p| p.generation != self.0.generation)
     }
     async fn bucket_counts(&self, ctx: &Context<'_>) -> ApiResult<BucketCounts> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let counts = api.store.count_events(self.0.id).await?;
         Ok(BucketCounts {
             unprocessed: counts.unprocessed,
@@ -575,7 +575,7 @@ impl BucketEntry {
     }
     /// Every delivery attempt, oldest first.
     async fn attempt_history(&self, ctx: &Context<'_>) -> ApiResult<Vec<Attempt>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let attempts = api.store.attempts(self.0.id).await?;
         Ok(attempts.into_iter().map(Attempt).collect())
     }
@@ -585,7 +585,7 @@ impl BucketEntry {
         ctx: &Context<'_>,
         #[graphql(default = 50, validator(minimum = 1, maximum = 500))] first: u64,
     ) -> ApiResult<Vec<LogEntry>> {
-        let api = ctx.data_unchecked::<ApiContext>();
+        let api = context(ctx)?;
         let page = api
             .store
             .logs(LogQuery {

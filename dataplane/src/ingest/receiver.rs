@@ -251,7 +251,7 @@ async fn intake(
 /// `null` or fails leaves the event unordered (and says so in the server log): refusing the
 /// webhook would lose it, and the bucket still shows the payload to fix the expression on.
 fn ordering_key(running: &Running, payload: &Value) -> Option<String> {
-    let expression = running.touchpoint.ordering_key.as_ref()?;
+    let expression = running.touchpoint.ordering_key()?;
     match expression.apply(payload) {
         Ok(Value::Null) => None,
         Ok(Value::String(key)) => Some(key),

@@ -123,7 +123,7 @@ impl Processor {
     ) -> Option<Decision> {
         let generation = running.generation;
         let touchpoint = &running.touchpoint;
-        let spec = &touchpoint.spec;
+        let spec = touchpoint.spec();
         if let Some(schema) = &running.schema
             && let Err(errors) = schema.check(&event.payload)
         {
@@ -135,7 +135,7 @@ impl Processor {
             );
             return Some(permanent_failure(spec, None, message, generation));
         }
-        if let Some(filter) = &touchpoint.filter {
+        if let Some(filter) = touchpoint.filter() {
             match filter.matches(&event.payload) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -154,7 +154,7 @@ impl Processor {
                 }
             }
         }
-        let mapped = match touchpoint.mapping.apply(&event.payload) {
+        let mapped = match touchpoint.mapping().apply(&event.payload) {
             Ok(output) => Mapped(output),
             Err(error) => {
                 permit.unused();
@@ -176,7 +176,7 @@ impl Processor {
         shutdown: &CancellationToken,
     ) -> Option<Decision> {
         let generation = running.generation;
-        let spec = &running.touchpoint.spec;
+        let spec = running.touchpoint.spec();
         let Mapped(output) = mapped;
         let prepared = render(
             spec.destination.format,
@@ -185,7 +185,7 @@ impl Processor {
         )
         .map_err(|error| error_chain(&error))
         .and_then(|body| {
-            let url = running.touchpoint.destination_url.fill(&output);
+            let url = running.touchpoint.destination_url().fill(&output);
             Ok((body, url.map_err(|error| error.to_string())?))
         });
         let (body, url) = match prepared {

@@ -29,7 +29,7 @@ pub fn rendered_config(connection: &Validated) -> RenderedConfig {
                 name: t.name.clone(),
                 uid: t.id.clone(),
                 generation: t.published_generation,
-                spec: t.spec.clone(),
+                spec: t.touchpoint.spec().clone(),
             })
             .collect(),
     }

@@ -92,7 +92,7 @@ fn a_touchpoint_with_a_broken_reference_is_left_out_with_an_actionable_reason() 
     assert_eq!(rejection(relative, &secrets()).0, "InvalidDestinationUrl");
 
     // What the data plane would refuse to run is never rendered as running: the operator
-    // applies the same validation (`hookplane_spec::validate`).
+    // applies the same validation (`hookplane_validation::validate`).
     let mut template = shopify_orders();
     template.spec.destination.url = "/orders/{{ .id }}".into();
     let (reason, message) = rejection(template, &secrets());

@@ -1,10 +1,13 @@
-//! Touchpoint spec validation: the only way to a [`ValidatedTouchpoint`].
+//! Touchpoint and connection spec validation: the only way to a [`ValidatedTouchpoint`] or a
+//! [`ValidatedConnection`].
 //!
 //! Validation needs no I/O: the caller fetches the connection and hands it in. A validated
-//! touchpoint carries its compiled mapping and filter, so nothing downstream (the worker, the
-//! receiver's route table) can run a spec that did not pass here.
+//! touchpoint carries its compiled mapping, filter, ordering key and URL template, so nothing
+//! downstream (the worker, the receiver's route table, the operator's build step) can run a
+//! spec that did not pass here. Both values have private fields: they can only be made by
+//! validating.
 
-use std::sync::Arc;
+use std::{fmt, sync::Arc};
 
 use hookplane_crds::{ConnectionSpec, MappingSpec, TouchpointSpec};
 use hookplane_mapping::{Filter, Mapping};
@@ -12,17 +15,71 @@ use url::Url;
 
 use crate::template::UrlTemplate;
 
-/// A touchpoint spec that passed validation, with its jq programs compiled.
+/// A connection spec that passed [`validate_connection`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedConnection {
+    spec: Arc<ConnectionSpec>,
+}
+
+impl ValidatedConnection {
+    pub fn spec(&self) -> &ConnectionSpec {
+        &self.spec
+    }
+}
+
+/// A touchpoint spec that passed [`validate_touchpoint`], with its jq programs compiled: its
+/// source app exists and can verify with the configured settings, its mapping, filter and
+/// ordering key compile, and its destination URL template resolves against the connection.
 #[derive(Clone)]
 pub struct ValidatedTouchpoint {
-    pub spec: Arc<TouchpointSpec>,
-    pub mapping: Mapping,
-    pub filter: Option<Filter>,
+    spec: Arc<TouchpointSpec>,
+    mapping: Mapping,
+    filter: Option<Filter>,
+    ordering_key: Option<Mapping>,
+    destination_url: UrlTemplate,
+}
+
+impl ValidatedTouchpoint {
+    pub fn spec(&self) -> &TouchpointSpec {
+        &self.spec
+    }
+
+    /// The compiled mapping (rules and/or program).
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// The compiled filter; false means SKIPPED.
+    pub fn filter(&self) -> Option<&Filter> {
+        self.filter.as_ref()
+    }
+
     /// The ordering key expression, when events are ordered per key.
-    pub ordering_key: Option<Mapping>,
+    pub fn ordering_key(&self) -> Option<&Mapping> {
+        self.ordering_key.as_ref()
+    }
+
     /// The destination URL template, compiled: relative templates resolve against the
     /// connection's base URL, and placeholders are filled from the mapped output.
-    pub destination_url: UrlTemplate,
+    pub fn destination_url(&self) -> &UrlTemplate {
+        &self.destination_url
+    }
+}
+
+impl fmt::Debug for ValidatedTouchpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidatedTouchpoint")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Two validated touchpoints are equal when their specs are: everything else is compiled
+/// from the spec.
+impl PartialEq for ValidatedTouchpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.spec == other.spec
+    }
 }
 
 /// One reason a spec is invalid, with a stable code and the field it concerns.
@@ -72,12 +129,77 @@ pub fn validate_endpoint(endpoint: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// Validate a touchpoint spec against its connection and compile its jq programs.
-pub fn validate(
+/// Validate a touchpoint spec against its connection and compile its jq programs: the verdict
+/// on whether it can run (be published, rendered by the operator, loaded by the data plane).
+pub fn validate_touchpoint(
+    spec: &TouchpointSpec,
+    connection: &ValidatedConnection,
+) -> Result<ValidatedTouchpoint, Vec<SpecError>> {
+    check(spec, connection.spec(), Verdict::Run)
+}
+
+/// Whether a spec can be saved as a portal draft: everything [`validate_touchpoint`] checks
+/// except that the source's verification is complete (a draft may wait for its secret; it is
+/// not published without it). The draft's jq programs come compiled, for previews.
+pub fn check_draft(
+    spec: &TouchpointSpec,
+    connection: &ValidatedConnection,
+) -> Result<DraftTouchpoint, Vec<SpecError>> {
+    check(spec, connection.spec(), Verdict::Draft).map(DraftTouchpoint)
+}
+
+/// A draft that passed [`check_draft`]: its mapping, filter and ordering key can be previewed,
+/// but it is not a [`ValidatedTouchpoint`] and nothing runs it.
+pub struct DraftTouchpoint(ValidatedTouchpoint);
+
+impl DraftTouchpoint {
+    pub fn mapping(&self) -> &Mapping {
+        self.0.mapping()
+    }
+
+    pub fn filter(&self) -> Option<&Filter> {
+        self.0.filter()
+    }
+
+    pub fn ordering_key(&self) -> Option<&Mapping> {
+        self.0.ordering_key()
+    }
+}
+
+/// Which verdict a check gives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Draft,
+    Run,
+}
+
+fn check(
     spec: &TouchpointSpec,
     connection: &ConnectionSpec,
+    verdict: Verdict,
 ) -> Result<ValidatedTouchpoint, Vec<SpecError>> {
     let mut errors = Vec::new();
+    match hookplane_sources::app(&spec.source.app) {
+        None => errors.push(SpecError::new(
+            "UNKNOWN_APP",
+            "source.app",
+            format!(
+                "{:?} is not in the app catalog (query `apps`)",
+                spec.source.app
+            ),
+        )),
+        Some(app) if verdict == Verdict::Run => {
+            let verification = spec.source.verification.clone().unwrap_or_default();
+            if let Err(error) = app.validate(&verification) {
+                errors.push(SpecError::new(
+                    error.code(),
+                    "source.verification",
+                    error.to_string(),
+                ));
+            }
+        }
+        Some(_) => {}
+    }
     if spec.name.trim().is_empty() {
         errors.push(SpecError::new(
             "INVALID_INPUT",
@@ -190,7 +312,7 @@ pub fn validate(
 }
 
 /// Validate a connection spec: names, apps in the catalog, URLs, credentials and limits.
-pub fn validate_connection(spec: &ConnectionSpec) -> Result<(), Vec<SpecError>> {
+pub fn validate_connection(spec: &ConnectionSpec) -> Result<ValidatedConnection, Vec<SpecError>> {
     let mut errors = Vec::new();
     if spec.name.trim().is_empty() {
         errors.push(SpecError::new(
@@ -271,7 +393,9 @@ pub fn validate_connection(spec: &ConnectionSpec) -> Result<(), Vec<SpecError>> 
         ));
     }
     if errors.is_empty() {
-        Ok(())
+        Ok(ValidatedConnection {
+            spec: Arc::new(spec.clone()),
+        })
     } else {
         Err(errors)
     }
@@ -298,12 +422,12 @@ fn resolve_destination(url: &str, connection: &ConnectionSpec) -> Result<UrlTemp
 
 #[cfg(test)]
 mod tests {
-    use hookplane_crds::{DestinationSpec, MappingRule, SourceSpec};
+    use hookplane_crds::{DestinationSpec, MappingRule, SourceSpec, VerificationSpec};
 
     use super::*;
 
-    fn connection() -> ConnectionSpec {
-        ConnectionSpec {
+    fn connection() -> ValidatedConnection {
+        validate_connection(&ConnectionSpec {
             name: "shop to erp".into(),
             source_app: "generic".into(),
             destination_app: "generic".into(),
@@ -315,7 +439,8 @@ mod tests {
             limits: Default::default(),
             receiver: Default::default(),
             worker: Default::default(),
-        }
+        })
+        .expect("a valid connection")
     }
 
     fn spec() -> TouchpointSpec {
@@ -325,6 +450,10 @@ mod tests {
             source: SourceSpec {
                 app: "generic".into(),
                 endpoint: "shop/orders".into(),
+                verification: Some(VerificationSpec {
+                    scheme: Some("none".into()),
+                    ..VerificationSpec::default()
+                }),
                 ..SourceSpec::default()
             },
             destination: DestinationSpec {
@@ -344,10 +473,10 @@ mod tests {
 
     #[test]
     fn a_valid_spec_resolves_its_relative_destination() {
-        let valid = validate(&spec(), &connection()).expect("valid");
+        let valid = validate_touchpoint(&spec(), &connection()).expect("valid");
         assert_eq!(
             valid
-                .destination_url
+                .destination_url()
                 .fill(&serde_json::Value::Null)
                 .expect("no placeholders")
                 .as_str(),
@@ -359,15 +488,15 @@ mod tests {
     fn destination_url_templates_are_checked_at_validation() {
         let mut templated = spec();
         templated.destination.url = "orders/{.id}?email={.customer.email}".into();
-        let valid = validate(&templated, &connection()).expect("valid");
+        let valid = validate_touchpoint(&templated, &connection()).expect("valid");
         let url = valid
-            .destination_url
+            .destination_url()
             .fill(&serde_json::json!({"id": 7, "customer": {"email": "a@b.c"}}))
             .expect("filled");
         assert_eq!(url.as_str(), "http://erp.local/api/orders/7?email=a%40b.c");
         for bad in ["orders/{.id", "orders/{id}", "http://{.host}/x", "orders/}"] {
             templated.destination.url = bad.into();
-            let errors = validate(&templated, &connection()).err().expect("invalid");
+            let errors = validate_touchpoint(&templated, &connection()).expect_err("invalid");
             assert_eq!(errors.len(), 1, "{bad}");
             assert_eq!(errors[0].code, "INVALID_URL", "{bad}");
             assert_eq!(errors[0].field, "destination.url", "{bad}");
@@ -403,7 +532,7 @@ mod tests {
         bad.destination.url = "ftp://x".into();
         bad.delivery.max_attempts = 0;
         assert_eq!(
-            codes(validate(&bad, &connection())),
+            codes(validate_touchpoint(&bad, &connection())),
             vec![
                 "INVALID_INPUT",
                 "INVALID_ENDPOINT",
@@ -419,15 +548,40 @@ mod tests {
     fn xml_root_must_be_an_element_name() {
         let mut xml = spec();
         xml.destination.xml_root = Some("Order".into());
-        assert!(validate(&xml, &connection()).is_ok());
+        assert!(validate_touchpoint(&xml, &connection()).is_ok());
         xml.destination.xml_root = Some("1 order".into());
-        assert_eq!(codes(validate(&xml, &connection())), vec!["INVALID_INPUT"]);
+        assert_eq!(
+            codes(validate_touchpoint(&xml, &connection())),
+            vec!["INVALID_INPUT"]
+        );
     }
 
     #[test]
     fn relative_destination_needs_a_base_url() {
-        let mut conn = connection();
+        let mut conn = connection().spec().clone();
         conn.destination_base_url = None;
-        assert_eq!(codes(validate(&spec(), &conn)), vec!["INVALID_URL"]);
+        let conn = validate_connection(&conn).expect("valid without a base URL");
+        assert_eq!(
+            codes(validate_touchpoint(&spec(), &conn)),
+            vec!["INVALID_URL"]
+        );
+    }
+
+    #[test]
+    fn a_draft_may_wait_for_its_secret_but_cannot_run_without_it() {
+        let mut unsigned = spec();
+        unsigned.source.app = "shopify".into();
+        unsigned.source.verification = None;
+        assert!(check_draft(&unsigned, &connection()).is_ok());
+        assert_eq!(
+            codes(validate_touchpoint(&unsigned, &connection())),
+            vec!["SECRET_REQUIRED"]
+        );
+        unsigned.source.app = "shopfy".into();
+        let Err(errors) = check_draft(&unsigned, &connection()) else {
+            panic!("an unknown app is refused");
+        };
+        assert_eq!(errors[0].code, "UNKNOWN_APP");
+        assert_eq!(errors[0].field, "source.app");
     }
 }

@@ -1,0 +1,74 @@
+//! Source schemas: JSON Schema documents payloads are validated against.
+
+use hookplane_dataplane::schemas::{self, SourceSchema};
+use hookplane_store::Schema;
+use serde_json::Value;
+
+use super::{Portal, PortalError, PortalResult};
+
+impl Portal {
+    /// Store a JSON Schema (draft 2020-12) for a source entity; replaces one of that name.
+    pub async fn import_schema(&self, name: &str, document: Value) -> PortalResult<Schema> {
+        check_schema_name(name)?;
+        SourceSchema::compile(name, &document)
+            .map_err(|error| PortalError::invalid("INVALID_SCHEMA", error))?;
+        let schema = self.store.put_schema(name, document).await?;
+        self.runtime.reload().await?;
+        Ok(schema)
+    }
+
+    /// Infer a JSON Schema from a sample payload and store it under `name`.
+    pub async fn infer_schema(&self, name: &str, sample: &Value) -> PortalResult<Schema> {
+        check_schema_name(name)?;
+        let document = schemas::infer(name, sample);
+        let schema = self.store.put_schema(name, document).await?;
+        self.runtime.reload().await?;
+        Ok(schema)
+    }
+
+    /// Delete a schema no touchpoint uses (as a draft or as published).
+    pub async fn delete_schema(&self, name: &str) -> PortalResult<()> {
+        let users: Vec<String> = self
+            .store
+            .touchpoints(None)
+            .await?
+            .into_iter()
+            .filter(|t| {
+                t.spec.source.schema.as_deref() == Some(name)
+                    || t.published
+                        .as_ref()
+                        .and_then(|p| p.spec.source.schema.as_deref())
+                        == Some(name)
+            })
+            .map(|t| t.spec.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(PortalError::invalid(
+                "SCHEMA_IN_USE",
+                format!("touchpoints use this schema: {}", users.join(", ")),
+            ));
+        }
+        if !self.store.delete_schema(name).await? {
+            return Err(PortalError::invalid(
+                "SCHEMA_NOT_FOUND",
+                format!("no schema {name:?}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_schema_name(name: &str) -> PortalResult<()> {
+    let valid = (1..=100).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(PortalError::invalid(
+            "INVALID_SCHEMA",
+            "a schema name is 1-100 characters of letters, digits, '_', '-' and '.'",
+        ))
+    }
+}
