@@ -3,7 +3,9 @@
 //! the acknowledgement to answer, and what a portal must render to configure the app.
 //!
 //! Guarantees to the receiver: `parse` is only reachable with a `Verified` request (see
-//! `receive`); every event has a non-empty de-duplication key prefixed with its kind
+//! `receive`), and a [`ParsedEvent`] only comes out of `parse`: its fields are private, only
+//! this crate builds one, and `SourceApp` is sealed (only the catalog's apps implement it), so
+//! a `ParsedEvent` anywhere else was verified and parsed here. Every event has a non-empty de-duplication key prefixed with its kind
 //! (`shopify-webhook:`, `webhook-id:`, `sha256:` …) so keys of different kinds never collide,
 //! and keys are at most `MAX_KEY_LEN` bytes; replies for the same delivery are byte-identical,
 //! so a duplicate answers exactly what the first delivery got.
@@ -37,15 +39,37 @@ pub enum Kind {
     Ping,
 }
 
-/// One event parsed from a delivery.
+/// One event parsed from a verified delivery: only [`SourceApp::parse`] makes one, so holding
+/// one proves the delivery it came from passed its app's verifier (the store accepts events
+/// only as `ParsedEvent`s).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParsedEvent {
+    pub(crate) payload: Value,
+    pub(crate) dedupe_key: String,
+    pub(crate) topic: Option<String>,
+}
+
+impl ParsedEvent {
     /// The event's JSON payload, by the convention in `PAYLOADS.md`.
-    pub payload: Value,
-    /// Key identifying the event across redeliveries.
-    pub dedupe_key: String,
+    pub fn payload(&self) -> &Value {
+        &self.payload
+    }
+
+    /// Key identifying the event across redeliveries: non-empty, prefixed with its kind, at
+    /// most [`MAX_KEY_LEN`] bytes.
+    pub fn dedupe_key(&self) -> &str {
+        &self.dedupe_key
+    }
+
     /// The app's name for the kind of event (`orders/create`, `store/order/created`, …).
-    pub topic: Option<String>,
+    pub fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    /// The payload, giving the event up (for storing it).
+    pub fn into_payload(self) -> Value {
+        self.payload
+    }
 }
 
 /// What the receiver did with a delivery, for the acknowledgement.
@@ -201,8 +225,10 @@ pub enum FieldKind {
 }
 
 /// A source app: how its deliveries are verified, parsed, de-duplicated and acknowledged.
-/// Adding an app is one module implementing this trait plus a line in the catalog.
-pub trait SourceApp: Send + Sync {
+/// Adding an app is one module implementing this trait (and `sealed::Sealed`) plus a line in
+/// the catalog. Sealed: an app outside this crate could "verify" anything and so mint
+/// `ParsedEvent`s through the default `parse`.
+pub trait SourceApp: Send + Sync + sealed::Sealed {
     /// Catalog id.
     fn id(&self) -> &'static str;
 
@@ -257,6 +283,12 @@ pub trait SourceApp: Send + Sync {
     fn reject(&self, rejection: &Rejection) -> Reply {
         rejection.json_reply()
     }
+}
+
+pub(crate) mod sealed {
+    /// Implemented by the catalog's apps only: keeps [`super::SourceApp`] closed to other
+    /// crates.
+    pub trait Sealed {}
 }
 
 /// `sha256:<hex>` of the raw body: the key for apps that send no delivery id.

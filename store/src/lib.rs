@@ -6,6 +6,8 @@
 //! queue, with the attempt history of each) and its log bucket.
 //!
 //! Guarantees to the next step:
+//! - Only a verified, parsed event gets in: a [`NewEvent`] is made only from a
+//!   `hookplane_sources::ParsedEvent`, which only that crate's verify-then-parse chain makes.
 //! - [`Store::append_events`] returns only after the events are committed (SQLite:
 //!   `synchronous=FULL` in WAL mode, so committed means on disk). Appends, log appends and
 //!   outcome records go through one group-commit writer (module `writer`): concurrent callers share

@@ -195,13 +195,10 @@ async fn intake(
     let headers = headers_json(request.headers);
     let new_events = events
         .into_iter()
-        .map(|event| NewEvent {
-            touchpoint_id,
-            headers: headers.clone(),
-            raw_body: request.body.to_vec(),
-            ordering_key: ordering_key(running, &event.payload),
-            payload: event.payload,
-            dedupe_key: Some(event.dedupe_key),
+        .map(|event| {
+            let key = ordering_key(running, event.payload());
+            NewEvent::received(touchpoint_id, event, headers.clone(), request.body.to_vec())
+                .with_ordering_key(key)
         })
         .collect();
     // One commit holds the events and their intake log entries: the webhook is acknowledged

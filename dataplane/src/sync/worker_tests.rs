@@ -5,21 +5,22 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use axum::{
     Router,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, StatusCode, Uri},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header::CONTENT_TYPE},
     response::{IntoResponse, Response},
     routing::{any, post},
 };
 use hookplane_crds::{
     ConnectionSpec, DeliveryPolicy, DestinationLimits, DestinationSpec, OAuth2Spec, PayloadFormat,
-    SecretKeyRef, SourceSpec, TouchpointSpec,
+    SecretKeyRef, SourceSpec, TouchpointSpec, VerificationSpec,
 };
+use hookplane_sources::{Incoming, Limits, Received, ResolvedSecrets, VerifierConfig};
 use hookplane_store::{Event, EventStatus, NewEvent, Store, StoreOptions};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -103,6 +104,7 @@ impl Env {
             source: SourceSpec {
                 app: "generic".into(),
                 endpoint: endpoint.into(),
+                verification: Some(no_verification()),
                 ..SourceSpec::default()
             },
             destination,
@@ -124,14 +126,7 @@ impl Env {
     ) -> Vec<Uuid> {
         let events = payloads
             .into_iter()
-            .map(|payload| NewEvent {
-                touchpoint_id: touchpoint,
-                headers: json!({}),
-                raw_body: payload.to_string().into_bytes(),
-                payload,
-                dedupe_key: None,
-                ordering_key: None,
-            })
+            .map(|payload| received(touchpoint, &payload))
             .collect();
         let appended = self.store.append_events(events).await.expect("append");
         self.wake.notify_one();
@@ -171,6 +166,43 @@ impl Env {
             .with_label_values(&[reason])
             .get()
     }
+}
+
+/// The generic app's explicit "accept anything": what the test touchpoints publish, and what
+/// their events are received with.
+fn no_verification() -> VerificationSpec {
+    VerificationSpec {
+        scheme: Some("none".into()),
+        ..VerificationSpec::default()
+    }
+}
+
+/// `payload` as intake stores it: a JSON body with a fresh `webhook-id`, through a real
+/// `hookplane_sources::receive` (the `generic` app, verification `none`).
+fn received(touchpoint: Uuid, payload: &Value) -> NewEvent {
+    let delivery_id = Uuid::now_v7().to_string();
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        "webhook-id",
+        HeaderValue::from_str(&delivery_id).expect("a UUID is a header value"),
+    );
+    let body = payload.to_string().into_bytes();
+    let config = VerifierConfig::new(no_verification(), ResolvedSecrets::new());
+    let app = hookplane_sources::app("generic").expect("the generic app is in the catalog");
+    let received = hookplane_sources::receive(
+        app,
+        Incoming::post(&headers, &body),
+        &config,
+        &Limits::default(),
+        SystemTime::now(),
+    );
+    let Ok(Received::Events(mut events)) = received else {
+        panic!("a JSON body with verification none is received: {received:?}");
+    };
+    assert_eq!(events.len(), 1, "one event per generic delivery");
+    let headers = json!({"content-type": "application/json", "webhook-id": delivery_id});
+    NewEvent::received(touchpoint, events.remove(0), headers, body)
 }
 
 fn connection(limits: DestinationLimits) -> ConnectionSpec {

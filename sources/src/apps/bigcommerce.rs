@@ -24,6 +24,8 @@ use crate::{
 /// BigCommerce.
 pub struct BigCommerce;
 
+impl crate::app::sealed::Sealed for BigCommerce {}
+
 impl SourceApp for BigCommerce {
     fn id(&self) -> &'static str {
         "bigcommerce"

@@ -38,6 +38,8 @@ const ALLOWED: &str = "none, hmac, standardWebhooks, token, basic, bearer";
 /// Any app that can POST.
 pub struct Generic;
 
+impl crate::app::sealed::Sealed for Generic {}
+
 impl SourceApp for Generic {
     fn id(&self) -> &'static str {
         "generic"

@@ -21,6 +21,8 @@ use crate::{
 /// PrestaShop.
 pub struct PrestaShop;
 
+impl crate::app::sealed::Sealed for PrestaShop {}
+
 impl SourceApp for PrestaShop {
     fn id(&self) -> &'static str {
         "prestashop"

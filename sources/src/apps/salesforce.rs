@@ -38,6 +38,8 @@ const ACK: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
 <soapenv:Body><notificationsResponse xmlns=\"http://soap.sforce.com/2005/09/outbound\">\
 <Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>";
 
+impl crate::app::sealed::Sealed for Salesforce {}
+
 impl SourceApp for Salesforce {
     fn id(&self) -> &'static str {
         "salesforce"

@@ -18,6 +18,8 @@ use crate::{
 /// Shift4Shop / 3dcart.
 pub struct Shift4Shop;
 
+impl crate::app::sealed::Sealed for Shift4Shop {}
+
 impl SourceApp for Shift4Shop {
     fn id(&self) -> &'static str {
         "shift4shop"

@@ -28,6 +28,8 @@ const TOPIC: &[&str] = &["x-shopify-topic", "shopify-topic"];
 /// Shopify.
 pub struct Shopify;
 
+impl crate::app::sealed::Sealed for Shopify {}
+
 impl SourceApp for Shopify {
     fn id(&self) -> &'static str {
         "shopify"

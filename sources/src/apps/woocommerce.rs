@@ -30,6 +30,8 @@ const TOPIC: &[&str] = &["x-wc-webhook-topic"];
 /// WooCommerce.
 pub struct WooCommerce;
 
+impl crate::app::sealed::Sealed for WooCommerce {}
+
 impl SourceApp for WooCommerce {
     fn id(&self) -> &'static str {
         "woocommerce"

@@ -30,6 +30,8 @@ use crate::{
 /// Zoho CRM.
 pub struct ZohoCrm;
 
+impl crate::app::sealed::Sealed for ZohoCrm {}
+
 impl SourceApp for ZohoCrm {
     fn id(&self) -> &'static str {
         "zohocrm"

@@ -26,12 +26,12 @@ fn salesforce_single_notification() {
     assert_eq!(events.len(), 1);
     let event = &events[0];
     assert_eq!(
-        event.dedupe_key,
+        event.dedupe_key(),
         "salesforce-notification:04le0000004lnFFAAY"
     );
-    assert_eq!(event.topic.as_deref(), Some("State_Province__c"));
+    assert_eq!(event.topic(), Some("State_Province__c"));
     assert_eq!(
-        event.payload,
+        *event.payload(),
         json!({
             "OrganizationId": ORG,
             "ActionId": "04ke0000000Cb2DAAS",
@@ -50,7 +50,7 @@ fn salesforce_single_notification() {
         })
     );
     assert!(
-        event.payload.get("SessionId").is_none(),
+        event.payload().get("SessionId").is_none(),
         "the session id is a credential"
     );
 }
@@ -59,7 +59,7 @@ fn salesforce_single_notification() {
 fn salesforce_multi_notification_message_is_one_event_each() {
     let req = Req::new(fixture("salesforce_three.xml")).xml();
     let events = events(run("salesforce", &req, &salesforce_config(), at(0)));
-    let ids: Vec<&str> = events.iter().map(|e| e.dedupe_key.as_str()).collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.dedupe_key()).collect();
     assert_eq!(
         ids,
         [
@@ -69,17 +69,17 @@ fn salesforce_multi_notification_message_is_one_event_each() {
         ]
     );
     assert_eq!(
-        events[0].payload["Notification"]["sObject"]["Name"],
+        events[0].payload()["Notification"]["sObject"]["Name"],
         "Acme & Co - 200 widgets"
     );
     assert_eq!(
-        events[2].payload["Notification"]["sObject"]["Amount"],
+        events[2].payload()["Notification"]["sObject"]["Amount"],
         json!(null)
     );
     assert!(
         events
             .iter()
-            .all(|e| e.payload["ActionId"] == "04ke0000000Cb2DAAS")
+            .all(|e| e.payload()["ActionId"] == "04ke0000000Cb2DAAS")
     );
 
     let limits = Limits {
@@ -194,8 +194,8 @@ fn zoho_notification_callback_token_in_body() {
     let req = Req::new(fixture("zohocrm_notification.json")).json();
     let cfg = config("contacts_and_deals7828", |_| {});
     let events = events(run("zohocrm", &req, &cfg, at(0)));
-    assert_eq!(events[0].topic.as_deref(), Some("Contacts.insert"));
-    assert_eq!(events[0].payload["ids"], json!(["3652397000003371001"]));
+    assert_eq!(events[0].topic(), Some("Contacts.insert"));
+    assert_eq!(events[0].payload()["ids"], json!(["3652397000003371001"]));
     let err = rejected(
         run("zohocrm", &req, &config("other", |_| {}), at(0)),
         &req,
@@ -214,7 +214,7 @@ fn zoho_workflow_webhook_token_in_query_or_header() {
     let cfg = config("zk-123", |s| s.query_parameter = Some("zapikey".into()));
     let events = events(run("zohocrm", &req, &cfg, at(0)));
     assert_eq!(
-        events[0].payload,
+        *events[0].payload(),
         json!({"Lead_Id": "3652397000000624046", "Lead_Status": "Contacted", "Owner": {"email": "a@b.c"}})
     );
     let header = Req::new(r#"{"id":"1"}"#)

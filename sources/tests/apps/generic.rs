@@ -33,8 +33,8 @@ fn standard_webhooks_reference_vector() {
         &standard_config(SW_SECRET),
         at(SW_TS),
     ));
-    assert_eq!(events[0].dedupe_key, format!("webhook-id:{SW_ID}"));
-    assert_eq!(events[0].payload, json!({"test": 2432232314_u64}));
+    assert_eq!(events[0].dedupe_key(), format!("webhook-id:{SW_ID}"));
+    assert_eq!(*events[0].payload(), json!({"test": 2432232314_u64}));
     // The prefix is optional (library test "verification works with and without signature prefix").
     let unprefixed = standard_config("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
     assert!(
@@ -207,7 +207,7 @@ fn generic_none_basic_bearer_and_id_header() {
     });
     let req = Req::new(r#"{"a":1}"#).json().header("X-Delivery", "d-1");
     assert_eq!(
-        events(run("generic", &req, &none, at(0)))[0].dedupe_key,
+        events(run("generic", &req, &none, at(0)))[0].dedupe_key(),
         "id:d-1"
     );
 

@@ -8,6 +8,7 @@
 use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};
+use hookplane_sources::ParsedEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -76,22 +77,89 @@ impl FromStr for EventStatus {
 }
 
 /// A verified webhook to append to a touchpoint's bucket.
+///
+/// Only a [`ParsedEvent`] becomes one ([`NewEvent::received`]), and a `ParsedEvent` only comes
+/// out of `hookplane_sources`' verify-then-parse chain: the store never takes an event nobody
+/// verified. Its fields are private, so a struct literal does not compile:
+///
+/// ```compile_fail,E0451
+/// # use hookplane_store::NewEvent;
+/// let forged = NewEvent {
+///     touchpoint_id: uuid::Uuid::nil(),
+///     headers: serde_json::json!({}),
+///     raw_body: Vec::new(),
+///     payload: serde_json::json!({"forged": true}),
+///     dedupe_key: None,
+///     ordering_key: None,
+/// };
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewEvent {
     /// The touchpoint it arrived at.
-    pub touchpoint_id: Uuid,
+    pub(crate) touchpoint_id: Uuid,
     /// Request headers: an object of name -> string.
-    pub headers: Value,
+    pub(crate) headers: Value,
     /// The body exactly as received.
-    pub raw_body: Vec<u8>,
+    pub(crate) raw_body: Vec<u8>,
     /// The body parsed to JSON.
-    pub payload: Value,
+    pub(crate) payload: Value,
     /// The source's delivery id; a second event with the same key for the same touchpoint is
     /// absorbed as a duplicate.
-    pub dedupe_key: Option<String>,
+    pub(crate) dedupe_key: Option<String>,
     /// Events of the touchpoint with the same key are processed one at a time, in arrival
     /// order (see [`crate::Store::claim_due_events`]). `None`: no ordering.
-    pub ordering_key: Option<String>,
+    pub(crate) ordering_key: Option<String>,
+}
+
+impl NewEvent {
+    /// The event `parsed` (one of the events of a delivery that passed its app's verifier) as
+    /// it arrived at `touchpoint_id`, with the delivery's `headers` (an object of name ->
+    /// string, credentials already left out) and `raw_body`. Its dedupe key is the app's.
+    pub fn received(
+        touchpoint_id: Uuid,
+        parsed: ParsedEvent,
+        headers: Value,
+        raw_body: Vec<u8>,
+    ) -> Self {
+        let dedupe_key = Some(parsed.dedupe_key().to_owned());
+        Self {
+            touchpoint_id,
+            headers,
+            raw_body,
+            payload: parsed.into_payload(),
+            dedupe_key,
+            ordering_key: None,
+        }
+    }
+
+    /// The same event, processed one at a time, in arrival order, with the touchpoint's
+    /// other events of `key` (`None`: unordered).
+    pub fn with_ordering_key(self, key: Option<String>) -> Self {
+        Self {
+            ordering_key: key,
+            ..self
+        }
+    }
+
+    /// The touchpoint it arrived at.
+    pub fn touchpoint_id(&self) -> Uuid {
+        self.touchpoint_id
+    }
+
+    /// The body parsed to JSON.
+    pub fn payload(&self) -> &Value {
+        &self.payload
+    }
+
+    /// The source's de-duplication key.
+    pub fn dedupe_key(&self) -> Option<&str> {
+        self.dedupe_key.as_deref()
+    }
+
+    /// Its ordering key, if the touchpoint orders events.
+    pub fn ordering_key(&self) -> Option<&str> {
+        self.ordering_key.as_deref()
+    }
 }
 
 /// What appending one event did.

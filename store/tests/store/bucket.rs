@@ -12,7 +12,7 @@ use tokio::sync::{Barrier, broadcast};
 use uuid::Uuid;
 
 use crate::common::{
-    Harness, append, backend_tests, new_event, new_log, running_touchpoint, settle,
+    Harness, append, backend_tests, new_event, new_log, received, running_touchpoint, settle,
 };
 
 backend_tests!(
@@ -107,8 +107,7 @@ async fn concurrent_appends_share_transactions(h: &Harness) {
 async fn duplicates_are_absorbed(h: &Harness) {
     let touchpoint = h.running_touchpoint("orders").await;
     let other = h.running_touchpoint("customers").await;
-    let mut event = new_event(touchpoint.id, 1);
-    event.dedupe_key = Some("delivery-1".to_owned());
+    let event = received(touchpoint.id, json!({"n": 1}), "delivery-1");
 
     let first = h
         .store
@@ -120,8 +119,7 @@ async fn duplicates_are_absorbed(h: &Harness) {
     };
     assert_eq!(original.duplicates, 0);
 
-    let mut retry = event.clone();
-    retry.payload = json!({"n": "ignored"});
+    let retry = received(touchpoint.id, json!({"n": "ignored"}), "delivery-1");
     let second = h.store.append_events(vec![retry]).await.expect("append");
     let [Appended::Duplicate(existing)] = second.as_slice() else {
         panic!("expected a duplicate: {second:?}");
@@ -134,10 +132,8 @@ async fn duplicates_are_absorbed(h: &Harness) {
     );
 
     // The same key twice in one request, and the same key at another touchpoint.
-    let mut twice = new_event(touchpoint.id, 2);
-    twice.dedupe_key = Some("delivery-2".to_owned());
-    let mut elsewhere = event.clone();
-    elsewhere.touchpoint_id = other.id;
+    let twice = received(touchpoint.id, json!({"n": 2}), "delivery-2");
+    let elsewhere = received(other.id, json!({"n": 1}), "delivery-1");
     let mixed = h
         .store
         .append_events(vec![twice.clone(), twice, elsewhere])
@@ -149,7 +145,8 @@ async fn duplicates_are_absorbed(h: &Harness) {
     );
     assert!(matches!(&mixed[2], Appended::Created(_)));
 
-    // Events without a key never collide.
+    // Different deliveries never collide, even with the same body. (Every event has a key
+    // now: a `NewEvent` only comes from a parsed delivery, and every app keys its events.)
     let plain = h
         .store
         .append_events(vec![
@@ -186,11 +183,9 @@ async fn duplicates_are_absorbed_within_the_dedupe_window_only(h: &Harness) {
         })
         .await;
     let touchpoint = running_touchpoint(&store, "orders").await;
-    let mut event = new_event(touchpoint.id, 1);
-    event.dedupe_key = Some("delivery-1".to_owned());
+    let event = received(touchpoint.id, json!({"n": 1}), "delivery-1");
     let append = |n: usize| {
-        let mut event = event.clone();
-        event.payload = json!({"n": n});
+        let event = received(touchpoint.id, json!({"n": n}), "delivery-1");
         let store = store.clone();
         async move { store.append_events(vec![event]).await.expect("append") }
     };
@@ -221,9 +216,13 @@ async fn duplicates_are_absorbed_within_the_dedupe_window_only(h: &Harness) {
     };
     assert_ne!(renewed.id, original.id);
     assert_eq!(renewed.payload, json!({"n": 3}));
-    assert_eq!(renewed.dedupe_key.as_deref(), Some("delivery-1"));
+    assert_eq!(renewed.dedupe_key.as_deref(), Some("webhook-id:delivery-1"));
     let old = store.event(original.id).await.expect("read").expect("kept");
-    assert_eq!(old.dedupe_key.as_deref(), Some("delivery-1"), "still shown");
+    assert_eq!(
+        old.dedupe_key.as_deref(),
+        Some("webhook-id:delivery-1"),
+        "still shown"
+    );
     assert_eq!(old.duplicates, 1);
 
     // The new event now absorbs duplicates, in the same request too.
@@ -260,7 +259,7 @@ async fn duplicates_are_absorbed_within_the_dedupe_window_only(h: &Harness) {
         })
         .await;
     let touchpoint = running_touchpoint(&short, "orders").await;
-    event.touchpoint_id = touchpoint.id;
+    let event = received(touchpoint.id, json!({"n": 1}), "delivery-1");
     let first = short
         .append_events(vec![event.clone()])
         .await
@@ -421,7 +420,7 @@ async fn events_page_newest_first(h: &Harness) {
     assert!(!rest.has_next_page);
     let event = &rest.items[0];
     assert_eq!(event.raw_body, b"{\"n\":3}");
-    assert_eq!(event.headers, json!({"content-type": "application/json"}));
+    assert_eq!(event.headers["content-type"], "application/json");
 }
 
 async fn events_are_counted_per_status(h: &Harness) {
@@ -479,8 +478,7 @@ async fn changes_are_published_after_commit(h: &Harness) {
     let touchpoint = h.running_touchpoint("orders").await;
     let mut changes = h.store.subscribe();
 
-    let mut event = new_event(touchpoint.id, 1);
-    event.dedupe_key = Some("d-1".to_owned());
+    let event = received(touchpoint.id, json!({"n": 1}), "d-1");
     let appended = h
         .store
         .append_events(vec![event.clone()])

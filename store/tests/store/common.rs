@@ -2,15 +2,19 @@
 //! `backend_tests!`, which turns one `async fn name(h: &Harness)` into `name::sqlite` and
 //! `name::postgres` tests.
 
-use std::sync::Mutex;
+use std::{sync::Mutex, time::SystemTime};
 
 use chrono::{TimeDelta, Utc};
-use hookplane_crds::{ConnectionSpec, DestinationSpec, SourceSpec, TouchpointSpec};
+use hookplane_crds::{
+    ConnectionSpec, DestinationSpec, SourceSpec, TouchpointSpec, VerificationSpec,
+};
+use hookplane_sources::{Incoming, Limits, Received, ResolvedSecrets, VerifierConfig};
 use hookplane_store::{
     Backend, Connection, Event, LogLevel, NewEvent, NewLog, Outcome, Store, StoreOptions,
     Touchpoint, testing,
 };
-use serde_json::json;
+use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
+use serde_json::{Value, json};
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -157,15 +161,44 @@ pub fn touchpoint_spec(connection_id: Uuid, endpoint: &str) -> TouchpointSpec {
     }
 }
 
+/// An event the way intake makes one: `payload` as a JSON body with `delivery_id` in its
+/// `webhook-id` header, through a real `hookplane_sources::receive` (the `generic` app,
+/// verification `none`). Its dedupe key is `webhook-id:<delivery_id>`.
+pub fn received(touchpoint_id: Uuid, payload: Value, delivery_id: &str) -> NewEvent {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        "webhook-id",
+        HeaderValue::from_str(delivery_id).expect("a test delivery id is a header value"),
+    );
+    let body = payload.to_string().into_bytes();
+    let config = VerifierConfig::new(
+        VerificationSpec {
+            scheme: Some("none".to_owned()),
+            ..VerificationSpec::default()
+        },
+        ResolvedSecrets::new(),
+    );
+    let app = hookplane_sources::app("generic").expect("the generic app is in the catalog");
+    let received = hookplane_sources::receive(
+        app,
+        Incoming::post(&headers, &body),
+        &config,
+        &Limits::default(),
+        SystemTime::now(),
+    );
+    let Ok(Received::Events(mut events)) = received else {
+        panic!("a JSON body with verification none is received: {received:?}");
+    };
+    assert_eq!(events.len(), 1, "one event per generic delivery");
+    let parsed = events.remove(0);
+    let headers = json!({"content-type": "application/json", "webhook-id": delivery_id});
+    NewEvent::received(touchpoint_id, parsed, headers, body)
+}
+
+/// Event `n` (payload `{"n": n}`) of its own delivery: it never dedupes with another.
 pub fn new_event(touchpoint_id: Uuid, n: usize) -> NewEvent {
-    NewEvent {
-        touchpoint_id,
-        headers: json!({"content-type": "application/json"}),
-        raw_body: format!("{{\"n\":{n}}}").into_bytes(),
-        payload: json!({"n": n}),
-        dedupe_key: None,
-        ordering_key: None,
-    }
+    received(touchpoint_id, json!({"n": n}), &Uuid::now_v7().to_string())
 }
 
 pub fn new_log(touchpoint_id: Uuid, level: LogLevel, message: &str) -> NewLog {

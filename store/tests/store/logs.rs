@@ -1,10 +1,10 @@
 //! The log bucket: appends, pages, level and event filters.
 
-use hookplane_store::{ChangeKind, IntakeLog, LogLevel, LogQuery, NewEvent, NewLog, StoreError};
+use hookplane_store::{ChangeKind, IntakeLog, LogLevel, LogQuery, NewLog, StoreError};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::common::{Harness, append, backend_tests, new_event, new_log};
+use crate::common::{Harness, append, backend_tests, new_event, new_log, received};
 
 backend_tests!(
     logs_page_newest_first_and_filter,
@@ -132,10 +132,7 @@ fn intake_log() -> IntakeLog {
 async fn intake_commits_each_event_with_its_log_entry(h: &Harness) {
     let touchpoint = h.running_touchpoint("intake").await;
     let mut feed = h.store.subscribe();
-    let keyed = |n| NewEvent {
-        dedupe_key: Some(format!("d-{n}")),
-        ..new_event(touchpoint.id, n)
-    };
+    let keyed = |n| received(touchpoint.id, json!({"n": n}), &format!("d-{n}"));
     let first = h
         .store
         .receive_events(vec![keyed(1)], intake_log())

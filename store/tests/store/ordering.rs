@@ -30,10 +30,7 @@ backend_tests!(
 const LEASE: Duration = Duration::from_secs(30);
 
 fn keyed(touchpoint_id: Uuid, n: usize, key: Option<&str>) -> NewEvent {
-    NewEvent {
-        ordering_key: key.map(str::to_owned),
-        ..new_event(touchpoint_id, n)
-    }
+    new_event(touchpoint_id, n).with_ordering_key(key.map(str::to_owned))
 }
 
 /// Appends one event per key, in this order, in one request; returns their ids.

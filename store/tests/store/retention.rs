@@ -63,10 +63,7 @@ fn failed(park: bool) -> Outcome {
 }
 
 fn keyed(touchpoint_id: Uuid, key: &str) -> NewEvent {
-    NewEvent {
-        ordering_key: Some(key.to_owned()),
-        ..new_event(touchpoint_id, 0)
-    }
+    new_event(touchpoint_id, 0).with_ordering_key(Some(key.to_owned()))
 }
 
 async fn append_one(store: &Store, event: NewEvent) -> Uuid {
