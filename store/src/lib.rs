@@ -15,7 +15,9 @@
 //! - [`Store::claim_due_events`] never hands the same event to two claimers while a lease holds,
 //!   and [`Store::record_outcome`] applies only under the lease the claim handed out
 //!   ([`StoreError::LeaseLost`] otherwise): a worker that lost its event cannot overwrite newer
-//!   processing. An outcome and its attempt row commit together.
+//!   processing. An outcome and its attempt row commit together, and with
+//!   [`Store::record_outcome_with_log`] its log entry too (as intake's
+//!   [`Store::receive_events`] does for an event and its entry).
 //! - Events sharing a touchpoint and an ordering key are leased one at a time, in arrival
 //!   order (a FAILED head holds its key unless parked), under any number of concurrent
 //!   claimers on either backend. Events of a paused connection are kept but not claimed.
@@ -68,7 +70,7 @@ pub use crate::{
     error::StoreError,
     events::{
         Appended, Attempt, AttemptRecord, AttemptTrigger, Event, EventQuery, EventStatus,
-        IntakeLog, NewEvent, Outcome, ParseStatusError, StatusCounts,
+        IntakeLog, NewEvent, Outcome, OutcomeLog, ParseStatusError, StatusCounts,
         attempts::{ERROR_MAX_BYTES, SNIPPET_MAX_BYTES},
         queue::ClaimFilter,
     },

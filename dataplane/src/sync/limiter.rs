@@ -4,8 +4,14 @@
 //! A [`Limiter`] admits a request only while (1) the connection has fewer than
 //! `maxConcurrency` requests in flight, (2) its token bucket holds a token (when it has a rate,
 //! see below) and (3) no `Retry-After` hold is running. Admission never waits: the worker asks
-//! [`Limiter::room`] before claiming and [`Limiter::try_admit`] after, and a destination without
+//! [`Limiter::room`] before claiming and [`Limiter::reserve`] after, and a destination without
 //! room is simply not served this round, so nothing queues behind it.
+//!
+//! The worker reserves room when it starts an event (an [`Admission`]: the slot and the token
+//! are the event's while its pure steps run), and the admission becomes a [`Permit`] right
+//! before the request is sent. An admission dropped unsent (filtered out, failed to map or
+//! render, shutting down) gives its token back and frees its slot by itself: no step before
+//! the request has anything to hand back.
 //!
 //! The rate adapts (AIMD): a `429` or `503` halves the effective rate (floor 1 request per
 //! second), once per round trip (answers to requests sent before the last decrease do not
@@ -206,9 +212,14 @@ impl Limiter {
         state.room(now)
     }
 
+    /// Reserve room for one event now, or say why not: see [`Admission`].
+    pub fn reserve(self: &Arc<Self>, now: Instant) -> Result<Admission, Closed> {
+        self.try_admit(now).map(|permit| Admission(Some(permit)))
+    }
+
     /// Admit one request now, or say why not. The permit holds a concurrency slot until it
     /// is dropped.
-    pub fn try_admit(self: &Arc<Self>, now: Instant) -> Result<Permit, Closed> {
+    pub(super) fn try_admit(self: &Arc<Self>, now: Instant) -> Result<Permit, Closed> {
         let mut state = self.state();
         state.room(now)?;
         if let Some(bucket) = &mut state.bucket {
@@ -353,10 +364,33 @@ impl Permit {
 impl Permit {
     /// The event did not need a request after all (filtered out, failed to map): give the
     /// rate token back. The concurrency slot is freed on drop as always.
-    pub fn unused(self) {
+    fn unused(self) {
         let mut state = self.limiter.state();
         if let Some(bucket) = &mut state.bucket {
             bucket.tokens = (bucket.tokens + 1.0).min(bucket.capacity());
+        }
+    }
+}
+
+/// Room a destination reserved for one event: a concurrency slot and, under a rate, a token.
+/// [`Admission::send`] turns it into the request's [`Permit`] right before the request goes
+/// out; dropped unsent, it gives the token back and frees the slot.
+pub struct Admission(Option<Permit>);
+
+impl Admission {
+    /// The request is about to be sent: the token is spent, the slot held until the
+    /// permit drops.
+    pub fn send(mut self) -> Permit {
+        self.0
+            .take()
+            .expect("an admission holds its permit until it is sent, and is sent once")
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(permit) = self.0.take() {
+            permit.unused();
         }
     }
 }
@@ -536,6 +570,22 @@ mod tests {
         assert_eq!(limiter.room(t0), Ok(1));
         drop(limiter.try_admit(t0).expect("the token is back"));
         assert_eq!(limiter.room(t0), Err(Closed::Rate));
+    }
+
+    #[test]
+    fn an_admission_dropped_unsent_gives_its_room_back() {
+        let t0 = Instant::now();
+        let limiter = limiter(1, Some(1), t0);
+        drop(limiter.reserve(t0).expect("one slot, one token"));
+        assert_eq!(limiter.room(t0), Ok(1), "slot and token are back");
+        let permit = limiter.reserve(t0).expect("room again").send();
+        assert_eq!(limiter.room(t0), Err(Closed::Concurrency));
+        drop(permit);
+        assert_eq!(
+            limiter.room(t0),
+            Err(Closed::Rate),
+            "a sent request spent its token"
+        );
     }
 
     #[test]

@@ -8,12 +8,17 @@
 //! `Idempotency-Key` header (the event id) lets a destination drop repeats.
 //!
 //! Modules: [`worker`] (the claim loop), [`dispatch`] (which claims a round makes),
-//! [`destinations`] and [`limiter`] (per-connection limits), [`process`] (one event),
-//! [`render`] (body; URL templates are `hookplane_spec::template`), [`auth`] (credentials, OAuth2), [`deliver`]
-//! (the HTTP request), [`policy`] and [`backoff`] (what an answer means, when to retry).
+//! [`destinations`] and [`limiter`] (per-connection limits), [`process`] (one event, as named
+//! steps: map -> [`render`] -> [`authorize`] -> send -> [`classify`] -> record, deciding with
+//! [`decision`]), [`auth`] (credentials, OAuth2 tokens), [`deliver`] (the HTTP request),
+//! [`policy`] and [`backoff`] (what an answer means, when to retry). URL templates are
+//! `hookplane_validation::template`.
 
 pub mod auth;
+mod authorize;
 mod backoff;
+mod classify;
+mod decision;
 mod deliver;
 mod destinations;
 mod dispatch;

@@ -1,31 +1,44 @@
-//! Processing one admitted event: validate against the source schema -> filter -> map ->
-//! render -> deliver -> record the outcome.
+//! Processing one admitted event, as named steps:
 //!
-//! The event can only reach `deliver` through a [`Mapped`] value, so an unmapped event is
-//! never sent. Every step writes a log-bucket entry, every HTTP request (to the destination or,
-//! when no token could be had, the OAuth2 token endpoint) an attempt record. The destination's
-//! answer goes back to its limiter (success, or a `429`/`503` pushback) before the outcome is
-//! recorded, so the next request to it already obeys. An event whose request has not started
-//! when the worker shuts down is handed back, not left to its lease.
+//! ```text
+//! map        source schema -> filter -> mapping (pure)          -> Mapped   | SKIPPED, FAILED
+//! render     body and URL from the mapped output (pure)         -> Request  | FAILED
+//! authorize  complete credentials (pure), the OAuth2 token                  | retry
+//! send       the destination's permit, the request, one retry on a 401 -> Exchange
+//! classify   limiter feedback, metrics, the decision (pure)     -> Decision
+//! record     outcome, attempt row, retry schedule and log entry, one commit
+//! ```
+//!
+//! Guarantees: only a [`Mapped`] output is rendered and only a rendered [`Request`] is sent,
+//! so an unmapped event never reaches a destination. The destination's [`Permit`] is taken
+//! only as the request goes out: a step before it that ends the event just drops the worker's
+//! [`Admission`], which gives the room back. The answer goes back to the limiter before the
+//! outcome is recorded, so the next request already obeys. Every HTTP request (to the
+//! destination or, when no token could be had, the OAuth2 token endpoint) becomes an attempt
+//! record. The outcome and its log entry are one commit
+//! ([`Store::record_outcome_with_log`]), never one without the other. An event whose request
+//! has not started when the worker shuts down is handed back, not left to its lease.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use chrono::{DateTime, Utc};
-use hookplane_crds::{OrderingFailure, TouchpointSpec};
-use hookplane_store::{AttemptRecord, Event, LogLevel, NewLog, Outcome, Store};
-use serde_json::{Value, json};
+use chrono::Utc;
+use hookplane_crds::TouchpointSpec;
+use hookplane_store::{Event, Store};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::{
-    Deliverer, Delivery, DeliveryError,
-    auth::AccessToken,
-    deliver::Response,
+    Deliverer, Delivery, authorize,
+    classify::{Answer, Exchange, classify},
+    decision::{Attempt, Decision},
     destinations::Destination,
-    limiter::Permit,
-    policy::{self, Pushback, Verdict},
-    render::render,
+    limiter::{Admission, Permit},
+    render::{self, Request},
 };
 use crate::{runtime::Running, telemetry::Metrics};
 
@@ -41,27 +54,12 @@ pub struct Job {
     pub lease_id: Uuid,
     pub running: Arc<Running>,
     pub destination: Arc<Destination>,
-    pub permit: Permit,
+    /// The room the destination reserved for it; a permit once the request goes out.
+    pub admission: Admission,
 }
 
 /// The destination payload of an event that passed the filter and mapped cleanly.
 struct Mapped(Value);
-
-/// The result of one processing step chain, before it is stored.
-struct Decision {
-    outcome: Outcome,
-    level: LogLevel,
-    message: String,
-    fields: Value,
-    metric: &'static str,
-}
-
-/// How one HTTP exchange went, for the attempt history.
-struct Exchange {
-    started_at: DateTime<Utc>,
-    duration: Duration,
-    result: Result<Response, String>,
-}
 
 impl Processor {
     pub async fn process(&self, job: Job, shutdown: &CancellationToken) {
@@ -70,20 +68,178 @@ impl Processor {
             lease_id,
             running,
             destination,
-            permit,
+            admission,
         } = job;
         self.metrics.events_in_flight.inc();
-        let decision = self
-            .decide(&running, &destination, &event, permit, shutdown)
-            .await;
-        self.metrics.events_in_flight.dec();
-        let Some(decision) = decision else {
-            debug!("shutting down before the request started; handing the event back");
-            if let Err(error) = self.store.release_lease(event.id, lease_id).await {
-                warn!(%error, "releasing the lease; it will expire instead");
+        let decision = match map(&running, &event.payload) {
+            Ok(mapped) => {
+                self.deliver(&running, &destination, &event, mapped, admission, shutdown)
+                    .await
             }
-            return;
+            Err(decision) => Some(*decision),
         };
+        self.metrics.events_in_flight.dec();
+        match decision {
+            Some(decision) => self.record(&event, lease_id, decision).await,
+            None => {
+                debug!("shutting down before the request started; handing the event back");
+                if let Err(error) = self.store.release_lease(event.id, lease_id).await {
+                    warn!(%error, "releasing the lease; it will expire instead");
+                }
+            }
+        }
+    }
+
+    /// render -> authorize -> send -> classify. `None` when shutdown came before the request
+    /// started. Every return drops `admission` or the permit it became: the destination's
+    /// room is free before the outcome is recorded.
+    async fn deliver(
+        &self,
+        running: &Running,
+        destination: &Destination,
+        event: &Event,
+        Mapped(output): Mapped,
+        admission: Admission,
+        shutdown: &CancellationToken,
+    ) -> Option<Decision> {
+        let spec = running.touchpoint.spec();
+        let attempt = Attempt {
+            spec,
+            generation: running.generation,
+            number: u32::try_from(event.attempts).unwrap_or(0).saturating_add(1),
+        };
+        let destination_url = running.touchpoint.destination_url();
+        let request = match render::request(&spec.destination, destination_url, &output) {
+            Ok(request) => request,
+            Err(error) => {
+                return Some(Decision::permanent(
+                    spec,
+                    attempt.generation,
+                    Some(output),
+                    error,
+                ));
+            }
+        };
+        if let Err(error) = authorize::credentials(&destination.connection.auth) {
+            let now = Utc::now();
+            let rng = &mut rand::rng();
+            return Some(Decision::retry_or_fail(
+                &attempt, output, error, None, None, now, rng,
+            ));
+        }
+        if shutdown.is_cancelled() {
+            return None;
+        }
+        let (exchange, permit) = self
+            .send(spec, destination, event.id, &request, admission, shutdown)
+            .await?;
+        let answer = Answer::of(&exchange, &spec.delivery, Utc::now());
+        self.feedback(permit, &answer, exchange.duration);
+        let now = Utc::now();
+        let rng = &mut rand::rng();
+        Some(classify(&attempt, output, exchange, &answer, now, rng))
+    }
+
+    /// The send step: the OAuth2 token (while only its first fetch runs, shutdown may still
+    /// hand the event back: `None`), then the destination's permit and the request, and after
+    /// a `401` on a token one fresh token and one more request under the same permit, as part
+    /// of the same attempt. No permit when no request was sent (no token could be had): the
+    /// admission gave the room back.
+    async fn send(
+        &self,
+        spec: &TouchpointSpec,
+        destination: &Destination,
+        event_id: Uuid,
+        request: &Request,
+        admission: Admission,
+        shutdown: &CancellationToken,
+    ) -> Option<(Exchange, Option<Permit>)> {
+        let timeout = Duration::from_secs(u64::from(spec.delivery.timeout_seconds));
+        let client = self.deliverer.client();
+        let tokens = destination.tokens.as_deref();
+        let mut started_at = Utc::now();
+        let mut clock = Instant::now();
+        let bearer = tokio::select! {
+            biased;
+            bearer = authorize::bearer(tokens, client, timeout) => bearer,
+            () = shutdown.cancelled() => return None,
+        };
+        let bearer = match bearer {
+            Ok(bearer) => bearer,
+            Err(error) => {
+                let exchange = Exchange {
+                    started_at,
+                    duration: clock.elapsed(),
+                    result: Err(error),
+                };
+                return Some((exchange, None));
+            }
+        };
+        let permit = admission.send();
+        let delivery = |bearer| Delivery {
+            method: spec.destination.method,
+            url: &request.url,
+            headers: &spec.destination.headers,
+            body: &request.body,
+            idempotency_key: event_id,
+            timeout,
+            auth: &destination.connection.auth,
+            bearer,
+        };
+        let sent = self.deliverer.send(delivery(bearer.as_ref())).await;
+        let mut result = sent.map_err(|error| error.to_string());
+        if let (Ok(response), Some(tokens), Some(used)) = (&result, tokens, &bearer)
+            && response.status == 401
+        {
+            // The token may have been revoked early: one fresh token, one more try.
+            started_at = Utc::now();
+            clock = Instant::now();
+            result = match authorize::refresh(tokens, used, client, timeout).await {
+                Ok(fresh) => {
+                    let sent = self.deliverer.send(delivery(fresh.as_ref())).await;
+                    sent.map_err(|error| error.to_string())
+                }
+                Err(error) => Err(error),
+            };
+        }
+        let exchange = Exchange {
+            started_at,
+            duration: clock.elapsed(),
+            result,
+        };
+        Some((exchange, Some(permit)))
+    }
+
+    /// The destination's answer goes back to its limiter (a `429`/`503` slows it down and a
+    /// `Retry-After` holds it, a success lets it recover) and to the delivery metrics.
+    /// Dropping the permit frees the destination's slot.
+    fn feedback(&self, permit: Option<Permit>, answer: &Answer, took: Duration) {
+        let now = Instant::now();
+        if let Some(permit) = permit {
+            match answer.pushback {
+                Some(pushback) => {
+                    self.throttled(pushback.label());
+                    if permit.pushed_back(answer.retry_after, now) {
+                        self.throttled("retry_after_hold");
+                    }
+                }
+                None if answer.delivered() => permit.succeeded(now),
+                None => {}
+            }
+        }
+        let label = if answer.delivered() {
+            "success"
+        } else {
+            "failure"
+        };
+        self.metrics
+            .delivery_duration
+            .with_label_values(&[label])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The record step: the outcome and its log entry in one commit.
+    async fn record(&self, event: &Event, lease_id: Uuid, decision: Decision) {
         self.metrics
             .events_processed
             .with_label_values(&[decision.metric])
@@ -91,342 +247,13 @@ impl Processor {
         if decision.metric == "RETRY" {
             self.metrics.delivery_retries.inc();
         }
-        let log = NewLog {
-            touchpoint_id: event.touchpoint_id,
-            event_id: Some(event.id),
-            level: decision.level,
-            message: decision.message,
-            fields: decision.fields,
-        };
         let recorded = self
             .store
-            .record_outcome(event.id, lease_id, decision.outcome)
+            .record_outcome_with_log(event.id, lease_id, decision.outcome, decision.log)
             .await;
         if let Err(error) = recorded {
             // The lease expires and the event is processed again: at least once, never lost.
             warn!(%error, "recording the outcome; the event will be retried after its lease");
-            return;
-        }
-        if let Err(error) = self.store.append_logs(vec![log]).await {
-            warn!(%error, "writing the outcome log");
-        }
-    }
-
-    /// `None` when shutdown came before the request started.
-    async fn decide(
-        &self,
-        running: &Running,
-        destination: &Destination,
-        event: &Event,
-        permit: Permit,
-        shutdown: &CancellationToken,
-    ) -> Option<Decision> {
-        let generation = running.generation;
-        let touchpoint = &running.touchpoint;
-        let spec = touchpoint.spec();
-        if let Some(schema) = &running.schema
-            && let Err(errors) = schema.check(&event.payload)
-        {
-            permit.unused();
-            let message = format!(
-                "the payload does not match the source schema {}: {}",
-                schema.name,
-                errors.join("; ")
-            );
-            return Some(permanent_failure(spec, None, message, generation));
-        }
-        if let Some(filter) = touchpoint.filter() {
-            match filter.matches(&event.payload) {
-                Ok(true) => {}
-                Ok(false) => {
-                    permit.unused();
-                    return Some(Decision {
-                        outcome: Outcome::Skipped { generation },
-                        level: LogLevel::Info,
-                        message: "skipped: the filter returned false".into(),
-                        fields: json!({ "generation": generation }),
-                        metric: "SKIPPED",
-                    });
-                }
-                Err(error) => {
-                    permit.unused();
-                    return Some(permanent_failure(spec, None, error.to_string(), generation));
-                }
-            }
-        }
-        let mapped = match touchpoint.mapping().apply(&event.payload) {
-            Ok(output) => Mapped(output),
-            Err(error) => {
-                permit.unused();
-                let message = format!("mapping failed: {error}");
-                return Some(permanent_failure(spec, None, message, generation));
-            }
-        };
-        self.deliver(running, destination, event, mapped, permit, shutdown)
-            .await
-    }
-
-    async fn deliver(
-        &self,
-        running: &Running,
-        destination: &Destination,
-        event: &Event,
-        mapped: Mapped,
-        permit: Permit,
-        shutdown: &CancellationToken,
-    ) -> Option<Decision> {
-        let generation = running.generation;
-        let spec = running.touchpoint.spec();
-        let Mapped(output) = mapped;
-        let prepared = render(
-            spec.destination.format,
-            spec.destination.xml_root.as_deref(),
-            &output,
-        )
-        .map_err(|error| error_chain(&error))
-        .and_then(|body| {
-            let url = running.touchpoint.destination_url().fill(&output);
-            Ok((body, url.map_err(|error| error.to_string())?))
-        });
-        let (body, url) = match prepared {
-            Ok(prepared) => prepared,
-            Err(error) => {
-                permit.unused();
-                return Some(permanent_failure(spec, Some(output), error, generation));
-            }
-        };
-        let attempt = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
-        let auth = &destination.connection.auth;
-        if !auth.problems.is_empty() {
-            permit.unused();
-            let error = format!(
-                "the connection's credentials are incomplete: {}",
-                auth.problems.join("; ")
-            );
-            return Some(self.retry_or_fail(spec, output, attempt, error, None, None, generation));
-        }
-        if shutdown.is_cancelled() {
-            permit.unused();
-            return None;
-        }
-        let timeout = Duration::from_secs(u64::from(spec.delivery.timeout_seconds));
-        let client = self.deliverer.client();
-        let mut refreshed = false;
-        let exchange = loop {
-            let started_at = Utc::now();
-            let clock = std::time::Instant::now();
-            let bearer: Option<AccessToken> = match &destination.tokens {
-                None => None,
-                // No request has gone to the destination yet: shutdown may hand it back.
-                Some(tokens) => match tokio::select! {
-                    token = tokens.token(client, timeout) => token,
-                    () = shutdown.cancelled(), if !refreshed => return None,
-                } {
-                    Ok(token) => Some(token),
-                    Err(error) => {
-                        break Exchange {
-                            started_at,
-                            duration: clock.elapsed(),
-                            result: Err(error.to_string()),
-                        };
-                    }
-                },
-            };
-            let sent = self
-                .deliverer
-                .send(Delivery {
-                    method: spec.destination.method,
-                    url: &url,
-                    headers: &spec.destination.headers,
-                    body: &body,
-                    idempotency_key: event.id,
-                    timeout,
-                    auth,
-                    bearer: bearer.as_ref(),
-                })
-                .await;
-            if let (Ok(response), Some(tokens), Some(token)) = (&sent, &destination.tokens, &bearer)
-                && response.status == 401
-                && !refreshed
-            {
-                // The token may have been revoked early: one fresh token, one more try.
-                tokens.invalidate(token).await;
-                refreshed = true;
-                continue;
-            }
-            break Exchange {
-                started_at,
-                duration: clock.elapsed(),
-                result: sent.map_err(|error: DeliveryError| error.to_string()),
-            };
-        };
-        let now = std::time::Instant::now();
-        let (status, headers) = match &exchange.result {
-            Ok(response) => (Some(response.status), Some(&response.headers)),
-            Err(_) => (None, None),
-        };
-        let verdict = status.map(|status| policy::classify(status, &spec.delivery));
-        let retry_after = match (status, headers) {
-            (Some(status), Some(headers)) => policy::retry_after(status, headers, Utc::now()),
-            _ => None,
-        };
-        match status.and_then(Pushback::of) {
-            Some(pushback) => {
-                self.throttled(pushback.label());
-                if permit.pushed_back(retry_after, now) {
-                    self.throttled("retry_after_hold");
-                }
-            }
-            None if verdict == Some(Verdict::Delivered) => permit.succeeded(now),
-            None => {}
-        }
-        drop(permit);
-        self.metrics
-            .delivery_duration
-            .with_label_values(&[if verdict == Some(Verdict::Delivered) {
-                "success"
-            } else {
-                "failure"
-            }])
-            .observe(exchange.duration.as_secs_f64());
-        let record = |error: Option<String>| AttemptRecord {
-            started_at: exchange.started_at,
-            duration_ms: u64::try_from(exchange.duration.as_millis()).unwrap_or(u64::MAX),
-            response_status: status.map(i32::from),
-            error,
-            response_snippet: exchange
-                .result
-                .as_ref()
-                .ok()
-                .map(|response| response.snippet.clone())
-                .filter(|snippet| !snippet.is_empty()),
-        };
-        let fields = |extra: Value| {
-            let mut fields = json!({
-                "attempt": attempt,
-                "status": status,
-                "durationMs": u64::try_from(exchange.duration.as_millis()).unwrap_or(u64::MAX),
-                "generation": generation,
-            });
-            if let (Value::Object(fields), Value::Object(extra)) = (&mut fields, extra) {
-                fields.extend(extra);
-            }
-            fields
-        };
-        let response = match &exchange.result {
-            Ok(response) => response,
-            Err(error) => {
-                let error = error.clone();
-                return Some(self.retry_or_fail(
-                    spec,
-                    output,
-                    attempt,
-                    error.clone(),
-                    Some(record(Some(error))),
-                    None,
-                    generation,
-                ));
-            }
-        };
-        match verdict {
-            Some(Verdict::Delivered) => Some(Decision {
-                outcome: Outcome::Success {
-                    mapped: output,
-                    response_status: i32::from(response.status),
-                    generation,
-                    attempt: Some(record(None)),
-                },
-                level: LogLevel::Info,
-                message: format!("delivered: the destination answered {}", response.status),
-                fields: fields(json!({})),
-                metric: "SUCCESS",
-            }),
-            Some(Verdict::Permanent) => {
-                let error = answer_error(response);
-                let mut decision = permanent_failure(spec, Some(output), error.clone(), generation);
-                if let Outcome::Failed {
-                    response_status,
-                    attempt,
-                    ..
-                } = &mut decision.outcome
-                {
-                    *response_status = Some(i32::from(response.status));
-                    *attempt = Some(record(Some(error)));
-                }
-                decision.fields = fields(json!({ "permanent": true }));
-                Some(decision)
-            }
-            Some(Verdict::Retryable) | None => {
-                let error = answer_error(response);
-                Some(self.retry_or_fail(
-                    spec,
-                    output,
-                    attempt,
-                    error.clone(),
-                    Some(record(Some(error))),
-                    retry_after,
-                    generation,
-                ))
-            }
-        }
-    }
-
-    /// A retryable failure: try again after the backoff (and any `Retry-After`), or FAILED
-    /// when the attempts are used up.
-    #[allow(clippy::too_many_arguments)]
-    fn retry_or_fail(
-        &self,
-        spec: &TouchpointSpec,
-        output: Value,
-        attempt: u32,
-        error: String,
-        record: Option<AttemptRecord>,
-        retry_after: Option<Duration>,
-        generation: i64,
-    ) -> Decision {
-        let response_status = record.as_ref().and_then(|record| record.response_status);
-        let fields = json!({
-            "attempt": attempt,
-            "status": response_status,
-            "durationMs": record.as_ref().map(|record| record.duration_ms),
-            "generation": generation,
-        });
-        let Some(delay) =
-            policy::next_attempt(&spec.delivery, attempt, retry_after, &mut rand::rng())
-        else {
-            return Decision {
-                outcome: Outcome::Failed {
-                    mapped: Some(output),
-                    error: error.clone(),
-                    response_status,
-                    generation,
-                    attempt: record,
-                    park: parks(spec),
-                },
-                level: LogLevel::Error,
-                message: format!("failed after {attempt} attempts: {error}"),
-                fields,
-                metric: "FAILED",
-            };
-        };
-        let next_attempt_at = Utc::now()
-            + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::hours(1));
-        Decision {
-            outcome: Outcome::Retry {
-                mapped: Some(output),
-                error: error.clone(),
-                response_status,
-                next_attempt_at,
-                generation,
-                attempt: record,
-            },
-            level: LogLevel::Warn,
-            message: format!(
-                "attempt {attempt} failed, retrying in {} ms: {error}",
-                delay.as_millis()
-            ),
-            fields,
-            metric: "RETRY",
         }
     }
 
@@ -438,65 +265,32 @@ impl Processor {
     }
 }
 
-/// What a non-2xx answer says, for the event's error.
-fn answer_error(response: &Response) -> String {
-    let snippet = response.snippet.trim();
-    let mut error = format!("the destination answered {}", response.status);
-    if (300..400).contains(&response.status) {
-        error.push_str(" (redirects are not followed");
-        if let Some(location) = response
-            .headers
-            .get(reqwest::header::LOCATION)
-            .and_then(|value| value.to_str().ok())
-        {
-            error.push_str(&format!("; it points to {location}"));
+/// The map step: the payload against the source schema, then the filter, then the mapping.
+/// Pure; `Err` is the event's decision (SKIPPED by the filter, or FAILED: retrying cannot
+/// change a payload), boxed as the rare path.
+fn map(running: &Running, payload: &Value) -> Result<Mapped, Box<Decision>> {
+    let generation = running.generation;
+    let touchpoint = &running.touchpoint;
+    let spec = touchpoint.spec();
+    let failed = |error: String| Box::new(Decision::permanent(spec, generation, None, error));
+    if let Some(schema) = &running.schema
+        && let Err(errors) = schema.check(payload)
+    {
+        return Err(failed(format!(
+            "the payload does not match the source schema {}: {}",
+            schema.name,
+            errors.join("; ")
+        )));
+    }
+    if let Some(filter) = touchpoint.filter() {
+        match filter.matches(payload) {
+            Ok(true) => {}
+            Ok(false) => return Err(Box::new(Decision::skipped(generation))),
+            Err(error) => return Err(failed(error.to_string())),
         }
-        error.push(')');
     }
-    if !snippet.is_empty() {
-        error.push_str(": ");
-        error.push_str(snippet);
-    }
-    error
-}
-
-/// An error and its causes, `: `-separated.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// Whether a FAILED event steps aside for the rest of its ordering key.
-fn parks(spec: &TouchpointSpec) -> bool {
-    spec.ordering
-        .as_ref()
-        .is_some_and(|ordering| ordering.on_failure == OrderingFailure::Park)
-}
-
-fn permanent_failure(
-    spec: &TouchpointSpec,
-    mapped: Option<Value>,
-    error: String,
-    generation: i64,
-) -> Decision {
-    Decision {
-        message: format!("failed: {error}"),
-        outcome: Outcome::Failed {
-            mapped,
-            error,
-            response_status: None,
-            generation,
-            attempt: None,
-            park: parks(spec),
-        },
-        level: LogLevel::Error,
-        fields: json!({ "generation": generation }),
-        metric: "FAILED",
+    match touchpoint.mapping().apply(payload) {
+        Ok(output) => Ok(Mapped(output)),
+        Err(error) => Err(failed(format!("mapping failed: {error}"))),
     }
 }

@@ -1,14 +1,18 @@
-//! The destination body: a mapped output rendered as JSON, XML or form fields.
+//! The render step: a mapped output becomes the request to send, its body rendered as JSON,
+//! XML or form fields and its URL template filled.
 //!
-//! Guarantees to `deliver`: the body and its `Content-Type` agree, and XML and form bodies
+//! Pure. Guarantees to the send step: the body and its `Content-Type` agree, the URL has every
+//! placeholder filled from the same output (or the step fails with the reason), and XML and form bodies
 //! follow the documented payload convention in reverse (`sources/PAYLOADS.md`), so a payload
 //! that came in as XML goes out as the same XML shape. A value the format cannot express (a
 //! key that is not an XML name, a form body that is not an object) is an error, never a
 //! silently altered body.
 
-use hookplane_crds::PayloadFormat;
+use hookplane_crds::{DestinationSpec, PayloadFormat};
 use hookplane_sources::{EncodeError, to_form, to_xml};
+use hookplane_validation::template::UrlTemplate;
 use serde_json::Value;
+use url::Url;
 
 /// Root element of XML bodies when the destination names none.
 pub const DEFAULT_XML_ROOT: &str = "payload";
@@ -28,6 +32,39 @@ pub enum RenderError {
     Xml(#[source] EncodeError),
     #[error("the mapped output cannot be written as form fields")]
     Form(#[source] EncodeError),
+}
+
+/// A request ready to send: where to, and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub url: Url,
+    pub body: Rendered,
+}
+
+/// The render step: `output` rendered as `destination` asks, sent to `url` filled from it.
+/// The error is the reason the event failed, ready to record (a render error with its causes,
+/// or the placeholder that has no usable value).
+pub fn request(
+    destination: &DestinationSpec,
+    url: &UrlTemplate,
+    output: &Value,
+) -> Result<Request, String> {
+    let body = render(destination.format, destination.xml_root.as_deref(), output)
+        .map_err(|error| error_chain(&error))?;
+    let url = url.fill(output).map_err(|error| error.to_string())?;
+    Ok(Request { url, body })
+}
+
+/// An error and its causes, `: `-separated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Render `output` in `format`; `xml_root` names the XML root element.
@@ -119,6 +156,29 @@ mod tests {
         assert!(text(&rendered).contains("billing%5Bemail%5D=ada%40example.com"));
         let decoded = from_form(&rendered.body, &Limits::default()).expect("forms decode");
         assert_eq!(decoded, output);
+    }
+
+    #[test]
+    fn a_request_fills_its_url_from_the_output_it_sends() {
+        let base = Url::parse("https://erp.example.com/api/").expect("a URL");
+        let url = UrlTemplate::compile("orders/{.id}", Some(&base)).expect("compiles");
+        let destination = DestinationSpec {
+            format: PayloadFormat::Form,
+            ..DestinationSpec::default()
+        };
+        let request = request(&destination, &url, &json!({"id": "7", "total": 3})).expect("ok");
+        assert_eq!(request.url.as_str(), "https://erp.example.com/api/orders/7");
+        assert_eq!(text(&request.body), "id=7&total=3");
+
+        assert_eq!(
+            super::request(&destination, &url, &json!({"total": 3})),
+            Err("the URL placeholder {.id} has no value in the mapped output".to_owned())
+        );
+        let error = super::request(&destination, &url, &json!([1])).expect_err("not an object");
+        assert!(
+            error.starts_with("the mapped output cannot be written as form fields: "),
+            "the render error with its cause: {error}"
+        );
     }
 
     #[test]

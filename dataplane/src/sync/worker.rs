@@ -299,8 +299,8 @@ impl Worker {
         let Some(destination) = destinations.get(running.connection_id) else {
             return Started::Unknown(event);
         };
-        let permit = match destination.limiter.try_admit(Instant::now()) {
-            Ok(permit) => permit,
+        let admission = match destination.limiter.reserve(Instant::now()) {
+            Ok(admission) => admission,
             Err(closed) => return Started::NoRoom(running.connection_id, event, closed.label()),
         };
         let Ok(slot) = Arc::clone(permits).try_acquire_owned() else {
@@ -312,7 +312,7 @@ impl Worker {
             lease_id,
             running: Arc::clone(running),
             destination: Arc::clone(destination),
-            permit,
+            admission,
         };
         let processor = Arc::clone(&self.processor);
         let shutdown = shutdown.clone();

@@ -1,7 +1,8 @@
 //! The resync bucket: every event a touchpoint received, with its processing state.
 //!
 //! Submodules: [`append`] (inserts, run inside the group-commit writer), [`query`] (reads),
-//! [`queue`] (the work-queue side: claim, outcome, release, resync, next due time),
+//! [`queue`] (the work-queue side: claim, release, resync, next due time), [`outcome`]
+//! (recording outcomes, with their log entries, inside the group-commit writer),
 //! [`attempts`] (the delivery attempts behind outcomes), [`ordering`] (the per-key rule claims
 //! follow).
 
@@ -16,12 +17,14 @@ use uuid::Uuid;
 pub use self::{
     append::IntakeLog,
     attempts::{Attempt, AttemptRecord, AttemptTrigger},
+    outcome::OutcomeLog,
 };
 use crate::{StoreError, entity::event};
 
 pub(crate) mod append;
 pub(crate) mod attempts;
 mod ordering;
+pub(crate) mod outcome;
 mod query;
 pub(crate) mod queue;
 

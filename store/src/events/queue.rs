@@ -16,9 +16,8 @@
 //! and whose event was claimed again, or resynced, cannot overwrite the newer processing. An
 //! expired lease that nobody replaced is still honoured: nothing newer happened.
 //!
-//! Outcomes (with their attempt rows) go through the group-commit writer (a busy worker pool
-//! records many outcomes at once and they share a commit); releases and resyncs are rare and
-//! run directly.
+//! Outcomes are recorded in [`super::outcome`], through the group-commit writer; releases and
+//! resyncs are rare and run directly.
 
 use std::sync::Arc;
 
@@ -30,13 +29,11 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    Event, EventStatus, Outcome,
-    attempts::{self, AttemptOf},
+    Event, EventStatus,
     ordering::{self, Held},
 };
-use crate::{AttemptTrigger, Backend};
 use crate::{
-    Change, ChangeKind, ChangedRow, Store, StoreError,
+    Backend, Change, ChangeKind, ChangedRow, Store, StoreError,
     entity::{connection, event, touchpoint},
     time,
 };
@@ -155,23 +152,6 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         events.sort_by_key(|event| event.id);
         Ok(events)
-    }
-
-    /// Records what processing a leased event came to, with its attempt row if the outcome
-    /// carries one, and clears the lease. Returns after the change is committed.
-    ///
-    /// [`StoreError::LeaseLost`] (nothing changed) when the event no longer carries
-    /// `lease_id`; [`StoreError::EventNotFound`] if the event is gone.
-    pub async fn record_outcome(
-        &self,
-        id: Uuid,
-        lease_id: Uuid,
-        outcome: Outcome,
-    ) -> Result<Event, StoreError> {
-        self.inner
-            .writer
-            .record_outcome(id, lease_id, outcome)
-            .await
     }
 
     /// Hands a leased event back without an outcome (the worker is shutting down, the
@@ -314,125 +294,9 @@ fn runnable_touchpoints(filter: &ClaimFilter) -> SelectStatement {
     query
 }
 
-/// Applies an outcome on `txn` (inside the group-commit writer): updates the event if it
-/// still carries `lease_id` and inserts the attempt row, if any.
-pub(crate) async fn apply_outcome(
-    txn: &impl ConnectionTrait,
-    id: Uuid,
-    lease_id: Uuid,
-    outcome: Outcome,
-    now: DateTime<Utc>,
-) -> Result<Event, StoreError> {
-    let mut update = event::Entity::update_many()
-        .filter(event::Column::Id.eq(id))
-        .filter(event::Column::LeaseId.eq(lease_id))
-        .col_expr(event::Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
-        .col_expr(event::Column::LeaseId, Expr::val(None::<Uuid>))
-        .col_expr(event::Column::UpdatedAt, Expr::val(now));
-    if outcome.is_attempt() {
-        update = update.col_expr(
-            event::Column::Attempts,
-            Expr::col(event::Column::Attempts).add(1),
-        );
-    }
-    let (status, mapped, error, response_status, generation, attempt) = match outcome {
-        Outcome::Success {
-            mapped,
-            response_status,
-            generation,
-            attempt,
-        } => (
-            EventStatus::Success,
-            Some(mapped),
-            None,
-            Some(response_status),
-            generation,
-            attempt,
-        ),
-        Outcome::Skipped { generation } => {
-            (EventStatus::Skipped, None, None, None, generation, None)
-        }
-        Outcome::Retry {
-            mapped,
-            error,
-            response_status,
-            next_attempt_at,
-            generation,
-            attempt,
-        } => {
-            update = update.col_expr(
-                event::Column::NextAttemptAt,
-                Expr::val(time::stored(next_attempt_at)),
-            );
-            (
-                EventStatus::Unprocessed,
-                mapped,
-                Some(error),
-                response_status,
-                generation,
-                attempt,
-            )
-        }
-        Outcome::Failed {
-            park,
-            mapped,
-            error,
-            response_status,
-            generation,
-            attempt,
-        } => {
-            update = update.col_expr(event::Column::Parked, Expr::val(park));
-            (
-                EventStatus::Failed,
-                mapped,
-                Some(error),
-                response_status,
-                generation,
-                attempt,
-            )
-        }
-    };
-    if let Some(attempt) = &attempt {
-        update = update.col_expr(
-            event::Column::LastAttemptAt,
-            Expr::val(time::stored(attempt.started_at)),
-        );
-    }
-    let rows = update
-        .col_expr(event::Column::Status, Expr::val(status.as_str()))
-        .col_expr(event::Column::MappedOutput, Expr::val(mapped))
-        .col_expr(event::Column::LastError, Expr::val(error))
-        .col_expr(event::Column::ResponseStatus, Expr::val(response_status))
-        .col_expr(event::Column::PublishedGeneration, Expr::val(generation))
-        .exec_with_returning(txn)
-        .await
-        .map_err(StoreError::RecordOutcome)?;
-    let Some(row) = rows.into_iter().next() else {
-        return Err(lease_lost_or_missing(txn, id)
-            .await
-            .map_err(StoreError::RecordOutcome)?);
-    };
-    if let Some(record) = attempt {
-        let of = AttemptOf {
-            event_id: row.id,
-            touchpoint_id: row.touchpoint_id,
-            generation,
-            trigger: if row.resynced_at.is_some() {
-                AttemptTrigger::Resync
-            } else {
-                AttemptTrigger::Auto
-            },
-        };
-        attempts::insert(txn, of, record)
-            .await
-            .map_err(StoreError::RecordOutcome)?;
-    }
-    Event::try_from(row)
-}
-
 /// Why a lease-checked update matched nothing: `LeaseLost` if the event exists,
 /// `EventNotFound` otherwise.
-async fn lease_lost_or_missing(
+pub(super) async fn lease_lost_or_missing(
     db: &impl ConnectionTrait,
     id: Uuid,
 ) -> Result<StoreError, sea_orm::DbErr> {

@@ -41,7 +41,7 @@ use self::work::{IntakeWork, OutcomeWork, Received, Work};
 use crate::{
     Backend, StoreError, begin_immediate,
     change::Feed,
-    events::{Appended, Event, IntakeLog, NewEvent, Outcome},
+    events::{Appended, IntakeLog, NewEvent, Outcome, OutcomeLog, outcome::Recorded},
     logs::{LogEntry, NewLog},
 };
 
@@ -146,12 +146,14 @@ impl Writer {
         id: Uuid,
         lease_id: Uuid,
         outcome: Outcome,
-    ) -> Result<Event, StoreError> {
+        log: Option<OutcomeLog>,
+    ) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
         let work = OutcomeWork {
             id,
             lease_id,
             outcome,
+            log,
         };
         self.submit(Job::Outcome(Request { work, reply }), answer)
             .await
@@ -209,7 +211,6 @@ struct Request<W: Work> {
 /// A request that ran in the open transaction, waiting for the commit.
 struct Staged<W: Work> {
     reply: Reply<W::Output>,
-    rows: u64,
     result: Result<W::Output, StoreError>,
 }
 
@@ -225,7 +226,7 @@ enum StagedJob {
     Events(Staged<Vec<NewEvent>>),
     Intake(Staged<IntakeWork>),
     Logs(Staged<Vec<NewLog>>),
-    // Boxed: an `Event` is much bigger than the other variants.
+    // Boxed: an `Event` (in `Recorded`) is much bigger than the other variants.
     Outcome(Box<Staged<OutcomeWork>>),
 }
 
@@ -237,7 +238,6 @@ impl<W: Work> Request<W> {
         context: &Context,
     ) -> Result<Staged<W>, (Reply<W::Output>, DbErr)> {
         let Self { work, reply } = self;
-        let rows = work.rows();
         let savepoint = match txn.begin().await {
             Ok(savepoint) => savepoint,
             Err(error) => return Err((reply, error)),
@@ -249,11 +249,7 @@ impl<W: Work> Request<W> {
             savepoint.rollback().await
         };
         match closed {
-            Ok(()) => Ok(Staged {
-                reply,
-                rows,
-                result,
-            }),
+            Ok(()) => Ok(Staged { reply, result }),
             Err(error) => Err((reply, error)),
         }
     }
@@ -268,7 +264,7 @@ impl<W: Work> Staged<W> {
     fn committed(self, feed: &Feed, counters: &Counters) {
         if let Ok(output) = &self.result {
             feed.publish(W::changes(output));
-            W::count(counters, self.rows);
+            W::count(counters, output);
         }
         counters.requests.fetch_add(1, Ordering::Relaxed);
         // The caller may have gone away (its request was cancelled); the write stands.
@@ -300,7 +296,6 @@ impl Job {
     fn committed(self, output: Output, feed: &Feed, counters: &Counters) {
         fn staged<W: Work>(request: Request<W>, output: W::Output) -> Staged<W> {
             Staged {
-                rows: request.work.rows(),
                 reply: request.reply,
                 result: Ok(output),
             }
@@ -413,7 +408,7 @@ enum Output {
     Events(Vec<Appended>),
     Intake(Received),
     Logs(Vec<LogEntry>),
-    Outcome(Box<Event>),
+    Outcome(Box<Recorded>),
     Nothing,
 }
 
@@ -456,7 +451,7 @@ async fn commit_directly(
                 .clone()
                 .apply(&txn, context)
                 .await
-                .map(|event| Output::Outcome(Box::new(event))),
+                .map(|recorded| Output::Outcome(Box::new(recorded))),
             Job::Shutdown => Ok(Output::Nothing),
         };
         match output {

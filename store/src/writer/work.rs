@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::Counters;
 use crate::{
     Change, ChangeKind, ChangedRow, Clock, StoreError,
-    events::{self, Appended, Event, IntakeLog, NewEvent, Outcome},
+    events::{self, Appended, IntakeLog, NewEvent, Outcome, OutcomeLog, outcome::Recorded},
     logs::{self, LogEntry, NewLog},
 };
 
@@ -30,8 +30,6 @@ pub(crate) struct Context {
 /// One kind of write the task runs.
 pub(super) trait Work: Send + Sized + Clone {
     type Output: Send;
-    /// Rows it writes, for the stats.
-    fn rows(&self) -> u64;
     async fn apply(
         self,
         txn: &DatabaseTransaction,
@@ -41,15 +39,12 @@ pub(super) trait Work: Send + Sized + Clone {
     fn changes(output: &Self::Output) -> Vec<Change>;
     /// The error a caller gets when the batch's transaction fails.
     fn batch_failed(error: DbErr) -> StoreError;
-    fn count(counters: &Counters, rows: u64);
+    /// Adds what a committed output wrote to the stats.
+    fn count(counters: &Counters, output: &Self::Output);
 }
 
 impl Work for Vec<NewEvent> {
     type Output = Vec<Appended>;
-
-    fn rows(&self) -> u64 {
-        self.len() as u64
-    }
 
     async fn apply(
         self,
@@ -83,17 +78,15 @@ impl Work for Vec<NewEvent> {
         StoreError::AppendEvents(error)
     }
 
-    fn count(counters: &Counters, rows: u64) {
-        counters.events.fetch_add(rows, Ordering::Relaxed);
+    fn count(counters: &Counters, appended: &Vec<Appended>) {
+        counters
+            .events
+            .fetch_add(appended.len() as u64, Ordering::Relaxed);
     }
 }
 
 impl Work for Vec<NewLog> {
     type Output = Vec<LogEntry>;
-
-    fn rows(&self) -> u64 {
-        self.len() as u64
-    }
 
     async fn apply(
         self,
@@ -120,8 +113,10 @@ impl Work for Vec<NewLog> {
         StoreError::AppendLogs(error)
     }
 
-    fn count(counters: &Counters, rows: u64) {
-        counters.logs.fetch_add(rows, Ordering::Relaxed);
+    fn count(counters: &Counters, entries: &Vec<LogEntry>) {
+        counters
+            .logs
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -140,10 +135,6 @@ pub(super) struct Received {
 
 impl Work for IntakeWork {
     type Output = Received;
-
-    fn rows(&self) -> u64 {
-        self.events.len() as u64
-    }
 
     async fn apply(
         self,
@@ -166,50 +157,56 @@ impl Work for IntakeWork {
         StoreError::AppendEvents(error)
     }
 
-    fn count(counters: &Counters, rows: u64) {
-        counters.events.fetch_add(rows, Ordering::Relaxed);
-        counters.logs.fetch_add(rows, Ordering::Relaxed);
+    fn count(counters: &Counters, received: &Received) {
+        <Vec<NewEvent> as Work>::count(counters, &received.appended);
+        <Vec<NewLog> as Work>::count(counters, &received.logs);
     }
 }
 
+/// An outcome, with its log entry when the caller gives one, in one savepoint.
 #[derive(Clone)]
 pub(super) struct OutcomeWork {
     pub(super) id: Uuid,
     pub(super) lease_id: Uuid,
     pub(super) outcome: Outcome,
+    pub(super) log: Option<OutcomeLog>,
 }
 
 impl Work for OutcomeWork {
-    type Output = Event;
-
-    fn rows(&self) -> u64 {
-        1
-    }
+    type Output = Recorded;
 
     async fn apply(
         self,
         txn: &DatabaseTransaction,
         context: &Context,
-    ) -> Result<Event, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let now = context.clock.now();
-        events::queue::apply_outcome(txn, self.id, self.lease_id, self.outcome, now).await
+        events::outcome::apply(txn, self.id, self.lease_id, self.outcome, self.log, now).await
     }
 
-    fn changes(event: &Event) -> Vec<Change> {
-        vec![Change {
+    fn changes(recorded: &Recorded) -> Vec<Change> {
+        let event = &recorded.event;
+        let mut changes = vec![Change {
             kind: ChangeKind::EventUpdated,
             touchpoint_id: event.touchpoint_id,
             id: event.id,
             status: Some(event.status),
             row: Some(ChangedRow::Event(Arc::new(event.clone()))),
-        }]
+        }];
+        if let Some(entry) = &recorded.log {
+            changes.extend(<Vec<NewLog> as Work>::changes(&vec![entry.clone()]));
+        }
+        changes
     }
 
     fn batch_failed(error: DbErr) -> StoreError {
         StoreError::RecordOutcome(error)
     }
 
-    fn count(counters: &Counters, rows: u64) {
-        counters.outcomes.fetch_add(rows, Ordering::Relaxed);
+    fn count(counters: &Counters, recorded: &Recorded) {
+        counters.outcomes.fetch_add(1, Ordering::Relaxed);
+        if recorded.log.is_some() {
+            counters.logs.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

@@ -1,14 +1,19 @@
 //! The log bucket: appends, pages, level and event filters.
 
-use hookplane_store::{ChangeKind, IntakeLog, LogLevel, LogQuery, NewLog, StoreError};
+use chrono::{SubsecRound, TimeDelta, Utc};
+use hookplane_store::{
+    AttemptRecord, ChangeKind, EventStatus, IntakeLog, LogEntry, LogLevel, LogQuery, NewLog,
+    Outcome, OutcomeLog, Store, StoreError,
+};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::common::{Harness, append, backend_tests, new_event, new_log, received};
+use crate::common::{Harness, append, backend_tests, lease, new_event, new_log, received};
 
 backend_tests!(
     logs_page_newest_first_and_filter,
     intake_commits_each_event_with_its_log_entry,
+    an_outcome_commits_with_its_log_entry,
 );
 
 async fn logs_page_newest_first_and_filter(h: &Harness) {
@@ -198,4 +203,103 @@ async fn intake_commits_each_event_with_its_log_entry(h: &Harness) {
         matches!(unknown, Err(StoreError::TouchpointNotFound)),
         "{unknown:?}"
     );
+}
+
+/// The log entries of one event, newest first.
+async fn event_logs(store: &Store, touchpoint_id: Uuid, event_id: Uuid) -> Vec<LogEntry> {
+    store
+        .logs(LogQuery {
+            touchpoint_id,
+            level: None,
+            event_id: Some(event_id),
+            first: 10,
+            after: None,
+        })
+        .await
+        .expect("logs")
+        .items
+}
+
+async fn an_outcome_commits_with_its_log_entry(h: &Harness) {
+    let touchpoint = h.running_touchpoint("outcomes").await;
+    let id = append(&h.store, touchpoint.id, 1).await[0];
+    let lease_id = lease(&h.store, id).await;
+    let mut feed = h.store.subscribe();
+    let started_at = Utc::now().trunc_subsecs(6);
+    let next_attempt_at = started_at + TimeDelta::seconds(30);
+    let retry = || Outcome::Retry {
+        mapped: Some(json!({"n": 0})),
+        error: "the destination answered 503".to_owned(),
+        response_status: Some(503),
+        next_attempt_at,
+        generation: 1,
+        attempt: Some(AttemptRecord {
+            started_at,
+            duration_ms: 12,
+            response_status: Some(503),
+            error: Some("the destination answered 503".to_owned()),
+            response_snippet: None,
+        }),
+    };
+    let log = || OutcomeLog {
+        level: LogLevel::Warn,
+        message: "attempt 1 failed, retrying".to_owned(),
+        fields: json!({"attempt": 1, "status": 503}),
+    };
+
+    let (event, entry) = h
+        .store
+        .record_outcome_with_log(id, lease_id, retry(), log())
+        .await
+        .expect("record");
+    // The outcome: status, retry schedule, attempt row.
+    assert_eq!(event.status, EventStatus::Unprocessed);
+    assert_eq!(event.attempts, 1);
+    assert_eq!(event.next_attempt_at, next_attempt_at);
+    assert_eq!(event.lease_id, None);
+    let attempts = h.store.attempts(id).await.expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].response_status, Some(503));
+    // Its log entry, about the event.
+    assert_eq!(
+        (entry.touchpoint_id, entry.event_id, entry.level),
+        (touchpoint.id, Some(id), LogLevel::Warn)
+    );
+    assert_eq!(
+        event_logs(&h.store, touchpoint.id, id).await,
+        vec![entry.clone()]
+    );
+    assert_eq!(
+        h.store.log_entry(entry.id).await.expect("read"),
+        Some(entry)
+    );
+    // Published after the commit, the event first.
+    let kinds: Vec<ChangeKind> = (0..2)
+        .map(|_| feed.try_recv().expect("a change").kind)
+        .collect();
+    assert_eq!(kinds, [ChangeKind::EventUpdated, ChangeKind::LogCreated]);
+
+    // A lost lease stores neither: the event, its attempts and its log are as they were.
+    let lost = h
+        .store
+        .record_outcome_with_log(id, lease_id, retry(), log())
+        .await;
+    assert!(matches!(lost, Err(StoreError::LeaseLost)), "{lost:?}");
+    assert_eq!(h.store.event(id).await.expect("read"), Some(event.clone()));
+    assert_eq!(h.store.attempts(id).await.expect("attempts"), attempts);
+    assert_eq!(event_logs(&h.store, touchpoint.id, id).await.len(), 1);
+
+    // Nor does a missing event.
+    let missing = Uuid::now_v7();
+    let gone = h
+        .store
+        .record_outcome_with_log(missing, lease_id, retry(), log())
+        .await;
+    assert!(matches!(gone, Err(StoreError::EventNotFound)), "{gone:?}");
+    assert!(
+        event_logs(&h.store, touchpoint.id, missing)
+            .await
+            .is_empty()
+    );
+    assert!(feed.try_recv().is_err(), "nothing published for failures");
 }

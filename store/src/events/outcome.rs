@@ -1,0 +1,233 @@
+//! Recording what processing a leased event came to: its status, the attempt row of the
+//! request that decided it (if one was made), its retry schedule, and optionally the log
+//! entry that tells the story, all in one savepoint of one group commit.
+//!
+//! Guarantees: an outcome applies only while the event still carries the lease it names
+//! ([`StoreError::LeaseLost`] otherwise, with nothing changed: see [`super::queue`]); the
+//! caller is answered only after the commit that holds it; and with
+//! [`Store::record_outcome_with_log`] the outcome and its log entry are stored together or
+//! not at all, so the log bucket never tells of an outcome the bucket does not hold, nor
+//! misses one it does.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{
+    Event, EventStatus, Outcome,
+    attempts::{self, AttemptOf},
+    queue::lease_lost_or_missing,
+};
+use crate::{
+    AttemptTrigger, LogEntry, LogLevel, NewLog, Store, StoreError, entity::event, logs, time,
+};
+
+/// The log entry written with an outcome, about its event (see
+/// [`Store::record_outcome_with_log`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutcomeLog {
+    /// Severity.
+    pub level: LogLevel,
+    /// What happened.
+    pub message: String,
+    /// Structured details (an object).
+    pub fields: Value,
+}
+
+impl OutcomeLog {
+    fn entry(self, event: &Event) -> NewLog {
+        NewLog {
+            touchpoint_id: event.touchpoint_id,
+            event_id: Some(event.id),
+            level: self.level,
+            message: self.message,
+            fields: self.fields,
+        }
+    }
+}
+
+/// What recording an outcome stored.
+#[derive(Clone, Debug)]
+pub(crate) struct Recorded {
+    pub(crate) event: Event,
+    pub(crate) log: Option<LogEntry>,
+}
+
+impl Store {
+    /// Records what processing a leased event came to, with its attempt row if the outcome
+    /// carries one, and clears the lease. Returns after the change is committed.
+    ///
+    /// [`StoreError::LeaseLost`] (nothing changed) when the event no longer carries
+    /// `lease_id`; [`StoreError::EventNotFound`] if the event is gone.
+    pub async fn record_outcome(
+        &self,
+        id: Uuid,
+        lease_id: Uuid,
+        outcome: Outcome,
+    ) -> Result<Event, StoreError> {
+        let recorded = self
+            .inner
+            .writer
+            .record_outcome(id, lease_id, outcome, None)
+            .await?;
+        Ok(recorded.event)
+    }
+
+    /// [`Store::record_outcome`] and the event's log entry `log`, in one savepoint of one
+    /// group commit: both are stored or neither (a lost lease, a missing event, a failed
+    /// insert roll back both). Returns the event and the entry after the commit.
+    pub async fn record_outcome_with_log(
+        &self,
+        id: Uuid,
+        lease_id: Uuid,
+        outcome: Outcome,
+        log: OutcomeLog,
+    ) -> Result<(Event, LogEntry), StoreError> {
+        let recorded = self
+            .inner
+            .writer
+            .record_outcome(id, lease_id, outcome, Some(log))
+            .await?;
+        let entry = recorded
+            .log
+            .expect("an outcome recorded with a log returns its entry");
+        Ok((recorded.event, entry))
+    }
+}
+
+/// Applies an outcome and writes its log entry, if any, on `txn` (inside the group-commit
+/// writer). An error leaves the caller to roll both back.
+pub(crate) async fn apply(
+    txn: &impl ConnectionTrait,
+    id: Uuid,
+    lease_id: Uuid,
+    outcome: Outcome,
+    log: Option<OutcomeLog>,
+    now: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    let event = apply_outcome(txn, id, lease_id, outcome, now).await?;
+    let log = match log {
+        Some(log) => logs::insert(txn, vec![log.entry(&event)], now).await?.pop(),
+        None => None,
+    };
+    Ok(Recorded { event, log })
+}
+
+/// Updates the event if it still carries `lease_id` and inserts the attempt row, if any.
+async fn apply_outcome(
+    txn: &impl ConnectionTrait,
+    id: Uuid,
+    lease_id: Uuid,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+) -> Result<Event, StoreError> {
+    let mut update = event::Entity::update_many()
+        .filter(event::Column::Id.eq(id))
+        .filter(event::Column::LeaseId.eq(lease_id))
+        .col_expr(event::Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
+        .col_expr(event::Column::LeaseId, Expr::val(None::<Uuid>))
+        .col_expr(event::Column::UpdatedAt, Expr::val(now));
+    if outcome.is_attempt() {
+        update = update.col_expr(
+            event::Column::Attempts,
+            Expr::col(event::Column::Attempts).add(1),
+        );
+    }
+    let (status, mapped, error, response_status, generation, attempt) = match outcome {
+        Outcome::Success {
+            mapped,
+            response_status,
+            generation,
+            attempt,
+        } => (
+            EventStatus::Success,
+            Some(mapped),
+            None,
+            Some(response_status),
+            generation,
+            attempt,
+        ),
+        Outcome::Skipped { generation } => {
+            (EventStatus::Skipped, None, None, None, generation, None)
+        }
+        Outcome::Retry {
+            mapped,
+            error,
+            response_status,
+            next_attempt_at,
+            generation,
+            attempt,
+        } => {
+            update = update.col_expr(
+                event::Column::NextAttemptAt,
+                Expr::val(time::stored(next_attempt_at)),
+            );
+            (
+                EventStatus::Unprocessed,
+                mapped,
+                Some(error),
+                response_status,
+                generation,
+                attempt,
+            )
+        }
+        Outcome::Failed {
+            park,
+            mapped,
+            error,
+            response_status,
+            generation,
+            attempt,
+        } => {
+            update = update.col_expr(event::Column::Parked, Expr::val(park));
+            (
+                EventStatus::Failed,
+                mapped,
+                Some(error),
+                response_status,
+                generation,
+                attempt,
+            )
+        }
+    };
+    if let Some(attempt) = &attempt {
+        update = update.col_expr(
+            event::Column::LastAttemptAt,
+            Expr::val(time::stored(attempt.started_at)),
+        );
+    }
+    let rows = update
+        .col_expr(event::Column::Status, Expr::val(status.as_str()))
+        .col_expr(event::Column::MappedOutput, Expr::val(mapped))
+        .col_expr(event::Column::LastError, Expr::val(error))
+        .col_expr(event::Column::ResponseStatus, Expr::val(response_status))
+        .col_expr(event::Column::PublishedGeneration, Expr::val(generation))
+        .exec_with_returning(txn)
+        .await
+        .map_err(StoreError::RecordOutcome)?;
+    let Some(row) = rows.into_iter().next() else {
+        return Err(lease_lost_or_missing(txn, id)
+            .await
+            .map_err(StoreError::RecordOutcome)?);
+    };
+    if let Some(record) = attempt {
+        let of = AttemptOf {
+            event_id: row.id,
+            touchpoint_id: row.touchpoint_id,
+            generation,
+            trigger: if row.resynced_at.is_some() {
+                AttemptTrigger::Resync
+            } else {
+                AttemptTrigger::Auto
+            },
+        };
+        attempts::insert(txn, of, record)
+            .await
+            .map_err(StoreError::RecordOutcome)?;
+    }
+    Event::try_from(row)
+}
