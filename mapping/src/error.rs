@@ -44,9 +44,25 @@ fn join(errors: &[CompileError]) -> String {
 }
 
 /// Applying a compiled mapping or filter to a payload failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum MapError {
+    /// An expression exceeded one of its [`Limits`](crate::Limits): the event fails, and
+    /// retrying it cannot help until the expression (or its limits) change.
+    #[error(
+        "{location} ({}) exceeded its {limit} limit ({detail})",
+        excerpt(.expr, MAX_EXPR_QUOTE)
+    )]
+    LimitExceeded {
+        /// Which limit.
+        limit: crate::Limit,
+        /// Where: `program`, `rules[2] (CardCode)`, `filter` or `ordering key`.
+        location: String,
+        /// The expression that exceeded it.
+        expr: String,
+        /// The limit's value, e.g. `50 ms of CPU time`.
+        detail: String,
+    },
     /// A rule's expression failed, produced no value or more than one, or its value could not
     /// be placed at the rule's target.
     #[error("rule \"{target}\" ({}): {message}", excerpt(.expr, MAX_EXPR_QUOTE))]
@@ -97,6 +113,24 @@ pub enum MapError {
         /// What happened.
         message: String,
     },
+}
+
+impl MapError {
+    /// Stable code: `MAPPING_LIMIT_EXCEEDED` for a limit, `MAPPING_FAILED` for the rest.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::LimitExceeded { .. } => "MAPPING_LIMIT_EXCEEDED",
+            _ => "MAPPING_FAILED",
+        }
+    }
+
+    /// The limit exceeded, if that is what failed.
+    pub fn limit(&self) -> Option<crate::Limit> {
+        match self {
+            Self::LimitExceeded { limit, .. } => Some(*limit),
+            _ => None,
+        }
+    }
 }
 
 /// `text` if it is short, else its start and end around an ellipsis.

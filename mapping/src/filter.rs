@@ -15,9 +15,10 @@ use jaq_json::Val;
 use serde_json::Value;
 
 use crate::{
-    big_stack,
+    Limits, big_stack,
     error::{CompileError, CompileErrors, MapError},
     jq::{Expr, Prelude},
+    shortcut::fuel,
     value,
 };
 
@@ -57,6 +58,22 @@ impl Filter {
                 message: "the jq interpreter panicked on this payload".to_owned(),
             })
         })
+    }
+
+    /// The filter's text.
+    pub fn text(&self) -> &str {
+        self.expr.text()
+    }
+
+    /// Decide in this process if the shortcut covers the filter within a step budget derived
+    /// from `limits`: `None` means an evaluator process must run it. Never runs jaq.
+    pub fn try_shortcut(&self, input: &Value, limits: &Limits) -> Option<bool> {
+        let fuel = crate::mapping::in_process_fuel(limits);
+        match fuel::metered(fuel, || self.expr.shortcut_all(input))?.as_slice() {
+            [] => Some(false),
+            [value] => Some(!matches!(value, Value::Null | Value::Bool(false))),
+            _ => None,
+        }
     }
 
     fn decide(&self, input: &Value) -> Result<bool, MapError> {

@@ -84,6 +84,12 @@ impl Expr {
         self.shortcut.is_some()
     }
 
+    /// The single value of the expression for `input`, computed without jaq, or `None` if jaq
+    /// has to run it (see [`crate::shortcut`]).
+    pub(crate) fn shortcut_one(&self, input: &Value) -> Option<Value> {
+        self.shortcut.as_ref()?.one(input)
+    }
+
     /// Every value of the expression for `input`, computed without jaq, or `None` if jaq has
     /// to run it (see [`crate::shortcut`]).
     pub(crate) fn shortcut_all(&self, input: &Value) -> Option<Vec<Value>> {

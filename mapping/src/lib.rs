@@ -70,24 +70,30 @@
 //! - Payloads handed to jaq, and values jaq produces, nested more than 256 levels are refused.
 //! - jaq's `unwrap_valr` helper exits the process on `halt`; it is not used.
 //!
-//! Not guarded, because jaq offers no hook to meter evaluation: a program can loop forever
-//! (`until(false; .)`, `last(range(1e18))`), allocate without bound (`"x" * 1e12` aborts on
-//! allocation failure), or build a value nested hundreds of thousands of levels deep inside jq
-//! (`reduce range(1e6) as $i (0; [.])`), which jaq's own recursive operations (including
-//! dropping it) then overflow on. Authors of mappings are trusted not to write those; a worker
-//! that cannot trust them should run [`Mapping::apply`] on a thread of its own.
+//! What jaq itself cannot bound (a program can loop for ever, `last(range(1e18))`, allocate
+//! without bound, `"x" * 1000000000000`, or build a value nested hundreds of thousands of
+//! levels deep, `reduce range(1e6) as $i (0; [.])`, which dropping then overflows on) is
+//! bounded by running such expressions in evaluator processes under [`Limits`]: see
+//! [`limits`](crate::Limits) for each limit, its default and why, and [`sandbox`] for how.
+//! [`Mapping::apply`] and [`Filter::matches`] evaluate without limits, in the caller: the
+//! server only calls them inside an evaluator, and goes through [`Sandbox::map`] and
+//! [`Sandbox::filter`] everywhere else.
 
 mod big_stack;
 mod error;
 mod filter;
 mod guard;
 mod jq;
+mod limits;
 mod mapping;
 mod natives;
+pub mod sandbox;
 mod shortcut;
 mod target;
 mod value;
 
 pub use error::{CompileError, CompileErrors, MapError};
 pub use filter::Filter;
+pub use limits::{Limit, Limits};
 pub use mapping::Mapping;
+pub use sandbox::{Sandbox, SandboxConfig, SandboxError};

@@ -15,9 +15,10 @@ use hookplane_crds::MappingSpec;
 use serde_json::{Map, Value};
 
 use crate::{
-    big_stack,
+    Limits, big_stack,
     error::{CompileError, CompileErrors, MapError},
     jq::{EvalError, Expr, Prelude, Source},
+    shortcut::fuel,
     target::{self, Target},
 };
 
@@ -28,6 +29,8 @@ pub struct Mapping {
 }
 
 struct Inner {
+    /// What was compiled, for an evaluator process to compile again.
+    spec: MappingSpec,
     program: Option<Expr>,
     rules: Vec<Rule>,
 }
@@ -64,6 +67,72 @@ impl Mapping {
             })
         })
     }
+}
+
+impl Mapping {
+    /// The spec this mapping was compiled from.
+    pub fn spec(&self) -> &MappingSpec {
+        &self.inner.spec
+    }
+
+    /// Apply the mapping in this process if the shortcut covers every expression and the result
+    /// stays within `limits` (a step budget derived from them): `None` means an evaluator
+    /// process must run it ([`crate::Sandbox`]). Never runs jaq, so it cannot loop or abort.
+    pub fn try_shortcut(&self, input: &Value, limits: &Limits) -> Option<Result<Value, MapError>> {
+        let inner = &self.inner;
+        if inner.program.is_none() && inner.rules.is_empty() {
+            return Some(Ok(input.clone()));
+        }
+        let output = fuel::metered(in_process_fuel(limits), || {
+            let mut output = match &inner.program {
+                Some(program) => {
+                    let out = program.shortcut_one(input)?;
+                    if inner.rules.is_empty() {
+                        return Some(Ok(out));
+                    }
+                    match out {
+                        Value::Object(fields) => fields,
+                        other => {
+                            return Some(Err(MapError::NotAnObject {
+                                expr: program.text().to_owned(),
+                                found: target::kind(&other).to_owned(),
+                            }));
+                        }
+                    }
+                }
+                None => Map::new(),
+            };
+            for rule in &inner.rules {
+                let out = rule.expr.shortcut_one(input)?;
+                if let Err(message) = rule.target.set(&mut output, out) {
+                    return Some(Err(MapError::Rule {
+                        target: rule.target_text.clone(),
+                        expr: rule.expr.text().to_owned(),
+                        message,
+                    }));
+                }
+            }
+            Some(Ok(Value::Object(output)))
+        })?;
+        match &output {
+            Ok(value) if !within(value, limits) => None,
+            _ => Some(output),
+        }
+    }
+}
+
+/// Fuel for an in-process shortcut run: a fraction of the memory limit, so what it may build
+/// stays well below what an evaluator would be allowed.
+pub(crate) fn in_process_fuel(limits: &Limits) -> u64 {
+    (limits.memory / 16).min(limits.output as u64 * 4).max(1)
+}
+
+/// Whether a result is surely within the output and depth limits; when unsure, an evaluator
+/// measures it exactly.
+pub(crate) fn within(value: &Value, limits: &Limits) -> bool {
+    let cap = limits.output as u64 / 2;
+    fuel::weight(value, cap.saturating_add(1)) <= cap
+        && fuel::depth(value, limits.depth.saturating_add(1)) <= limits.depth
 }
 
 impl fmt::Debug for Mapping {
@@ -122,7 +191,11 @@ fn compile_spec(spec: &MappingSpec) -> Result<Inner, CompileErrors> {
     }
 
     if errors.is_empty() {
-        Ok(Inner { program, rules })
+        Ok(Inner {
+            spec: spec.clone(),
+            program,
+            rules,
+        })
     } else {
         errors.sort_by_key(|e| location_order(&e.location));
         Err(CompileErrors { errors })

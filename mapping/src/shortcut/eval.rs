@@ -9,16 +9,26 @@ use jaq_core::ValT;
 use jaq_json::Val;
 use serde_json::{Map, Value};
 
-use super::{Builtin, Node, Piece, Step};
+use super::{
+    Builtin, Node, Piece, Step,
+    fuel::{burn, burn_value},
+};
 use crate::{natives, value};
 
 const NULL: &Value = &Value::Null;
 
 impl Node {
     pub(super) fn one(&self, input: &Value) -> Option<Value> {
+        burn(1)?;
         match self {
-            Self::Literal(literal) => Some(literal.clone()),
-            Self::Id => Some(input.clone()),
+            Self::Literal(literal) => {
+                burn_value(literal)?;
+                Some(literal.clone())
+            }
+            Self::Id => {
+                burn_value(input)?;
+                Some(input.clone())
+            }
             Self::Path(base, steps) if !steps.iter().any(|s| matches!(s, Step::Iterate)) => {
                 match **base {
                     Self::Id => follow(input, steps),
@@ -35,8 +45,9 @@ impl Node {
                 }))
             }
             Self::Math(l, op, r) => {
-                let (l, r) = (jaq(&l.one(input)?)?, jaq(&r.one(input)?)?);
-                value::into_json(op.run(l, r).ok()?).ok()
+                let (l, r) = (l.one(input)?, r.one(input)?);
+                burn(math_cost(&l, &r))?;
+                value::into_json(op.run(jaq(&l)?, jaq(&r)?).ok()?).ok()
             }
             Self::Cmp(l, op, r) => {
                 let (l, r) = (jaq(&l.one(input)?)?, jaq(&r.one(input)?)?);
@@ -78,6 +89,7 @@ impl Node {
     }
 
     pub(super) fn run(&self, input: &Value, out: &mut Vec<Value>) -> Option<()> {
+        burn(1)?;
         match self {
             Self::Path(base, steps) => match **base {
                 Self::Id => walk(input, steps, out),
@@ -114,6 +126,7 @@ impl Node {
             Self::Call(Builtin::Empty) => Some(()),
             Self::Call(Builtin::Select(condition)) => {
                 if truthy(&condition.one(input)?) {
+                    burn_value(input)?;
                     out.push(input.clone());
                 }
                 Some(())
@@ -137,11 +150,17 @@ impl Builtin {
             _ => None,
         };
         Some(match self {
-            Self::ToString => match input {
-                Value::String(_) => input.clone(),
-                other => Value::String(jaq(other)?.to_string()),
-            },
-            Self::ToJson => Value::String(jaq(input)?.to_string()),
+            Self::ToString => {
+                burn_value(input)?;
+                match input {
+                    Value::String(_) => input.clone(),
+                    other => Value::String(jaq(other)?.to_string()),
+                }
+            }
+            Self::ToJson => {
+                burn_value(input)?;
+                Value::String(jaq(input)?.to_string())
+            }
             Self::ToNumber => value::into_json(natives::tonumber(jaq(input)?).ok()?).ok()?,
             Self::Downcase => Value::String(text()?.to_ascii_lowercase()),
             Self::Upcase => Value::String(text()?.to_ascii_uppercase()),
@@ -154,6 +173,7 @@ impl Builtin {
             }),
             Self::Not => Value::Bool(!truthy(input)),
             Self::Add => {
+                burn_value(input)?;
                 let mut sum = Val::Null;
                 for item in children(input)? {
                     sum = (sum + jaq(item)?).ok()?;
@@ -184,6 +204,8 @@ impl Builtin {
                 let Value::Array(items) = input else {
                     return None;
                 };
+                burn_value(input)?;
+                burn((separator.len() as u64).saturating_mul(items.len() as u64))?;
                 let mut joined = String::new();
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
@@ -217,12 +239,14 @@ fn follow(mut current: &Value, steps: &[Step]) -> Option<Value> {
             _ => return None,
         };
     }
+    burn_value(current)?;
     Some(current.clone())
 }
 
 /// Every value at the end of `steps`, appended to `out`.
 fn walk(current: &Value, steps: &[Step], out: &mut Vec<Value>) -> Option<()> {
     let Some((step, rest)) = steps.split_first() else {
+        burn_value(current)?;
         out.push(current.clone());
         return Some(());
     };
@@ -235,6 +259,26 @@ fn walk(current: &Value, steps: &[Step], out: &mut Vec<Value>) -> Option<()> {
         (Step::Key(key), Value::Object(fields)) => walk(fields.get(key).unwrap_or(NULL), rest, out),
         (Step::Index(i), Value::Array(items)) => walk(items.get(*i).unwrap_or(NULL), rest, out),
         _ => None,
+    }
+}
+
+/// What an arithmetic operation may build: strings and arrays are joined or repeated
+/// (`"x" * 1e12`), so their result is charged before jaq makes it.
+fn math_cost(l: &Value, r: &Value) -> u64 {
+    let size = |v: &Value| match v {
+        Value::String(s) => s.len() as u64,
+        Value::Array(items) => items.len() as u64 * 8,
+        Value::Object(fields) => fields.len() as u64 * 16,
+        _ => 8,
+    };
+    let times = |v: &Value| {
+        v.as_f64()
+            .map_or(1, |n| n.abs().min(u64::MAX as f64) as u64)
+    };
+    match (l, r) {
+        (Value::String(_), Value::Number(_)) => size(l).saturating_mul(times(r)),
+        (Value::Number(_), Value::String(_)) => size(r).saturating_mul(times(l)),
+        _ => size(l).saturating_add(size(r)),
     }
 }
 

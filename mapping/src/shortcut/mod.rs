@@ -22,6 +22,7 @@
 //! expression, so errors keep jaq's messages. A differential test runs both on many inputs.
 
 mod eval;
+pub(crate) mod fuel;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,160 @@
+//! Evaluator processes under their limits: each limit is hit by a real expression, reported as
+//! `MAPPING_LIMIT_EXCEEDED` naming the limit and the part of the mapping, and the pool keeps
+//! serving afterwards.
+
+use std::time::{Duration, Instant};
+
+use hookplane_crds::{MappingRule, MappingSpec};
+use hookplane_mapping::{Filter, Limit, Limits, MapError, Mapping, Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+
+fn sandbox() -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        program: env!("CARGO_BIN_EXE_hookplane-evaluator").into(),
+        args: Vec::new(),
+        processes: 2,
+        defaults: Limits::default(),
+        max: Limits {
+            time: Duration::from_secs(10),
+            memory: 2 << 30,
+            ..Limits::default()
+        },
+    })
+}
+
+fn program(text: &str) -> Mapping {
+    Mapping::compile(&MappingSpec {
+        rules: Vec::new(),
+        program: Some(text.to_owned()),
+    })
+    .expect("compiles")
+}
+
+async fn limit_of(
+    sandbox: &Sandbox,
+    mapping: &Mapping,
+    payload: Value,
+    limits: &Limits,
+) -> Option<Limit> {
+    let result = sandbox
+        .map(mapping, &payload, limits)
+        .await
+        .expect("the sandbox runs");
+    result.err().and_then(|error| error.limit())
+}
+
+#[tokio::test]
+async fn each_limit_is_hit_and_named() {
+    let sandbox = sandbox();
+    let cases = [
+        ("last(range(1e18))", Limit::Time),
+        ("[limit(1e9; repeat(1))] | length", Limit::Time),
+        ("\"x\" * 1000000000000", Limit::Memory),
+        ("\"x\" * (.n | floor)", Limit::Memory),
+        ("[range(.n)] | length", Limit::Time),
+        ("\"x\" * 3000000", Limit::Output),
+    ];
+    for (expr, expected) in cases {
+        let started = Instant::now();
+        let limits = Limits::default();
+        let limit = limit_of(&sandbox, &program(expr), json!({"n": 1e10}), &limits).await;
+        assert_eq!(limit, Some(expected), "{expr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{expr} took {:?}",
+            started.elapsed()
+        );
+    }
+    // A value too deep to drop overflows the evaluator's stack; building it takes a while and
+    // some memory, so this one gets more of both.
+    let slow = Limits {
+        time: Duration::from_secs(8),
+        memory: 1 << 30,
+        ..Limits::default()
+    };
+    let deep = program("reduce range(3e6) as $i (0; [.]) | length");
+    assert_eq!(
+        limit_of(&sandbox, &deep, json!({}), &slow).await,
+        Some(Limit::Stack)
+    );
+    // The pool replaced what died and still answers.
+    let ok = sandbox
+        .map(&program(".a + 1"), &json!({"a": 1}), &Limits::default())
+        .await
+        .expect("runs");
+    assert_eq!(ok, Ok(json!(2)));
+}
+
+#[tokio::test]
+async fn the_rule_that_exceeds_is_named() {
+    let mapping = Mapping::compile(&MappingSpec {
+        rules: vec![
+            MappingRule {
+                target: "Id".into(),
+                expr: ".id".into(),
+            },
+            MappingRule {
+                target: "Forever".into(),
+                expr: "last(range(1e18))".into(),
+            },
+        ],
+        program: None,
+    })
+    .expect("compiles");
+    let error = sandbox()
+        .map(&mapping, &json!({"id": 1}), &Limits::default())
+        .await
+        .expect("runs")
+        .expect_err("exceeds");
+    match &error {
+        MapError::LimitExceeded {
+            limit, location, ..
+        } => {
+            assert_eq!(*limit, Limit::Time);
+            assert_eq!(location, "rules[1] (Forever)");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(error.code(), "MAPPING_LIMIT_EXCEEDED");
+}
+
+#[tokio::test]
+async fn filters_and_lowered_limits() {
+    let sandbox = sandbox();
+    let filter = Filter::compile("[range(1e8)] | length > 0").expect("compiles");
+    let lowered = Limits {
+        time: Duration::from_millis(20),
+        memory: 8 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let result = sandbox
+        .filter(&filter, &json!({}), &lowered)
+        .await
+        .expect("runs");
+    let limit = result.expect_err("exceeds").limit();
+    assert!(
+        matches!(limit, Some(Limit::Memory | Limit::Time)),
+        "{limit:?}"
+    );
+    let keep = Filter::compile("any(.items[]; .qty > 1)").expect("compiles");
+    let kept = sandbox
+        .filter(&keep, &json!({"items": [{"qty": 2}]}), &lowered)
+        .await
+        .expect("runs");
+    assert_eq!(kept, Ok(true));
+}
+
+#[tokio::test]
+async fn the_shortcut_answers_in_process_and_declines_what_grows() {
+    let limits = Limits::default();
+    let simple = program("{Id: .id | tostring, Lines: [.items[] | .sku]}");
+    let payload = json!({"id": 7, "items": [{"sku": "A"}, {"sku": "B"}]});
+    assert_eq!(
+        simple.try_shortcut(&payload, &limits),
+        Some(Ok(json!({"Id": "7", "Lines": ["A", "B"]})))
+    );
+    let doubling = program(&["[.,.]"; 60].join(" | "));
+    assert_eq!(doubling.try_shortcut(&json!({"a": 1}), &limits), None);
+    let repeated = program("\"x\" * .n");
+    assert_eq!(repeated.try_shortcut(&json!({"n": 1e12}), &limits), None);
+}
