@@ -12,7 +12,7 @@ use axum::{
     http::{HeaderMap, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
-use hookplane_sources::{Ack, Incoming, Limits, Received, Reply};
+use hookplane_sources::{Ack, Incoming, Limits, Received, Rejection, Reply, Stage};
 use hookplane_store::{IntakeLog, LogLevel, NewEvent, NewLog};
 use serde_json::{Map, Value, json};
 use tracing::{Span, field, instrument, warn};
@@ -66,13 +66,14 @@ pub async fn receive(
             if let Some(id) = state.runtime.snapshot().touchpoint_at(&org, &endpoint) {
                 reject(&state, id, error.code, error.status, &error.message).await;
             }
-            Err(error)
+            Err((Outcome::TooLarge, error))
         }
     };
     let (outcome, response) = match result {
         Ok((outcome, response)) => (outcome, response),
-        Err(error) => (outcome_label(error.code), error.into_response()),
+        Err((outcome, error)) => (outcome, error.into_response()),
     };
+    let outcome = outcome.label();
     state
         .metrics
         .webhooks_received
@@ -86,22 +87,50 @@ pub async fn receive(
     response
 }
 
-/// Metric label for a rejection code (a fixed set, whatever the code).
-fn outcome_label(code: &str) -> &'static str {
-    match code {
-        "ENDPOINT_NOT_FOUND" => "rejected_not_found",
-        "TOUCHPOINT_NOT_PUBLISHED" => "rejected_unpublished",
-        "PAYLOAD_TOO_LARGE" => "rejected_too_large",
-        "UNSUPPORTED_MEDIA_TYPE" => "rejected_media_type",
-        "STORAGE_UNAVAILABLE" => "error_storage",
-        code if code.starts_with("SIGNATURE")
-            || code.starts_with("TIMESTAMP")
-            || code.ends_with("_MISMATCH")
-            || code.ends_with("_MISSING") =>
-        {
-            "rejected_verification"
+/// What became of a webhook, as `hookplane_webhooks_received_total{outcome}` counts it: a
+/// fixed set of labels, decided where the outcome is, never re-read from an error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Accepted,
+    Duplicate,
+    Ping,
+    NotFound,
+    Unpublished,
+    TooLarge,
+    /// The source app could not verify it.
+    Verification,
+    /// The body's media type is not one the app sends.
+    MediaType,
+    /// The body could not become events.
+    Parse,
+    Storage,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::Ping => "ping",
+            Self::NotFound => "rejected_not_found",
+            Self::Unpublished => "rejected_unpublished",
+            Self::TooLarge => "rejected_too_large",
+            Self::Verification => "rejected_verification",
+            Self::MediaType => "rejected_media_type",
+            Self::Parse => "rejected_parse",
+            Self::Storage => "error_storage",
         }
-        _ => "rejected_other",
+    }
+
+    /// The outcome of a source app's rejection, from the step that rejected it.
+    fn of(rejection: &Rejection) -> Self {
+        match rejection.stage {
+            Stage::Verify => Self::Verification,
+            Stage::Parse if rejection.status == StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Self::MediaType
+            }
+            Stage::Parse => Self::Parse,
+        }
     }
 }
 
@@ -135,7 +164,7 @@ async fn intake(
     org: &str,
     endpoint: &str,
     request: Incoming<'_>,
-) -> Result<(&'static str, Response), HttpError> {
+) -> Result<(Outcome, Response), (Outcome, HttpError)> {
     let snapshot = state.runtime.snapshot();
     let running = match snapshot.route(org, endpoint) {
         Route::Published(running) => running,
@@ -146,13 +175,16 @@ async fn intake(
                 "this endpoint's touchpoint is not published",
             );
             reject(state, id, error.code, error.status, &error.message).await;
-            return Err(error);
+            return Err((Outcome::Unpublished, error));
         }
         Route::Unknown => {
-            return Err(HttpError::new(
-                StatusCode::NOT_FOUND,
-                "ENDPOINT_NOT_FOUND",
-                "no touchpoint is published at this endpoint",
+            return Err((
+                Outcome::NotFound,
+                HttpError::new(
+                    StatusCode::NOT_FOUND,
+                    "ENDPOINT_NOT_FOUND",
+                    "no touchpoint is published at this endpoint",
+                ),
             ));
         }
     };
@@ -180,7 +212,7 @@ async fn intake(
                 json!({}),
             )
             .await;
-            return Ok(("ping", reply(running.app.acknowledge(&Ack::Ping))));
+            return Ok((Outcome::Ping, reply(running.app.acknowledge(&Ack::Ping))));
         }
         Ok(Received::Events(events)) => events,
         Err(rejection) => {
@@ -188,7 +220,7 @@ async fn intake(
             reject(state, touchpoint_id, code, status, &rejection.message).await;
             // The app answers in its own format (Salesforce: a SOAP fault).
             let answer = reply(running.app.reject(&rejection));
-            return Ok((outcome_label(code), answer));
+            return Ok((Outcome::of(&rejection), answer));
         }
     };
 
@@ -217,11 +249,12 @@ async fn intake(
         .await
         .map_err(|error| {
             warn!(%error, "storing webhook");
-            HttpError::new(
+            let error = HttpError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "STORAGE_UNAVAILABLE",
                 "the webhook could not be stored; retry later",
-            )
+            );
+            (Outcome::Storage, error)
         })?;
     state.wake_worker.notify_one();
 
@@ -234,9 +267,9 @@ async fn intake(
         Span::current().record("event", field::display(first));
     }
     let outcome = if created == 0 {
-        "duplicate"
+        Outcome::Duplicate
     } else {
-        "accepted"
+        Outcome::Accepted
     };
     let ack = running.app.acknowledge(&Ack::Stored {
         event_ids: &event_ids,
@@ -320,4 +353,32 @@ fn headers_json(headers: &HeaderMap) -> Value {
         }
     }
     Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection(stage: Stage, status: StatusCode, code: &'static str) -> Rejection {
+        Rejection {
+            stage,
+            status,
+            code,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn rejections_are_counted_by_the_step_that_rejected_them() {
+        let verify = rejection(Stage::Verify, StatusCode::UNAUTHORIZED, "HMAC_INVALID");
+        assert_eq!(Outcome::of(&verify).label(), "rejected_verification");
+        let media = rejection(
+            Stage::Parse,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+        );
+        assert_eq!(Outcome::of(&media).label(), "rejected_media_type");
+        let parse = rejection(Stage::Parse, StatusCode::BAD_REQUEST, "INVALID_JSON");
+        assert_eq!(Outcome::of(&parse).label(), "rejected_parse");
+    }
 }
