@@ -19,7 +19,7 @@
 use hookplane_crds::{ConnectionSpec, TouchpointSpec};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    TransactionTrait,
+    QuerySelect, TransactionTrait,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -302,7 +302,11 @@ async fn upsert_touchpoint(
     let endpoint = spec.source.endpoint.clone();
     let json = spec_json(&spec);
     let generation = external.generation;
+    // Locked until the commit (PostgreSQL; SQLite's write transaction already excludes other
+    // writers): a draft edit committed between this read and the write below would otherwise
+    // be overwritten with the resource's older spec.
     let row = touchpoint::Entity::find_by_id(external.id)
+        .lock_exclusive()
         .one(txn)
         .await
         .map_err(StoreError::SaveTouchpoint)?;
