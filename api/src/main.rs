@@ -14,6 +14,7 @@ use hookplane_crds::config::RenderedConfig;
 use hookplane_dataplane::{
     ingest::IngestConfig, retention::RetentionConfig, runtime::RenderedSource, sync::WorkerConfig,
 };
+use hookplane_mapping::{Limits, SandboxConfig};
 use hookplane_store::{Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -92,6 +93,90 @@ struct RunArgs {
         default_value_t = 600
     )]
     retention_interval_seconds: u64,
+    #[command(flatten)]
+    expressions: ExpressionArgs,
+}
+
+/// Limits on evaluating the jq users write (mappings, filters, ordering keys, previews). A
+/// touchpoint may set its own (`expressionLimits`), up to the maximum.
+#[derive(clap::Args)]
+struct ExpressionArgs {
+    /// CPU time of one evaluation, in milliseconds.
+    #[arg(long, env = "HOOKPLANE_EXPRESSION_TIME_MS", default_value_t = 50)]
+    expression_time_ms: u64,
+    /// Memory one evaluation may allocate, in MiB.
+    #[arg(long, env = "HOOKPLANE_EXPRESSION_MEMORY_MIB", default_value_t = 64)]
+    expression_memory_mib: u64,
+    /// Size of a mapped output as JSON text, in KiB.
+    #[arg(long, env = "HOOKPLANE_EXPRESSION_OUTPUT_KIB", default_value_t = 1024)]
+    expression_output_kib: usize,
+    /// The most CPU time a touchpoint may allow one evaluation, in milliseconds.
+    #[arg(long, env = "HOOKPLANE_EXPRESSION_MAX_TIME_MS", default_value_t = 2000)]
+    expression_max_time_ms: u64,
+    /// The most memory a touchpoint may allow one evaluation, in MiB.
+    #[arg(
+        long,
+        env = "HOOKPLANE_EXPRESSION_MAX_MEMORY_MIB",
+        default_value_t = 256
+    )]
+    expression_max_memory_mib: u64,
+    /// The largest mapped output a touchpoint may allow, in KiB.
+    #[arg(
+        long,
+        env = "HOOKPLANE_EXPRESSION_MAX_OUTPUT_KIB",
+        default_value_t = 8192
+    )]
+    expression_max_output_kib: usize,
+    /// Evaluator processes, each running one evaluation at a time (0: one per CPU).
+    #[arg(long, env = "HOOKPLANE_EVALUATORS", default_value_t = 0)]
+    evaluators: usize,
+}
+
+impl ExpressionArgs {
+    /// Evaluators are this binary, started as `hookplane evaluator`.
+    fn sandbox(self) -> anyhow::Result<SandboxConfig> {
+        let Self {
+            expression_time_ms,
+            expression_memory_mib,
+            expression_output_kib,
+            expression_max_time_ms,
+            expression_max_memory_mib,
+            expression_max_output_kib,
+            evaluators,
+        } = self;
+        let limits = |time_ms: u64, memory_mib: u64, output_kib: usize| Limits {
+            time: Duration::from_millis(time_ms.max(1)),
+            memory: memory_mib.max(1).saturating_mul(1 << 20),
+            output: output_kib.max(1).saturating_mul(1 << 10),
+            ..Limits::default()
+        };
+        let defaults = limits(
+            expression_time_ms,
+            expression_memory_mib,
+            expression_output_kib,
+        );
+        let max = limits(
+            expression_max_time_ms,
+            expression_max_memory_mib,
+            expression_max_output_kib,
+        );
+        if defaults.capped(&max) != defaults {
+            anyhow::bail!(
+                "the --expression-* defaults must not exceed the --expression-max-* limits"
+            );
+        }
+        let processes = match evaluators {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => n,
+        };
+        Ok(SandboxConfig {
+            program: std::env::current_exe().context("locating this binary to run evaluators")?,
+            args: vec!["evaluator".to_owned()],
+            processes,
+            defaults,
+            max,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -154,6 +239,10 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Sdl,
+    /// An evaluator process: evaluates jq requests on standard input under their limits
+    /// (started by the server itself; not for interactive use).
+    #[command(hide = true)]
+    Evaluator,
     /// A destination for trying Hookplane out: prints every request and answers 200.
     Sink {
         /// Address to listen on.
@@ -168,9 +257,13 @@ fn main() -> ExitCode {
         log_json,
         command,
     } = Cli::parse();
-    if let Command::Sdl = command {
-        print!("{}", hookplane::graphql::sdl());
-        return ExitCode::SUCCESS;
+    match command {
+        Command::Sdl => {
+            print!("{}", hookplane::graphql::sdl());
+            return ExitCode::SUCCESS;
+        }
+        Command::Evaluator => return hookplane_mapping::sandbox::serve(),
+        _ => {}
     }
     telemetry::init_tracing(&log, log_json);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -232,7 +325,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Sdl => Ok(()),
+        Command::Sdl | Command::Evaluator => Ok(()),
         Command::Sink { listen } => {
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -282,7 +375,9 @@ async fn serve_with(
         dedupe_window_hours,
         retention_days,
         retention_interval_seconds,
+        expressions,
     } = run;
+    let sandbox = expressions.sandbox()?;
     let rendered = match rendered {
         Some(RenderedArgs {
             config,
@@ -322,6 +417,7 @@ async fn serve_with(
             interval: Duration::from_secs(retention_interval_seconds.max(1)),
             ..RetentionConfig::default()
         },
+        sandbox,
         cluster,
     };
     let shutdown = CancellationToken::new();

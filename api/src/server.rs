@@ -19,6 +19,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use hookplane_mapping::{Sandbox, SandboxConfig};
 use hookplane_store::{Store, StoreOptions};
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
@@ -78,6 +79,8 @@ pub struct ServeConfig {
     pub ingest: IngestConfig,
     pub worker: WorkerConfig,
     pub retention: RetentionConfig,
+    /// Evaluator processes for the jq users write, and their limits.
+    pub sandbox: SandboxConfig,
     /// Cluster mode for the API role (`hookplane api --kubernetes`).
     pub cluster: Option<Cluster>,
 }
@@ -146,6 +149,7 @@ pub async fn serve(
         ingest,
         worker,
         retention,
+        sandbox,
         cluster,
     } = config;
     let options = StoreOptions {
@@ -160,7 +164,11 @@ pub async fn serve(
         Some(rendered) => Source::Rendered(rendered),
         None => Source::Store,
     };
-    let runtime = Arc::new(Runtime::with_source(store.clone(), source));
+    let runtime = Arc::new(Runtime::with_source(
+        store.clone(),
+        source,
+        Sandbox::new(sandbox),
+    ));
     runtime.reload().await.map_err(ServeError::LoadRuntime)?;
     let watcher = tokio::spawn(watch_rendered(
         Arc::clone(&runtime),

@@ -19,6 +19,7 @@ use hookplane_crds::{
     ConnectionSpec, DestinationLimits, SecretKeyRef, TouchpointSpec,
     config::{FORMAT_VERSION, RenderedConfig},
 };
+use hookplane_mapping::{Limits, Sandbox};
 use hookplane_sources::{SourceApp, VerifierConfig};
 use hookplane_store::{ClaimFilter, ExternalTouchpoint, Store, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,9 @@ pub struct Running {
     pub verifier: VerifierConfig,
     /// The source schema payloads are validated against, if the touchpoint names one.
     pub schema: Option<SourceSchema>,
+    /// The limits its mapping, filter and ordering key run under: its own, else the
+    /// instance's defaults, never above the instance's maximum.
+    pub limits: Limits,
 }
 
 /// A connection's delivery settings as they run: its limits and its destination credentials
@@ -177,22 +181,30 @@ pub enum ReloadError {
 pub struct Runtime {
     store: Store,
     source: Source,
+    /// Where touchpoints' jq runs under their limits.
+    sandbox: Sandbox,
     current: RwLock<Arc<Snapshot>>,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl Runtime {
-    pub fn new(store: Store) -> Self {
-        Self::with_source(store, Source::Store)
+    pub fn new(store: Store, sandbox: Sandbox) -> Self {
+        Self::with_source(store, Source::Store, sandbox)
     }
 
-    pub fn with_source(store: Store, source: Source) -> Self {
+    pub fn with_source(store: Store, source: Source, sandbox: Sandbox) -> Self {
         Self {
             store,
             source,
+            sandbox,
             current: RwLock::new(Arc::new(Snapshot::default())),
             reload_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The evaluator pool every touchpoint's jq runs in.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -456,6 +468,7 @@ impl Runtime {
             connection_id: published.connection_id,
             generation: published.generation,
             auto_sync: published.auto_sync,
+            limits: limits_of(spec, &self.sandbox),
             touchpoint: validated,
             app,
             verifier,
@@ -495,6 +508,27 @@ struct Published<'a> {
     auto_sync: bool,
     spec: &'a TouchpointSpec,
     connection: &'a ValidatedConnection,
+}
+
+/// A touchpoint's own expression limits over the instance's defaults, capped at its maximum.
+pub fn limits_of(spec: &TouchpointSpec, sandbox: &Sandbox) -> Limits {
+    let defaults = sandbox.defaults();
+    let Some(own) = &spec.expression_limits else {
+        return sandbox.limits(None);
+    };
+    let requested = Limits {
+        time: own
+            .time_ms
+            .map_or(defaults.time, |ms| Duration::from_millis(ms.into())),
+        memory: own
+            .memory_mib
+            .map_or(defaults.memory, |mib| u64::from(mib) << 20),
+        output: own
+            .output_kib
+            .map_or(defaults.output, |kib| (kib as usize) << 10),
+        depth: defaults.depth,
+    };
+    sandbox.limits(Some(&requested))
 }
 
 /// A connection through the one validation; `None` (with a warning) when it cannot run, so

@@ -16,8 +16,9 @@
 //! | `depth` | 256 levels | deeper values overflow recursive serializers and comparisons |
 //! | stack | 64 MiB per evaluator | jaq recurses per level of values it drops or compares; an overflow ends only the evaluator and is reported as `stack` |
 //!
-//! Each default is a flag of `hookplane serve` (`--mapping-time-limit-ms`, …); a touchpoint may
-//! lower them in its spec and raise them only up to the instance maximum (`--mapping-max-*`).
+//! Each default is a flag of `hookplane serve` (`--expression-time-ms`, `--expression-memory-mib`,
+//! `--expression-output-kib`); a touchpoint may lower them in its spec (`expressionLimits`) and
+//! raise them only up to the instance maximum (`--expression-max-*`).
 //! Exceeding a limit is [`MapError::LimitExceeded`](crate::MapError::LimitExceeded), code
 //! `MAPPING_LIMIT_EXCEEDED`: the event is FAILED without spending delivery attempts.
 

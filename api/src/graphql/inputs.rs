@@ -67,6 +67,35 @@ pub struct DestinationLimitsInput {
     pub requests_per_second: Option<u32>,
 }
 
+/// Limits on one evaluation of the touchpoint's jq (mapping, filter, ordering key); unset
+/// fields take the instance's defaults, and values above its maximum are lowered to it.
+#[derive(InputObject)]
+pub struct ExpressionLimitsInput {
+    /// CPU time, in milliseconds (1-60000).
+    pub time_ms: Option<u32>,
+    /// Memory, in MiB (1-65536).
+    pub memory_mib: Option<u32>,
+    /// Size of a mapped output as JSON text, in KiB (1-1048576).
+    pub output_kib: Option<u32>,
+}
+
+impl ExpressionLimitsInput {
+    /// The spec's limits; all fields unset is no limits of its own.
+    pub fn into_spec(self) -> Option<crds::ExpressionLimits> {
+        let Self {
+            time_ms,
+            memory_mib,
+            output_kib,
+        } = self;
+        let limits = crds::ExpressionLimits {
+            time_ms,
+            memory_mib,
+            output_kib,
+        };
+        (limits != crds::ExpressionLimits::default()).then_some(limits)
+    }
+}
+
 #[derive(InputObject)]
 pub struct OrderingInput {
     /// jq expression for the ordering key, e.g. `.id`.
@@ -180,6 +209,7 @@ pub struct CreateTouchpointInput {
     pub delivery: Option<DeliveryPolicyInput>,
     /// Deliver events with the same key one at a time, in arrival order.
     pub ordering: Option<OrderingInput>,
+    pub expression_limits: Option<ExpressionLimitsInput>,
 }
 
 /// Fields left out are unchanged; a given `source`, `destination`, `mapping` or `delivery`
@@ -198,6 +228,8 @@ pub struct UpdateTouchpointInput {
     pub delivery: Option<DeliveryPolicyInput>,
     /// Ordering; an empty key removes it.
     pub ordering: Option<OrderingInput>,
+    /// Limits of its own; all fields unset removes them.
+    pub expression_limits: Option<ExpressionLimitsInput>,
 }
 
 impl UpdateTouchpointInput {
@@ -220,6 +252,7 @@ impl UpdateTouchpointInput {
             filter,
             delivery,
             ordering,
+            expression_limits,
         } = self;
         if let Some(name) = name {
             spec.name = name;
@@ -249,6 +282,9 @@ impl UpdateTouchpointInput {
         }
         if let Some(ordering) = ordering {
             spec.ordering = ordering.into_spec();
+        }
+        if let Some(limits) = expression_limits {
+            spec.expression_limits = limits.into_spec();
         }
     }
 }

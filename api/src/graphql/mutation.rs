@@ -31,6 +31,9 @@ pub struct MappingPreview {
     ordering_key: Option<Json<Value>>,
     /// The filter, mapping or ordering error, as the bucket would record it.
     error: Option<String>,
+    /// Its code: `MAPPING_LIMIT_EXCEEDED` (an expression exceeded its limits) or
+    /// `MAPPING_FAILED`.
+    error_code: Option<String>,
 }
 
 impl From<Preview> for MappingPreview {
@@ -41,6 +44,7 @@ impl From<Preview> for MappingPreview {
             output,
             ordering_key,
             error,
+            error_code,
         } = preview;
         Self {
             generation,
@@ -48,6 +52,7 @@ impl From<Preview> for MappingPreview {
             output: output.map(Json),
             ordering_key: ordering_key.map(Json),
             error,
+            error_code: error_code.map(str::to_owned),
         }
     }
 }
@@ -153,6 +158,7 @@ impl MutationRoot {
             auto_sync: input.auto_sync,
             delivery: input.delivery.map(|d| d.into_spec()).unwrap_or_default(),
             ordering: input.ordering.and_then(|o| o.into_spec()),
+            expression_limits: input.expression_limits.and_then(|l| l.into_spec()),
         };
         Ok(Touchpoint(portal.create_touchpoint(spec, secrets).await?))
     }

@@ -359,6 +359,16 @@ pub struct TouchpointSpec {
     mapping: MappingConfig,
     filter: Option<String>,
     delivery: DeliveryPolicy,
+    /// The touchpoint's own limits on evaluating its jq, if any (see `ExpressionLimitsInput`).
+    expression_limits: Option<ExpressionLimits>,
+}
+
+/// Limits on one evaluation of a touchpoint's jq.
+#[derive(SimpleObject)]
+pub struct ExpressionLimits {
+    time_ms: Option<u32>,
+    memory_mib: Option<u32>,
+    output_kib: Option<u32>,
 }
 
 impl From<&hookplane_crds::TouchpointSpec> for TouchpointSpec {
@@ -407,6 +417,14 @@ impl From<&hookplane_crds::TouchpointSpec> for TouchpointSpec {
                 max_backoff_ms: spec.delivery.max_backoff_ms,
                 timeout_seconds: spec.delivery.timeout_seconds,
             },
+            expression_limits: spec
+                .expression_limits
+                .as_ref()
+                .map(|limits| ExpressionLimits {
+                    time_ms: limits.time_ms,
+                    memory_mib: limits.memory_mib,
+                    output_kib: limits.output_kib,
+                }),
         }
     }
 }

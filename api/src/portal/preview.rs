@@ -1,6 +1,8 @@
 //! Mapping preview: what a touchpoint's filter, ordering key and mapping make of a stored event
 //! or a pasted payload, without delivering anything.
 
+use hookplane_dataplane::runtime::limits_of;
+use hookplane_mapping::{Limits, MapError, Sandbox, SandboxError};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -27,6 +29,8 @@ pub struct Preview {
     pub ordering_key: Option<Value>,
     /// The filter, mapping or ordering error, as the bucket would record it.
     pub error: Option<String>,
+    /// Its code: `MAPPING_LIMIT_EXCEEDED` or `MAPPING_FAILED`.
+    pub error_code: Option<&'static str>,
 }
 
 impl Portal {
@@ -68,41 +72,77 @@ impl Portal {
         let connection = hookplane_validation::validate_connection(&connection.spec)?;
         // A draft may still wait for its verification secret; its mapping previews all the same.
         let draft = hookplane_validation::check_draft(&spec, &connection)?;
-        Ok(preview(&draft, generation, &payload))
+        let sandbox = self.runtime.sandbox();
+        let limits = limits_of(&spec, sandbox);
+        preview(&draft, generation, &payload, sandbox, &limits).await
     }
 }
 
-fn preview(
+/// Filter, ordering key and mapping, in the sandbox under the touchpoint's limits: what the
+/// worker would do, stopping where it would.
+async fn preview(
     touchpoint: &hookplane_validation::DraftTouchpoint,
     generation: i64,
     payload: &Value,
-) -> Preview {
+    sandbox: &Sandbox,
+    limits: &Limits,
+) -> PortalResult<Preview> {
     let mut preview = Preview {
         generation,
         ..Preview::default()
     };
     if let Some(filter) = touchpoint.filter() {
-        match filter.matches(payload) {
+        match sandbox
+            .filter(filter, payload, limits)
+            .await
+            .map_err(unavailable)?
+        {
             Ok(true) => {}
             Ok(false) => {
                 preview.skipped = true;
-                return preview;
+                return Ok(preview);
             }
             Err(error) => {
-                preview.error = Some(error.to_string());
-                return preview;
+                preview.fail(&error, String::new());
+                return Ok(preview);
             }
         }
     }
     if let Some(key) = touchpoint.ordering_key() {
-        match key.apply(payload) {
+        match sandbox
+            .map(key, payload, limits)
+            .await
+            .map_err(unavailable)?
+        {
             Ok(key) => preview.ordering_key = Some(key),
-            Err(error) => preview.error = Some(format!("ordering key: {error}")),
+            Err(error) => preview.fail(&error, "ordering key: ".to_owned()),
         }
     }
-    match touchpoint.mapping().apply(payload) {
+    match sandbox
+        .map(touchpoint.mapping(), payload, limits)
+        .await
+        .map_err(unavailable)?
+    {
         Ok(output) => preview.output = Some(output),
-        Err(error) => preview.error = Some(format!("mapping failed: {error}")),
+        Err(error) => preview.fail(&error, "mapping failed: ".to_owned()),
     }
-    preview
+    Ok(preview)
+}
+
+impl Preview {
+    fn fail(&mut self, error: &MapError, prefix: String) {
+        self.error_code = Some(error.code());
+        self.error = Some(match error {
+            MapError::LimitExceeded { .. } => format!("{}: {error}", error.code()),
+            _ => format!("{prefix}{error}"),
+        });
+    }
+}
+
+fn unavailable(error: SandboxError) -> PortalError {
+    tracing::error!(%error, "no evaluator could run a mapping preview");
+    PortalError::invalid(
+        "EVALUATOR_UNAVAILABLE",
+        "no evaluator process could run the preview; it has been logged",
+    )
 }

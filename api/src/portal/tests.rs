@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_graphql::{Request, Variables};
 use hookplane_dataplane::runtime::Runtime;
+use hookplane_mapping::{Limits, Sandbox, SandboxConfig};
 use hookplane_store::{Store, StoreOptions};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -29,7 +30,7 @@ impl Api {
             .await
             .expect("open");
         store.migrate().await.expect("migrate");
-        let runtime = Arc::new(Runtime::new(store.clone()));
+        let runtime = Arc::new(Runtime::new(store.clone(), shortcut_only_sandbox()));
         let portal = Portal::new(
             store.clone(),
             Arc::clone(&runtime),
@@ -81,7 +82,10 @@ impl Api {
                 json!({}),
             )
             .await;
-        data["createConnection"]["id"].as_str().expect("id").to_owned()
+        data["createConnection"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
     }
 
     async fn touchpoint(&self, connection: &str, endpoint: &str, source: Value) -> Uuid {
@@ -113,6 +117,18 @@ impl Api {
     }
 }
 
+/// These tests' expressions all run in-process through the shortcut; one that needs an
+/// evaluator process would answer `EVALUATOR_UNAVAILABLE` (the e2e tests run the real ones).
+fn shortcut_only_sandbox() -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        program: "/nonexistent/hookplane-evaluator".into(),
+        args: Vec::new(),
+        processes: 1,
+        defaults: Limits::default(),
+        max: Limits::default(),
+    })
+}
+
 fn unsigned(endpoint: &str) -> Value {
     json!({ "endpoint": endpoint, "verification": { "scheme": "none" } })
 }
@@ -121,7 +137,9 @@ fn unsigned(endpoint: &str) -> Value {
 async fn publishing_one_touchpoint_recompiles_only_that_one() {
     let api = Api::new().await;
     let connection = api.connection().await;
-    let orders = api.touchpoint(&connection, "orders", unsigned("orders")).await;
+    let orders = api
+        .touchpoint(&connection, "orders", unsigned("orders"))
+        .await;
     let refunds = api
         .touchpoint(&connection, "refunds", unsigned("refunds"))
         .await;
@@ -155,7 +173,9 @@ async fn publishing_one_touchpoint_recompiles_only_that_one() {
 async fn deleting_a_touchpoint_takes_it_out_of_the_snapshot() {
     let api = Api::new().await;
     let connection = api.connection().await;
-    let orders = api.touchpoint(&connection, "orders", unsigned("orders")).await;
+    let orders = api
+        .touchpoint(&connection, "orders", unsigned("orders"))
+        .await;
     assert!(api.publish(orders).await.errors.is_empty());
     assert!(api.runtime.snapshot().touchpoint(orders).is_some());
     api.ok(
@@ -226,7 +246,10 @@ async fn the_mapping_of_a_draft_previews_before_its_secret_exists() {
             json!({ "id": id, "payload": { "customer": { "id": 42 } } }),
         )
         .await;
-    assert_eq!(data["previewMapping"]["output"], json!({ "CardCode": "42" }));
+    assert_eq!(
+        data["previewMapping"]["output"],
+        json!({ "CardCode": "42" })
+    );
     assert_eq!(data["previewMapping"]["error"], Value::Null);
 }
 

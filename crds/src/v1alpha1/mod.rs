@@ -16,9 +16,9 @@ pub use connection::{
     OAuth2Spec, ReceiverSpec, WorkerSpec,
 };
 pub use touchpoint::{
-    DeliveryPolicy, DestinationSpec, ENDPOINT_PATTERN, HeaderSpec, MappingRule, MappingSpec,
-    OrderingFailure, OrderingSpec, SOURCE_APPS, SourceSpec, Touchpoint, TouchpointSpec,
-    TouchpointStatus,
+    DeliveryPolicy, DestinationSpec, ENDPOINT_PATTERN, ExpressionLimits, HeaderSpec, MappingRule,
+    MappingSpec, OrderingFailure, OrderingSpec, SOURCE_APPS, SourceSpec, Touchpoint,
+    TouchpointSpec, TouchpointStatus,
 };
 pub use verification::{SecretKeyRef, VerificationSpec};
 

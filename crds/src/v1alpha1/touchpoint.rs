@@ -88,6 +88,29 @@ pub struct TouchpointSpec {
     /// Deliver events with the same key one at a time, in arrival order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering: Option<OrderingSpec>,
+    /// Limits on evaluating this touchpoint's mapping, filter and ordering key. Each unset
+    /// field takes the instance's default; a value above the instance's maximum is lowered to
+    /// it. An evaluation over a limit fails its event with `MAPPING_LIMIT_EXCEEDED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression_limits: Option<ExpressionLimits>,
+}
+
+/// Limits on one evaluation of a touchpoint's jq expressions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpressionLimits {
+    /// CPU time of one evaluation, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 60000))]
+    pub time_ms: Option<u32>,
+    /// Memory one evaluation may allocate, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub memory_mib: Option<u32>,
+    /// Size of a mapped output as JSON text, in KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub output_kib: Option<u32>,
 }
 
 /// Per-key ordering: events whose `key` evaluates to the same value are delivered one at a

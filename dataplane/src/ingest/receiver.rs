@@ -12,6 +12,7 @@ use axum::{
     http::{HeaderMap, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
+use hookplane_mapping::MapError;
 use hookplane_sources::{Ack, Incoming, Limits, Received, Rejection, Reply, Stage};
 use hookplane_store::{IntakeLog, LogLevel, NewEvent, NewLog};
 use serde_json::{Map, Value, json};
@@ -225,14 +226,16 @@ async fn intake(
     };
 
     let headers = headers_json(request.headers);
-    let new_events = events
-        .into_iter()
-        .map(|event| {
-            let key = ordering_key(running, event.payload());
-            NewEvent::received(touchpoint_id, event, headers.clone(), request.body.to_vec())
-                .with_ordering_key(key)
-        })
-        .collect();
+    let mut new_events = Vec::with_capacity(events.len());
+    for event in events {
+        let key = ordering_key(state, running, event.payload()).await;
+        let new = NewEvent::received(touchpoint_id, event, headers.clone(), request.body.to_vec());
+        new_events.push(match key {
+            Key::Ordered(key) => new.with_ordering_key(Some(key)),
+            Key::Unordered => new,
+            Key::Exceeded(error) => new.failed_at_intake(error, true),
+        });
+    }
     // One commit holds the events and their intake log entries: the webhook is acknowledged
     // after it, and never has an event without its entry.
     let intake_log = IntakeLog {
@@ -277,18 +280,52 @@ async fn intake(
     Ok((outcome, reply(ack)))
 }
 
-/// The event's ordering key, when its touchpoint orders per key. A key that evaluates to
-/// `null` or fails leaves the event unordered (and says so in the server log): refusing the
-/// webhook would lose it, and the bucket still shows the payload to fix the expression on.
-fn ordering_key(running: &Running, payload: &Value) -> Option<String> {
-    let expression = running.touchpoint.ordering_key()?;
-    match expression.apply(payload) {
-        Ok(Value::Null) => None,
-        Ok(Value::String(key)) => Some(key),
-        Ok(other) => Some(other.to_string()),
-        Err(error) => {
+/// What intake makes of an event's ordering key.
+enum Key {
+    Ordered(String),
+    /// The touchpoint does not order, the key is `null`, or the expression failed.
+    Unordered,
+    /// The key expression exceeded its limits: the error the event is stored FAILED with.
+    Exceeded(String),
+}
+
+/// The event's ordering key, when its touchpoint orders per key, computed in the sandbox
+/// under the touchpoint's limits. A key that evaluates to `null` or fails leaves the event
+/// unordered (and says so in the server log): refusing the webhook would lose it, and the
+/// bucket still shows the payload to fix the expression on. A key over its limits makes the
+/// event FAILED and parked as it is stored: without a key it cannot hold back a key's later
+/// events whatever `onFailure` says, and a resync after fixing the expression processes it.
+async fn ordering_key(state: &IntakeState, running: &Running, payload: &Value) -> Key {
+    let Some(expression) = running.touchpoint.ordering_key() else {
+        return Key::Unordered;
+    };
+    let sandbox = state.runtime.sandbox();
+    match sandbox.map(expression, payload, &running.limits).await {
+        Ok(Ok(Value::Null)) => Key::Unordered,
+        Ok(Ok(Value::String(key))) => Key::Ordered(key),
+        Ok(Ok(other)) => Key::Ordered(other.to_string()),
+        Ok(Err(MapError::LimitExceeded {
+            limit,
+            expr,
+            detail,
+            ..
+        })) => {
+            let error = MapError::LimitExceeded {
+                limit,
+                location: "ordering key".to_owned(),
+                expr,
+                detail,
+            };
+            warn!(%error, "the ordering key exceeded its limits; the event is stored FAILED");
+            Key::Exceeded(format!("{}: {error}", error.code()))
+        }
+        Ok(Err(error)) => {
             warn!(%error, "the ordering key could not be computed; the event is not ordered");
-            None
+            Key::Unordered
+        }
+        Err(error) => {
+            warn!(%error, "no evaluator could compute the ordering key; the event is not ordered");
+            Key::Unordered
         }
     }
 }

@@ -22,7 +22,12 @@ use hookplane_store::{AttemptRecord, LogLevel, Outcome, OutcomeLog};
 use rand::Rng;
 use serde_json::{Value, json};
 
+use hookplane_mapping::MapError;
+
 use super::policy;
+
+/// How long an event waits when no evaluator could run its jq.
+pub const EVALUATOR_RETRY: Duration = Duration::from_secs(5);
 
 /// The delivery attempt being decided: plain values.
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +86,61 @@ impl Decision {
                 park: parks(spec),
             },
             metric: "FAILED",
+        }
+    }
+
+    /// The filter or the mapping failed: FAILED at once, without spending a delivery attempt.
+    /// A limit exceeded says so with its code, the limit and where (`MAPPING_LIMIT_EXCEEDED`:
+    /// retrying cannot help until the expression or its limits change); the log entry carries
+    /// them as fields.
+    pub fn map_failed(spec: &TouchpointSpec, generation: i64, error: &MapError) -> Self {
+        let (message, fields) = match error {
+            MapError::LimitExceeded {
+                limit, location, ..
+            } => (
+                format!("{}: {error}", error.code()),
+                json!({
+                    "generation": generation,
+                    "code": error.code(),
+                    "limit": limit.as_str(),
+                    "location": location,
+                }),
+            ),
+            MapError::Filter { .. } => (
+                error.to_string(),
+                json!({ "generation": generation, "code": error.code() }),
+            ),
+            _ => (
+                format!("mapping failed: {error}"),
+                json!({ "generation": generation, "code": error.code() }),
+            ),
+        };
+        let mut decision = Self::permanent(spec, generation, None, message);
+        decision.log.fields = fields;
+        decision
+    }
+
+    /// No evaluator could run the event's jq (the evaluator program cannot start): a fault of
+    /// the installation, not of the event, so it is tried again after [`EVALUATOR_RETRY`]
+    /// however many attempts it has had.
+    pub fn evaluator_unavailable(generation: i64, error: String, now: DateTime<Utc>) -> Self {
+        let retry = chrono::Duration::from_std(EVALUATOR_RETRY)
+            .unwrap_or_else(|_| chrono::Duration::seconds(5));
+        Self {
+            log: OutcomeLog {
+                level: LogLevel::Error,
+                message: format!("no evaluator could run the mapping, retrying: {error}"),
+                fields: json!({ "generation": generation, "code": "EVALUATOR_UNAVAILABLE" }),
+            },
+            outcome: Outcome::Retry {
+                mapped: None,
+                error,
+                response_status: None,
+                next_attempt_at: now + retry,
+                generation,
+                attempt: None,
+            },
+            metric: "RETRY",
         }
     }
 

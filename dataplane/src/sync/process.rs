@@ -26,6 +26,7 @@ use std::{
 
 use chrono::Utc;
 use hookplane_crds::TouchpointSpec;
+use hookplane_mapping::{Sandbox, SandboxError};
 use hookplane_store::{Event, Store};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,8 @@ pub struct Processor {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub deliverer: Deliverer,
+    /// Where the filter and mapping run under the touchpoint's limits.
+    pub sandbox: Sandbox,
 }
 
 /// An event the worker leased and its destination admitted.
@@ -71,7 +74,7 @@ impl Processor {
             admission,
         } = job;
         self.metrics.events_in_flight.inc();
-        let decision = match map(&running, &event.payload) {
+        let decision = match map(&running, &event.payload, &self.sandbox).await {
             Ok(mapped) => {
                 self.deliver(&running, &destination, &event, mapped, admission, shutdown)
                     .await
@@ -265,14 +268,27 @@ impl Processor {
     }
 }
 
-/// The map step: the payload against the source schema, then the filter, then the mapping.
-/// Pure; `Err` is the event's decision (SKIPPED by the filter, or FAILED: retrying cannot
-/// change a payload), boxed as the rare path.
-fn map(running: &Running, payload: &Value) -> Result<Mapped, Box<Decision>> {
+/// The map step: the payload against the source schema, then the filter, then the mapping,
+/// both under the touchpoint's limits in the sandbox. `Err` is the event's decision (SKIPPED
+/// by the filter, FAILED when retrying cannot change the outcome: a schema mismatch, a jq
+/// error, a limit exceeded; a retry when no evaluator could run), boxed as the rare path.
+async fn map(
+    running: &Running,
+    payload: &Value,
+    sandbox: &Sandbox,
+) -> Result<Mapped, Box<Decision>> {
     let generation = running.generation;
     let touchpoint = &running.touchpoint;
     let spec = touchpoint.spec();
     let failed = |error: String| Box::new(Decision::permanent(spec, generation, None, error));
+    let unavailable = |error: SandboxError| {
+        warn!(%error, "no evaluator could run the touchpoint's jq; retrying the event later");
+        Box::new(Decision::evaluator_unavailable(
+            generation,
+            error.to_string(),
+            Utc::now(),
+        ))
+    };
     if let Some(schema) = &running.schema
         && let Err(errors) = schema.check(payload)
     {
@@ -283,14 +299,19 @@ fn map(running: &Running, payload: &Value) -> Result<Mapped, Box<Decision>> {
         )));
     }
     if let Some(filter) = touchpoint.filter() {
-        match filter.matches(payload) {
-            Ok(true) => {}
-            Ok(false) => return Err(Box::new(Decision::skipped(generation))),
-            Err(error) => return Err(failed(error.to_string())),
+        match sandbox.filter(filter, payload, &running.limits).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return Err(Box::new(Decision::skipped(generation))),
+            Ok(Err(error)) => return Err(Box::new(Decision::map_failed(spec, generation, &error))),
+            Err(error) => return Err(unavailable(error)),
         }
     }
-    match touchpoint.mapping().apply(payload) {
-        Ok(output) => Ok(Mapped(output)),
-        Err(error) => Err(failed(format!("mapping failed: {error}"))),
+    match sandbox
+        .map(touchpoint.mapping(), payload, &running.limits)
+        .await
+    {
+        Ok(Ok(output)) => Ok(Mapped(output)),
+        Ok(Err(error)) => Err(Box::new(Decision::map_failed(spec, generation, &error))),
+        Err(error) => Err(unavailable(error)),
     }
 }

@@ -131,6 +131,7 @@ impl Worker {
             store: store.clone(),
             metrics: Arc::clone(&metrics),
             deliverer,
+            sandbox: runtime.sandbox().clone(),
         });
         Self {
             store,

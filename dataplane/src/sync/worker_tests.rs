@@ -20,6 +20,7 @@ use hookplane_crds::{
     ConnectionSpec, DeliveryPolicy, DestinationLimits, DestinationSpec, OAuth2Spec, PayloadFormat,
     SecretKeyRef, SourceSpec, TouchpointSpec, VerificationSpec,
 };
+use hookplane_mapping::{Sandbox, SandboxConfig};
 use hookplane_sources::{Incoming, Limits, Received, ResolvedSecrets, VerifierConfig};
 use hookplane_store::{Event, EventStatus, NewEvent, Store, StoreOptions};
 use serde_json::{Value, json};
@@ -50,7 +51,17 @@ impl Env {
             .expect("open");
         store.migrate().await.expect("migrate");
         Self {
-            runtime: Arc::new(Runtime::new(store.clone())),
+            // Every mapping here is the identity: nothing reaches an evaluator process.
+            runtime: Arc::new(Runtime::new(
+                store.clone(),
+                Sandbox::new(SandboxConfig {
+                    program: "/nonexistent/hookplane-evaluator".into(),
+                    args: Vec::new(),
+                    processes: 1,
+                    defaults: hookplane_mapping::Limits::default(),
+                    max: hookplane_mapping::Limits::default(),
+                }),
+            )),
             store,
             metrics: Arc::new(Metrics::new()),
             wake: Arc::new(Notify::new()),

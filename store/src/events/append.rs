@@ -100,6 +100,10 @@ pub(crate) async fn insert(
         let cutoff = time::before(now, context.dedupe_window);
         let touchpoint_id = new.touchpoint_id;
         let dedupe_key = new.dedupe_key.clone();
+        let (status, last_error, parked) = match new.intake_failure {
+            None => (EventStatus::Unprocessed, None, false),
+            Some(failure) => (EventStatus::Failed, Some(failure.error), failure.parked),
+        };
         let row = event::ActiveModel {
             id: Set(id),
             touchpoint_id: Set(new.touchpoint_id),
@@ -109,18 +113,18 @@ pub(crate) async fn insert(
             payload: Set(new.payload),
             dedupe_key: Set(new.dedupe_key),
             duplicates: Set(0),
-            status: Set(EventStatus::Unprocessed.as_str().to_owned()),
+            status: Set(status.as_str().to_owned()),
             attempts: Set(0),
             next_attempt_at: Set(now),
             lease_until: Set(None),
             mapped_output: Set(None),
-            last_error: Set(None),
+            last_error: Set(last_error),
             response_status: Set(None),
             published_generation: Set(None),
             updated_at: Set(now),
             lease_id: Set(None),
             ordering_key: Set(new.ordering_key),
-            parked: Set(false),
+            parked: Set(parked),
             retired_dedupe_key: Set(None),
             last_attempt_at: Set(None),
             resynced_at: Set(None),

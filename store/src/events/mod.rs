@@ -112,6 +112,16 @@ pub struct NewEvent {
     /// Events of the touchpoint with the same key are processed one at a time, in arrival
     /// order (see [`crate::Store::claim_due_events`]). `None`: no ordering.
     pub(crate) ordering_key: Option<String>,
+    /// Stored FAILED at once, with this error, instead of UNPROCESSED (see
+    /// [`NewEvent::failed_at_intake`]).
+    pub(crate) intake_failure: Option<IntakeFailure>,
+}
+
+/// Why an event is stored FAILED as it arrives.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct IntakeFailure {
+    pub(crate) error: String,
+    pub(crate) parked: bool,
 }
 
 impl NewEvent {
@@ -132,6 +142,17 @@ impl NewEvent {
             payload: parsed.into_payload(),
             dedupe_key,
             ordering_key: None,
+            intake_failure: None,
+        }
+    }
+
+    /// The same event, stored FAILED with `error` as it arrives (still acknowledged: nothing
+    /// received is lost, and a resync processes it again), parked when `parked`. Intake uses it
+    /// when what it must compute for the event (its ordering key) exceeded its limits.
+    pub fn failed_at_intake(self, error: String, parked: bool) -> Self {
+        Self {
+            intake_failure: Some(IntakeFailure { error, parked }),
+            ..self
         }
     }
 
