@@ -196,7 +196,7 @@ impl Builtin {
             Self::StartsWith(fix) => Value::Bool(text()?.starts_with(fix.as_str())),
             Self::EndsWith(fix) => Value::Bool(text()?.ends_with(fix.as_str())),
             Self::Split(separator) => {
-                text()?;
+                burn(split_cost(text()?, separator))?;
                 let parts = (jaq(input)? / Val::from(separator.clone())).ok()?;
                 value::into_json(parts).ok()?
             }
@@ -280,6 +280,20 @@ fn math_cost(l: &Value, r: &Value) -> u64 {
         (Value::Number(_), Value::String(_)) => size(r).saturating_mul(times(l)),
         _ => size(l).saturating_add(size(r)),
     }
+}
+
+/// What splitting `text` at `separator` builds. Every part becomes a value of its own, in jaq
+/// and then in serde_json, about 128 bytes beyond its text; fuel is a sixteenth of the memory
+/// limit, so 16 units a part keep the parts within half of it. Counted before jaq splits:
+/// `"x" * 4e6 | split("")` used to build four million values (500 MiB) in the caller.
+fn split_cost(text: &str, separator: &str) -> u64 {
+    const PART: u64 = 16;
+    let parts = if separator.is_empty() {
+        text.chars().count()
+    } else {
+        text.matches(separator).count() + 1
+    };
+    (text.len() as u64).saturating_add((parts as u64).saturating_mul(PART))
 }
 
 /// `.[from:upto]` of a string or array, by jaq's rules.

@@ -193,3 +193,23 @@ fn other_shapes_run_in_jaq() {
         assert!(!expr.has_shortcut(), "{text}");
     }
 }
+
+#[test]
+fn splitting_into_many_parts_is_charged_per_part() {
+    use crate::{Limits, shortcut::fuel};
+
+    let prelude = Prelude::new();
+    let limits = Limits::default();
+    let run = |text: &str| {
+        let expr = Expr::compile(&prelude, text).expect(text);
+        fuel::metered(crate::mapping::in_process_fuel(&limits), || {
+            expr.shortcut_one(&json!(null))
+        })
+    };
+    // Four million one-character strings took 500 MiB and a second in the caller's process,
+    // for a 64 MiB limit; the string itself is within the budget.
+    assert_eq!(run(r#""x" * 4000000 | length"#), Some(json!(4_000_000)));
+    assert_eq!(run(r#""x" * 4000000 | split("") | length"#), None);
+    assert_eq!(run(r#""a,b" * 1000000 | split(",") | length"#), None);
+    assert_eq!(run(r#""x" * 1000 | split("") | length"#), Some(json!(1000)));
+}
