@@ -82,6 +82,8 @@
 mod big_stack;
 mod error;
 mod filter;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod guard;
 mod jq;
 mod limits;
