@@ -96,6 +96,6 @@ mod value;
 
 pub use error::{CompileError, CompileErrors, MapError};
 pub use filter::Filter;
-pub use limits::{Limit, Limits};
+pub use limits::{Limit, Limits, nesting};
 pub use mapping::Mapping;
 pub use sandbox::{Sandbox, SandboxConfig, SandboxError};

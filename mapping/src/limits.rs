@@ -77,6 +77,12 @@ impl Limits {
     }
 }
 
+/// How deeply `value`'s arrays and objects nest, counted without recursion up to `cap`: for
+/// checking user input that other code walks recursively.
+pub fn nesting(value: &serde_json::Value, cap: usize) -> usize {
+    crate::shortcut::fuel::depth(value, cap)
+}
+
 /// Which limit an evaluation exceeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -158,3 +158,63 @@ async fn the_shortcut_answers_in_process_and_declines_what_grows() {
     let repeated = program("\"x\" * .n");
     assert_eq!(repeated.try_shortcut(&json!({"n": 1e12}), &limits), None);
 }
+
+/// An evaluator whose server dies mid-evaluation (here: its parent, killed) does not run on.
+#[test]
+fn an_evaluator_does_not_outlive_its_server() {
+    use std::{
+        io::{BufRead, BufReader, Write},
+        process::{Command, Stdio},
+    };
+
+    // A shell stands in for the server: it starts the evaluator, which then loses its parent.
+    let evaluator = env!("CARGO_BIN_EXE_hookplane-evaluator");
+    let mut shell = Command::new("sh")
+        .arg("-c")
+        // The evaluator reads the shell's stdin (fd 3: a background job's own stdin would be
+        // /dev/null) and answers into /dev/null; the shell prints the evaluator's pid.
+        .arg(format!(
+            "exec 3<&0; {evaluator} <&3 >/dev/null & echo $!; wait"
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sh starts");
+    let mut stdout = BufReader::new(shell.stdout.take().expect("piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("the evaluator's pid");
+    let pid: u32 = line.trim().parse().expect("a pid");
+    // Keep the evaluator busy for ever, then kill its parent.
+    let request = json!({
+        "job": { "map": { "rules": [], "program": "last(range(1e18))" } },
+        "payload": {},
+        "limits": { "time": 600000, "memory": 67108864, "output": 1048576, "depth": 256 },
+    });
+    let mut stdin = shell.stdin.take().expect("piped");
+    writeln!(stdin, "{request}").expect("the request is written");
+    std::thread::sleep(Duration::from_millis(500));
+    let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists() && !zombie(pid);
+    assert!(
+        alive(),
+        "the evaluator is evaluating before its parent dies"
+    );
+    shell.kill().expect("the parent is killed");
+    let _ = shell.wait();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(), "the orphaned evaluator {pid} is still running");
+}
+
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}

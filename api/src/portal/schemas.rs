@@ -17,9 +17,17 @@ impl Portal {
         Ok(schema)
     }
 
-    /// Infer a JSON Schema from a sample payload and store it under `name`.
+    /// Infer a JSON Schema from a sample payload and store it under `name`. Inference walks
+    /// the sample recursively, so a sample nested deeper than [`MAX_SAMPLE_DEPTH`] is refused
+    /// (`SAMPLE_TOO_DEEP`) rather than risk the server's stack.
     pub async fn infer_schema(&self, name: &str, sample: &Value) -> PortalResult<Schema> {
         check_schema_name(name)?;
+        if hookplane_mapping::nesting(sample, MAX_SAMPLE_DEPTH + 1) > MAX_SAMPLE_DEPTH {
+            return Err(PortalError::invalid(
+                "SAMPLE_TOO_DEEP",
+                format!("the sample nests deeper than {MAX_SAMPLE_DEPTH} levels"),
+            ));
+        }
         let document = schemas::infer(name, sample);
         let schema = self.store.put_schema(name, document).await?;
         self.runtime.reload().await?;
@@ -57,6 +65,10 @@ impl Portal {
         Ok(())
     }
 }
+
+/// Deepest sample `inferSchema` accepts: far beyond any real payload, far below what recursion
+/// on a server thread's stack can take.
+pub const MAX_SAMPLE_DEPTH: usize = 64;
 
 fn check_schema_name(name: &str) -> PortalResult<()> {
     let valid = (1..=100).contains(&name.len())

@@ -271,3 +271,26 @@ async fn resync_refuses_unknown_ids_without_touching_known_ones() {
         .await;
     assert_eq!(code, "INVALID_INPUT");
 }
+
+#[tokio::test]
+async fn a_sample_too_deep_to_infer_is_refused() {
+    let api = Api::new().await;
+    let mut sample = json!(1);
+    for _ in 0..100 {
+        sample = json!([sample]);
+    }
+    let code = api
+        .error_code(
+            "mutation($sample: JSON!) { inferSchema(name: \"deep\", sample: $sample) { name } }",
+            json!({ "sample": sample }),
+        )
+        .await;
+    assert_eq!(code, "SAMPLE_TOO_DEEP");
+    let shallow = api
+        .ok(
+            "mutation($sample: JSON!) { inferSchema(name: \"order\", sample: $sample) { name } }",
+            json!({ "sample": { "id": 1, "lines": [{ "sku": "A" }] } }),
+        )
+        .await;
+    assert_eq!(shallow["inferSchema"]["name"], "order");
+}

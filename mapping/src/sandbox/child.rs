@@ -23,6 +23,9 @@ use crate::{Filter, Limit, Limits, MapError, Mapping, shortcut::fuel};
 /// Stack of the evaluating thread.
 pub(crate) const STACK_SIZE: usize = 64 * 1024 * 1024;
 
+/// How often the watchdog checks that the server is still there.
+const PARENT_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Most compiled jobs kept; past it the cache starts over.
 const CACHE: usize = 256;
 
@@ -33,7 +36,27 @@ enum Compiled {
 
 /// Serve requests on standard input and output until standard input closes: the body of
 /// `hookplane evaluator`. Not for interactive use.
+///
+/// An evaluator never outlives its server: a watchdog thread ends the process as soon as its
+/// parent changes (the server died, even by `kill -9`, and the evaluator was handed to init),
+/// since an evaluation in an endless loop would otherwise run on for ever.
 pub fn serve() -> ExitCode {
+    let parent = std::os::unix::process::parent_id();
+    let watchdog = thread::Builder::new()
+        .name("hookplane-evaluator-watchdog".to_owned())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            loop {
+                thread::sleep(PARENT_CHECK);
+                if std::os::unix::process::parent_id() != parent {
+                    std::process::exit(2);
+                }
+            }
+        });
+    if let Err(error) = watchdog {
+        eprintln!("hookplane evaluator: cannot start its watchdog: {error}");
+        return ExitCode::FAILURE;
+    }
     let spawned = thread::Builder::new()
         .name("hookplane-evaluator".to_owned())
         .stack_size(STACK_SIZE)
