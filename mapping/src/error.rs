@@ -131,6 +131,25 @@ impl MapError {
             _ => None,
         }
     }
+
+    /// The same error, a limit exceeded named at `location`: an expression compiled as a
+    /// mapping program but used for something else (an ordering key) says so.
+    pub fn at(self, location: &str) -> Self {
+        match self {
+            Self::LimitExceeded {
+                limit,
+                expr,
+                detail,
+                ..
+            } => Self::LimitExceeded {
+                limit,
+                location: location.to_owned(),
+                expr,
+                detail,
+            },
+            other => other,
+        }
+    }
 }
 
 /// `text` if it is short, else its start and end around an ellipsis.

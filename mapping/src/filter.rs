@@ -69,7 +69,8 @@ impl Filter {
     /// from `limits`: `None` means an evaluator process must run it. Never runs jaq.
     pub fn try_shortcut(&self, input: &Value, limits: &Limits) -> Option<bool> {
         let fuel = crate::mapping::in_process_fuel(limits);
-        match fuel::metered(fuel, || self.expr.shortcut_all(input))?.as_slice() {
+        let time = crate::mapping::in_process_time(limits);
+        match fuel::metered_for(fuel, time, || self.expr.shortcut_all(input))?.as_slice() {
             [] => Some(false),
             [value] => Some(!matches!(value, Value::Null | Value::Bool(false))),
             _ => None,

@@ -104,7 +104,10 @@ impl Expr {
         }
         let input = source.val().map_err(EvalError::Payload)?;
         let output = self.single(input).map_err(EvalError::Expr)?;
-        value::into_json(output).map_err(|e| EvalError::Expr(e.message("the result")))
+        value::into_json(output).map_err(|e| match e {
+            ConvertError::TooDeep => EvalError::TooDeep,
+            e => EvalError::Expr(e.message("the result")),
+        })
     }
 
     /// Every output of the expression for `input`, lazily.
@@ -135,6 +138,8 @@ pub(crate) enum EvalError {
     Payload(ConvertError),
     /// The expression failed; the message says why.
     Expr(String),
+    /// The result is nested deeper than any value may be: the `depth` limit.
+    TooDeep,
 }
 
 /// A payload, with its jaq value made on first use and shared by the expressions after that.

@@ -9,13 +9,14 @@ use std::{
     fmt,
     panic::{self, AssertUnwindSafe},
     sync::Arc,
+    time::Duration,
 };
 
 use hookplane_crds::MappingSpec;
 use serde_json::{Map, Value};
 
 use crate::{
-    Limits, big_stack,
+    Limit, Limits, big_stack,
     error::{CompileError, CompileErrors, MapError},
     jq::{EvalError, Expr, Prelude, Source},
     shortcut::fuel,
@@ -76,14 +77,15 @@ impl Mapping {
     }
 
     /// Apply the mapping in this process if the shortcut covers every expression and the result
-    /// stays within `limits` (a step budget derived from them): `None` means an evaluator
+    /// stays within `limits` (a step budget derived from them, and [`IN_PROCESS_TIME`] at
+    /// most): `None` means an evaluator
     /// process must run it ([`crate::Sandbox`]). Never runs jaq, so it cannot loop or abort.
     pub fn try_shortcut(&self, input: &Value, limits: &Limits) -> Option<Result<Value, MapError>> {
         let inner = &self.inner;
         if inner.program.is_none() && inner.rules.is_empty() {
             return Some(Ok(input.clone()));
         }
-        let output = fuel::metered(in_process_fuel(limits), || {
+        let output = fuel::metered_for(in_process_fuel(limits), in_process_time(limits), || {
             let mut output = match &inner.program {
                 Some(program) => {
                     let out = program.shortcut_one(input)?;
@@ -125,6 +127,17 @@ impl Mapping {
 /// stays well below what an evaluator would be allowed.
 pub(crate) fn in_process_fuel(limits: &Limits) -> u64 {
     (limits.memory / 16).min(limits.output as u64 * 4).max(1)
+}
+
+/// Longest an in-process shortcut run may hold the caller's thread (a worker of the server's
+/// async runtime): what the shortcut is for takes microseconds; an expression that needs more
+/// goes to an evaluator, where only the evaluator waits on it.
+const IN_PROCESS_TIME: Duration = Duration::from_millis(5);
+
+/// Time for an in-process shortcut run: [`IN_PROCESS_TIME`], or the expression's own time
+/// limit when that is shorter.
+pub(crate) fn in_process_time(limits: &Limits) -> Duration {
+    limits.time.min(IN_PROCESS_TIME)
 }
 
 /// Whether a result is surely within the output and depth limits; when unsure, an evaluator
@@ -221,9 +234,11 @@ impl Inner {
         let mut output = match &self.program {
             Some(program) => {
                 let out = program.single_json(&mut source).map_err(|e| {
-                    fail(e, |message| MapError::Program {
-                        expr: program.text().to_owned(),
-                        message,
+                    fail(e, "program".to_owned(), program, |message| {
+                        MapError::Program {
+                            expr: program.text().to_owned(),
+                            message,
+                        }
                     })
                 })?;
                 if self.rules.is_empty() {
@@ -241,16 +256,18 @@ impl Inner {
             }
             None => Map::new(),
         };
-        for rule in &self.rules {
-            rule.apply(&mut source, &mut output)?;
+        for (index, rule) in self.rules.iter().enumerate() {
+            rule.apply(index, &mut source, &mut output)?;
         }
         Ok(Value::Object(output))
     }
 }
 
 impl Rule {
+    /// Apply rule `index` (its place in the spec, for naming it in a limit exceeded).
     fn apply(
         &self,
+        index: usize,
         source: &mut Source<'_>,
         output: &mut Map<String, Value>,
     ) -> Result<(), MapError> {
@@ -259,19 +276,32 @@ impl Rule {
             expr: self.expr.text().to_owned(),
             message,
         };
-        let out = self
-            .expr
-            .single_json(source)
-            .map_err(|e| fail(e, rule_error))?;
+        let out = self.expr.single_json(source).map_err(|e| {
+            let location = format!("rules[{index}] ({})", self.target_text);
+            fail(e, location, &self.expr, rule_error)
+        })?;
         self.target.set(output, out).map_err(rule_error)
     }
 }
 
-/// A failed evaluation as the error of the expression it belongs to, or of the payload.
-fn fail(error: EvalError, expr_error: impl FnOnce(String) -> MapError) -> MapError {
+/// A failed evaluation as the error of the expression it belongs to, or of the payload. A
+/// result nested deeper than any value may be is the `depth` limit, exceeded at `location`
+/// (named as [`crate::Sandbox`] names a part of a mapping).
+fn fail(
+    error: EvalError,
+    location: String,
+    expr: &Expr,
+    expr_error: impl FnOnce(String) -> MapError,
+) -> MapError {
     match error {
         EvalError::Payload(e) => MapError::Input {
             message: e.message("the payload"),
+        },
+        EvalError::TooDeep => MapError::LimitExceeded {
+            limit: Limit::Depth,
+            location,
+            expr: expr.text().to_owned(),
+            detail: Limits::default().describe(Limit::Depth),
         },
         EvalError::Expr(message) => expr_error(message),
     }

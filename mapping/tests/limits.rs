@@ -4,7 +4,7 @@
 //! thread, which is what the test harness runs tests on.
 
 use hookplane_crds::{MappingRule, MappingSpec};
-use hookplane_mapping::{Filter, MapError, Mapping};
+use hookplane_mapping::{Filter, Limit, MapError, Mapping};
 use serde_json::{Value, json};
 
 fn program(text: &str) -> MappingSpec {
@@ -106,14 +106,41 @@ fn deeply_nested_payloads_and_outputs_are_refused() {
         "payload: the payload is nested deeper than 256 levels"
     );
 
+    // A result too deep is the depth limit, named where it was exceeded.
     let builds_deep = program("reduce range(1000) as $i (0; [.])");
     let err = Mapping::compile(&builds_deep)
         .expect("compiles")
         .apply(&Value::Null)
         .expect_err("too deep");
+    assert_eq!(err.code(), "MAPPING_LIMIT_EXCEEDED");
+    assert_eq!(
+        err.to_string(),
+        "program (reduce range(1000) as $i (0; [.])) exceeded its depth limit \
+         (256 levels of nesting)"
+    );
+    let in_a_rule = MappingSpec {
+        rules: vec![
+            MappingRule {
+                target: "Id".into(),
+                expr: "1".into(),
+            },
+            MappingRule {
+                target: "Deep".into(),
+                expr: "reduce range(300) as $i (0; {a: .})".into(),
+            },
+        ],
+        program: None,
+    };
+    let err = Mapping::compile(&in_a_rule)
+        .expect("compiles")
+        .apply(&Value::Null)
+        .expect_err("too deep");
     assert!(
-        err.to_string()
-            .contains("the result is nested deeper than 256"),
-        "{err}"
+        matches!(
+            &err,
+            MapError::LimitExceeded { limit: Limit::Depth, location, .. }
+                if location == "rules[1] (Deep)"
+        ),
+        "{err:?}"
     );
 }

@@ -9,6 +9,7 @@ mod data_plane;
 mod destinations;
 mod engine;
 mod flows;
+mod hostile;
 mod operations;
 mod readme;
 mod rejections;

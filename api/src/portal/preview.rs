@@ -115,7 +115,7 @@ async fn preview(
             .map_err(unavailable)?
         {
             Ok(key) => preview.ordering_key = Some(key),
-            Err(error) => preview.fail(&error, "ordering key: ".to_owned()),
+            Err(error) => preview.fail(&error.at("ordering key"), "ordering key: ".to_owned()),
         }
     }
     match sandbox

@@ -304,18 +304,8 @@ async fn ordering_key(state: &IntakeState, running: &Running, payload: &Value) -
         Ok(Ok(Value::Null)) => Key::Unordered,
         Ok(Ok(Value::String(key))) => Key::Ordered(key),
         Ok(Ok(other)) => Key::Ordered(other.to_string()),
-        Ok(Err(MapError::LimitExceeded {
-            limit,
-            expr,
-            detail,
-            ..
-        })) => {
-            let error = MapError::LimitExceeded {
-                limit,
-                location: "ordering key".to_owned(),
-                expr,
-                detail,
-            };
+        Ok(Err(error @ MapError::LimitExceeded { .. })) => {
+            let error = error.at("ordering key");
             warn!(%error, "the ordering key exceeded its limits; the event is stored FAILED");
             Key::Exceeded(format!("{}: {error}", error.code()))
         }

@@ -20,7 +20,7 @@ mod protocol;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 pub use child::serve;
-use hookplane_crds::MappingSpec;
+use hookplane_crds::{MappingRule, MappingSpec};
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
@@ -107,8 +107,16 @@ impl Sandbox {
             return Ok(result);
         }
         let spec = mapping.spec();
-        match self.run(Job::Map(spec.clone()), input, &limits).await? {
+        let job = Job::Map(spec.clone());
+        let (whole_location, _) = child::whole(&job);
+        match self.run(job, input, &limits).await? {
             Ok(Response::Value(value)) => Ok(Ok(value)),
+            // The evaluator measured a limit of the whole result (its size): find the part.
+            Ok(Response::Failed(MapError::LimitExceeded {
+                limit, location, ..
+            })) if location == whole_location => {
+                Ok(Err(self.locate(spec, input, &limits, limit).await?))
+            }
             Ok(Response::Failed(error)) => Ok(Err(error)),
             Ok(Response::Keep(_) | Response::Ready | Response::Compiled) => Ok(Err(unexpected())),
             Err(limit) => Ok(Err(self.locate(spec, input, &limits, limit).await?)),
@@ -136,7 +144,8 @@ impl Sandbox {
     }
 
     /// Which part of a mapping exceeded `limit`: the program, else the first rule that
-    /// exceeds a limit on its own. A mapping of one part is that part.
+    /// exceeds a limit on its own. A mapping of one part is that part; when no part exceeds
+    /// one alone (their results together are too large), the whole mapping.
     async fn locate(
         &self,
         spec: &MappingSpec,
@@ -145,34 +154,50 @@ impl Sandbox {
         limit: Limit,
     ) -> Result<MapError, SandboxError> {
         let whole = Job::Map(spec.clone());
-        let parts = usize::from(spec.program.is_some()) + spec.rules.len();
-        if parts <= 1 {
-            return Ok(exceeded(&whole, limit, limits));
+        let rule_exceeded =
+            |index: usize, rule: &MappingRule, limit: Limit| MapError::LimitExceeded {
+                limit,
+                location: format!("rules[{index}] ({})", rule.target),
+                expr: rule.expr.clone(),
+                detail: limits.describe(limit),
+            };
+        match (&spec.program, spec.rules.as_slice()) {
+            (None, [rule]) => return Ok(rule_exceeded(0, rule, limit)),
+            (Some(_), []) | (None, []) => return Ok(exceeded(&whole, limit, limits)),
+            _ => {}
         }
         if let Some(program) = &spec.program {
-            let alone = MappingSpec {
+            let alone = Job::Map(MappingSpec {
                 rules: Vec::new(),
                 program: Some(program.clone()),
-            };
-            if let Err(limit) = self.run(Job::Map(alone.clone()), input, limits).await? {
-                return Ok(exceeded(&Job::Map(alone), limit, limits));
+            });
+            if let Some(limit) = self.exceeds(alone.clone(), input, limits).await? {
+                return Ok(exceeded(&alone, limit, limits));
             }
         }
         for (index, rule) in spec.rules.iter().enumerate() {
-            let alone = MappingSpec {
+            let alone = Job::Map(MappingSpec {
                 rules: vec![rule.clone()],
                 program: None,
-            };
-            if let Err(limit) = self.run(Job::Map(alone), input, limits).await? {
-                return Ok(MapError::LimitExceeded {
-                    limit,
-                    location: format!("rules[{index}] ({})", rule.target),
-                    expr: rule.expr.clone(),
-                    detail: limits.describe(limit),
-                });
+            });
+            if let Some(limit) = self.exceeds(alone, input, limits).await? {
+                return Ok(rule_exceeded(index, rule, limit));
             }
         }
         Ok(exceeded(&whole, limit, limits))
+    }
+
+    /// The limit `job` exceeds on its own, if any: its evaluator ended, or measured it.
+    async fn exceeds(
+        &self,
+        job: Job,
+        input: &Value,
+        limits: &Limits,
+    ) -> Result<Option<Limit>, SandboxError> {
+        Ok(match self.run(job, input, limits).await? {
+            Err(limit) | Ok(Response::Failed(MapError::LimitExceeded { limit, .. })) => Some(limit),
+            Ok(_) => None,
+        })
     }
 
     /// One request on a free evaluator: its response, or the limit that ended it.

@@ -358,9 +358,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Whether this outcome counts as a delivery attempt.
+    /// Whether this outcome counts as a delivery attempt. Skipping does not, and neither does
+    /// failing before delivery: FAILED without a mapped output or a request (a schema
+    /// mismatch, a filter or mapping error, an expression over its limits) spends none.
     pub fn is_attempt(&self) -> bool {
-        !matches!(self, Self::Skipped { .. })
+        !matches!(
+            self,
+            Self::Skipped { .. }
+                | Self::Failed {
+                    mapped: None,
+                    attempt: None,
+                    ..
+                }
+        )
     }
 }
 

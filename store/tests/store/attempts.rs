@@ -126,7 +126,7 @@ async fn attempts_are_recorded_with_outcomes(h: &Harness) {
     assert_eq!(attempts[1].response_snippet, None);
     assert_eq!(attempts[2].error, None);
 
-    // No HTTP request (the mapping failed): an attempt for the retry policy, no row.
+    // Failed before delivery (the mapping failed): no attempt spent, no row.
     let event = settle(
         &h.store,
         mapping_failure,
@@ -140,7 +140,7 @@ async fn attempts_are_recorded_with_outcomes(h: &Harness) {
         },
     )
     .await;
-    assert_eq!(event.attempts, 1);
+    assert_eq!(event.attempts, 0);
     assert_eq!(event.last_attempt_at, None);
     assert!(
         h.store
