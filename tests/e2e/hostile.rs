@@ -45,6 +45,15 @@ const POLL: Duration = Duration::from_millis(50);
 const SLACK: Duration = Duration::from_secs(2);
 /// Longest `/healthz` may take to answer while the corpus runs.
 const HEALTHZ_BUDGET: Duration = Duration::from_millis(100);
+/// Debug builds only: answers over [`HEALTHZ_BUDGET`] allowed per hundred samples, none over
+/// [`HEALTHZ_CEILING`]. The server, two evaluators at full CPU and this test share two cores
+/// (with whatever else the machine runs): on a quiet machine the slowest answer measured
+/// 10-60 ms, under outside load single answers took up to 235 ms, and this test's own timer
+/// overshot by 100 ms at such moments, so one slow sample is the machine, not the server. A
+/// runtime held by an expression (the shortcut before it had a deadline) took 3.8 s.
+const HEALTHZ_SLOW_PER_CENT: usize = if cfg!(debug_assertions) { 1 } else { 0 };
+const HEALTHZ_CEILING: Duration =
+    Duration::from_millis(if cfg!(debug_assertions) { 500 } else { 100 });
 /// Most resident memory the server process may use while the corpus runs.
 const RSS_BUDGET_KIB: u64 = 300 * 1024;
 
@@ -339,7 +348,7 @@ async fn hostile_expressions_fail_only_their_own_events(backend: Backend) {
     eprintln!(
         "hostile corpus: {} expressions that exceed limits + {} refused; {} cases in {:?} \
          (setup {:?}); limits named {:?}; slowest failure {:?} ({}); /healthz max {:?} over {} \
-         samples; server peak RSS {} MiB; neighbour: {} delivered, longest gap between \
+         samples ({} over {HEALTHZ_BUDGET:?}); server peak RSS {} MiB; neighbour: {} delivered, longest gap between \
          deliveries {:?}; evaluator processes left {}",
         corpus().len(),
         refused().len(),
@@ -351,6 +360,7 @@ async fn hostile_expressions_fail_only_their_own_events(backend: Backend) {
         slowest.what,
         watched.healthz_max,
         watched.samples,
+        watched.healthz_slow,
         watched.peak_rss_kib / 1024,
         sent,
         watched.longest_delivery_gap,
@@ -364,9 +374,17 @@ async fn hostile_expressions_fail_only_their_own_events(backend: Backend) {
     );
     assert!(watched.samples > 0);
     assert!(
-        watched.healthz_max <= HEALTHZ_BUDGET,
-        "/healthz took {:?} (at most {HEALTHZ_BUDGET:?} allowed)",
+        watched.healthz_slow <= watched.samples * HEALTHZ_SLOW_PER_CENT / 100
+            && watched.healthz_max <= HEALTHZ_CEILING,
+        "/healthz took over {HEALTHZ_BUDGET:?} {} times in {} samples, at most {:?}",
+        watched.healthz_slow,
+        watched.samples,
         watched.healthz_max
+    );
+    assert!(
+        watched.longest_delivery_gap <= SLACK,
+        "the neighbour delivered nothing for {:?}",
+        watched.longest_delivery_gap
     );
     assert!(
         watched.peak_rss_kib <= RSS_BUDGET_KIB,
@@ -623,6 +641,8 @@ struct Monitor {
 struct Watched {
     samples: usize,
     healthz_max: Duration,
+    /// Answers slower than [`HEALTHZ_BUDGET`].
+    healthz_slow: usize,
     peak_rss_kib: u64,
     longest_delivery_gap: Duration,
 }
@@ -652,7 +672,9 @@ impl Monitor {
                         .await
                         .expect("/healthz answers");
                     assert_eq!(response.status(), 200, "/healthz");
-                    watched.healthz_max = watched.healthz_max.max(asked.elapsed());
+                    let took = asked.elapsed();
+                    watched.healthz_max = watched.healthz_max.max(took);
+                    watched.healthz_slow += usize::from(took > HEALTHZ_BUDGET);
                     watched.peak_rss_kib = watched.peak_rss_kib.max(rss_kib(pid));
                     watched.samples += 1;
                     tokio::time::sleep(POLL).await;
