@@ -2,6 +2,7 @@
 //! the process wiring ([`server`]) around the data plane (`hookplane-dataplane`: the running
 //! configuration, intake and the sync worker) over the durable store (`hookplane-store`).
 
+pub mod auth;
 pub mod cluster;
 pub mod graphql;
 pub mod portal;
