@@ -218,3 +218,43 @@ fn zombie(pid: u32) -> bool {
         })
         .unwrap_or(true)
 }
+
+/// Evaluators yield the CPU to their server: each runs ten nice levels below the process that
+/// started it, so a loop at its time limit cannot slow intake or the API.
+#[test]
+fn an_evaluator_runs_below_its_server() {
+    use std::{
+        io::{BufRead, BufReader},
+        process::{Command, Stdio},
+    };
+
+    let mut evaluator = Command::new(env!("CARGO_BIN_EXE_hookplane-evaluator"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the evaluator starts");
+    let mut ready = String::new();
+    BufReader::new(evaluator.stdout.take().expect("piped"))
+        .read_line(&mut ready)
+        .expect("the evaluator says it is ready");
+    let niceness = |pid: u32| -> i32 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+        // Fields after the command's closing parenthesis start at field 3 (state); the nice
+        // value is field 19.
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        fields[16].parse().expect("a nice value")
+    };
+    let (ours, its) = (niceness(std::process::id()), niceness(evaluator.id()));
+    evaluator.kill().expect("the evaluator is killed");
+    let _ = evaluator.wait();
+    assert_eq!(
+        its,
+        (ours + 10).min(19),
+        "evaluator nice value (ours: {ours})"
+    );
+}

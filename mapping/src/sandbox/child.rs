@@ -23,6 +23,12 @@ use crate::{Filter, Limit, Limits, MapError, Mapping, shortcut::fuel};
 /// Stack of the evaluating thread.
 pub(crate) const STACK_SIZE: usize = 64 * 1024 * 1024;
 
+/// How far below its server an evaluator runs: under CPU contention the scheduler gives the
+/// server's runtime threads about nine tenths of a core before an evaluator's loop, so intake
+/// and the API answer while evaluations run at their limits. CPU-time limits count the
+/// evaluator's own CPU time, so a lower priority never makes a limit trip sooner.
+pub(crate) const NICENESS: i32 = 10;
+
 /// How often the watchdog checks that the server is still there.
 const PARENT_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -37,10 +43,17 @@ enum Compiled {
 /// Serve requests on standard input and output until standard input closes: the body of
 /// `hookplane evaluator`. Not for interactive use.
 ///
+/// An evaluator runs at a lower priority than its server ([`NICENESS`]).
+///
 /// An evaluator never outlives its server: a watchdog thread ends the process as soon as its
 /// parent changes (the server died, even by `kill -9`, and the evaluator was handed to init),
 /// since an evaluation in an endless loop would otherwise run on for ever.
 pub fn serve() -> ExitCode {
+    // Before any thread starts: on Linux a thread's priority is its own, inherited by the
+    // threads it starts.
+    if let Err(error) = rustix::process::nice(NICENESS) {
+        eprintln!("hookplane evaluator: cannot lower its priority: {error}");
+    }
     let parent = std::os::unix::process::parent_id();
     let watchdog = thread::Builder::new()
         .name("hookplane-evaluator-watchdog".to_owned())
