@@ -12,7 +12,10 @@ use hookplane::{
 };
 use hookplane_crds::config::RenderedConfig;
 use hookplane_dataplane::{
-    ingest::IngestConfig, retention::RetentionConfig, runtime::RenderedSource, sync::WorkerConfig,
+    ingest::IngestConfig,
+    retention::RetentionConfig,
+    runtime::RenderedSource,
+    sync::{Cidr, DestinationPolicy, PolicyMode, WorkerConfig},
 };
 use hookplane_mapping::{Limits, SandboxConfig};
 use hookplane_store::{Store, StoreOptions};
@@ -179,6 +182,51 @@ impl ExpressionArgs {
     }
 }
 
+/// Which addresses deliveries (and OAuth2 token requests) may connect to, checked on the
+/// address connected to after DNS resolution. Link-local and cloud metadata addresses and
+/// Hookplane's own listeners are refused whatever these say.
+#[derive(clap::Args)]
+struct DestinationArgs {
+    /// `permissive` allows loopback and private ranges, `strict` only public addresses (plus
+    /// `--destination-allow`). Default: permissive for `serve`, strict for `worker`.
+    #[arg(long, env = "HOOKPLANE_DESTINATION_POLICY", value_parser = ["permissive", "strict"])]
+    destination_policy: Option<String>,
+    /// CIDRs allowed even under `strict` (e.g. `10.1.0.0/16,fd00:1::/64`).
+    #[arg(long, env = "HOOKPLANE_DESTINATION_ALLOW", value_delimiter = ',')]
+    destination_allow: Vec<String>,
+    /// CIDRs refused even under `permissive`; they win over `--destination-allow`.
+    #[arg(long, env = "HOOKPLANE_DESTINATION_DENY", value_delimiter = ',')]
+    destination_deny: Vec<String>,
+}
+
+impl DestinationArgs {
+    /// The policy, with `default` when no mode is given.
+    fn policy(self, default: PolicyMode) -> anyhow::Result<DestinationPolicy> {
+        let Self {
+            destination_policy,
+            destination_allow,
+            destination_deny,
+        } = self;
+        let mode = match destination_policy.as_deref() {
+            None => default,
+            Some("strict") => PolicyMode::Strict,
+            Some(_) => PolicyMode::Permissive,
+        };
+        let cidrs = |list: Vec<String>, flag: &str| {
+            list.iter()
+                .filter(|cidr| !cidr.trim().is_empty())
+                .map(|cidr| cidr.parse::<Cidr>().with_context(|| format!("--{flag}")))
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        Ok(DestinationPolicy {
+            mode,
+            allow: cidrs(destination_allow, "destination-allow")?,
+            deny: cidrs(destination_deny, "destination-deny")?,
+            own_listeners: Vec::new(),
+        })
+    }
+}
+
 #[derive(clap::Args)]
 struct RenderedArgs {
     /// The rendered configuration file (the operator's ConfigMap); reloaded when it changes.
@@ -208,7 +256,12 @@ struct ClusterArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API, the receiver and the sync worker in one process.
-    Serve(RunArgs),
+    Serve {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        destinations: DestinationArgs,
+    },
     /// Kubernetes data plane: receive webhooks for the touchpoints of one rendered
     /// configuration (written by hookplane-operator).
     Receiver {
@@ -231,11 +284,20 @@ enum Command {
         rendered: RenderedArgs,
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        destinations: DestinationArgs,
     },
     /// Apply database migrations and exit.
     Migrate {
         #[command(flatten)]
         database: DatabaseArgs,
+    },
+    /// Manage API tokens: create (printed once), list, revoke.
+    Token {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        command: hookplane::auth::cli::TokenCommand,
     },
     /// Print the GraphQL schema (SDL).
     Sdl,
@@ -285,8 +347,9 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(run) => {
-            serve(Role::All, None, run, |address| {
+        Command::Serve { run, destinations } => {
+            let destinations = destinations.policy(PolicyMode::Permissive)?;
+            serve(Role::All, None, run, destinations, |address| {
                 println!("Hookplane listening on http://{address}");
                 println!("GraphiQL: http://{address}/graphql");
             })
@@ -298,20 +361,33 @@ async fn run(command: Command) -> anyhow::Result<()> {
             } else {
                 None
             };
-            serve_with(Role::Api, None, cluster, run, |address| {
+            let destinations = DestinationPolicy::default();
+            serve_with(Role::Api, None, cluster, run, destinations, |address| {
                 println!("Hookplane API listening on http://{address}");
                 println!("GraphiQL: http://{address}/graphql");
             })
             .await
         }
         Command::Receiver { rendered, run } => {
-            serve(Role::Receiver, Some(rendered), run, |address| {
-                println!("Hookplane receiver listening on http://{address}");
-            })
+            let destinations = DestinationPolicy::default();
+            serve(
+                Role::Receiver,
+                Some(rendered),
+                run,
+                destinations,
+                |address| {
+                    println!("Hookplane receiver listening on http://{address}");
+                },
+            )
             .await
         }
-        Command::Worker { rendered, run } => {
-            serve(Role::Worker, Some(rendered), run, |address| {
+        Command::Worker {
+            rendered,
+            run,
+            destinations,
+        } => {
+            let destinations = destinations.policy(PolicyMode::Strict)?;
+            serve(Role::Worker, Some(rendered), run, destinations, |address| {
                 println!("Hookplane worker listening on http://{address}");
             })
             .await
@@ -324,6 +400,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             store.close().await;
             println!("migrations applied");
             Ok(())
+        }
+        Command::Token {
+            database: DatabaseArgs { database_url },
+            command,
+        } => {
+            let store = Store::open(&database_url, StoreOptions::default()).await?;
+            store.migrate().await?;
+            let result = hookplane::auth::cli::run(&store, command).await;
+            store.close().await;
+            result
         }
         Command::Sdl | Command::Evaluator => Ok(()),
         Command::Sink { listen } => {
@@ -353,9 +439,10 @@ async fn serve(
     role: Role,
     rendered: Option<RenderedArgs>,
     run: RunArgs,
+    destinations: DestinationPolicy,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
-    serve_with(role, rendered, None, run, on_listening).await
+    serve_with(role, rendered, None, run, destinations, on_listening).await
 }
 
 async fn serve_with(
@@ -363,6 +450,7 @@ async fn serve_with(
     rendered: Option<RenderedArgs>,
     cluster: Option<Cluster>,
     run: RunArgs,
+    destinations: DestinationPolicy,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let RunArgs {
@@ -411,6 +499,7 @@ async fn serve_with(
             concurrency: worker_concurrency,
             lease: Duration::from_secs(lease_seconds.max(1)),
             idle_poll: Duration::from_millis(worker_idle_poll_ms.max(10)),
+            destinations,
         },
         retention: RetentionConfig {
             max_age: Duration::from_secs(retention_days.saturating_mul(24 * 3600)),

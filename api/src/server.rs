@@ -93,6 +93,8 @@ pub enum ServeError {
     Migrate(#[source] hookplane_store::StoreError),
     #[error("loading the running configuration")]
     LoadRuntime(#[source] ReloadError),
+    #[error("creating the instance owner's token")]
+    OwnerToken(#[source] hookplane_store::StoreError),
     #[error("listening on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("serving HTTP")]
@@ -114,7 +116,10 @@ pub fn router(state: AppState, role: Role) -> Router {
             store: state.store.clone(),
             shutdown: state.shutdown.clone(),
         });
-        router = router.merge(graphql::routes(schema));
+        router = router.merge(graphql::routes(
+            schema,
+            crate::auth::Authenticator::new(state.store.clone()),
+        ));
     }
     let mut router: Router = router
         .route("/healthz", get(healthz))
@@ -160,6 +165,9 @@ pub async fn serve(
         .await
         .map_err(ServeError::OpenStore)?;
     store.migrate().await.map_err(ServeError::Migrate)?;
+    if matches!(role, Role::All | Role::Api) {
+        create_owner_token(&store).await?;
+    }
     let source = match rendered {
         Some(rendered) => Source::Rendered(rendered),
         None => Source::Store,
@@ -190,6 +198,9 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .map_err(|source| ServeError::Bind(listen, source))?;
+    // Deliveries never reach this process's own listener.
+    let mut worker = worker;
+    worker.destinations.own_listeners.push(local);
 
     let worker_shutdown = CancellationToken::new();
     let mut background = Vec::new();
@@ -246,6 +257,24 @@ pub async fn serve(
     store.close().await;
     info!("shut down cleanly");
     served.map_err(ServeError::Serve)
+}
+
+/// On a database without one, create the instance owner's token and print it: the only time
+/// it is shown (it is stored as a hash). `hookplane token create --owner` makes another.
+async fn create_owner_token(store: &Store) -> Result<(), ServeError> {
+    if store
+        .has_owner_token()
+        .await
+        .map_err(ServeError::OwnerToken)?
+    {
+        return Ok(());
+    }
+    let issued = crate::auth::issue_token(store, crate::auth::Grant::Owner, "owner", None, "serve")
+        .await
+        .map_err(ServeError::OwnerToken)?;
+    println!("Owner token (shown once, keep it): {}", issued.secret);
+    info!(token = %issued.stored.prefix, "created the instance owner's token");
+    Ok(())
 }
 
 async fn healthz() -> &'static str {

@@ -16,6 +16,7 @@ use tokio::{
 
 /// The line `hookplane serve` prints once it accepts connections.
 const HOOKPLANE_LISTENING: &str = "Hookplane listening on http://";
+const OWNER_TOKEN: &str = "Owner token (shown once, keep it): ";
 /// The line the bare server prints once it accepts connections.
 pub const BARE_LISTENING: &str = "Bare server listening on http://";
 
@@ -51,6 +52,8 @@ pub struct Server {
     /// From spawning the process to reading its "listening" line.
     pub listening_after: Duration,
     pub spawned_at: Instant,
+    /// The owner token `hookplane serve` prints on a fresh database, for its API.
+    pub token: Option<String>,
     child: Child,
 }
 
@@ -101,8 +104,12 @@ impl Server {
         let pid = child.id().context("the child has a pid")?;
         let stdout = child.stdout.take().context("stdout is piped")?;
         let mut lines = BufReader::new(stdout).lines();
+        let mut token = None;
         let address = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.context("reading stdout")? {
+                if let Some(rest) = line.strip_prefix(OWNER_TOKEN) {
+                    token = Some(rest.trim().to_owned());
+                }
                 if let Some(rest) = line.strip_prefix(listening) {
                     return rest
                         .trim()
@@ -122,6 +129,7 @@ impl Server {
             pid,
             listening_after,
             spawned_at,
+            token,
             child,
         })
     }

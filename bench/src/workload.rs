@@ -11,6 +11,8 @@ use hookplane_crds::MappingSpec;
 use http_body_util::Full;
 use hyper::Request;
 use serde_json::{Value, json};
+
+use crate::child::Server;
 use sha2::Sha256;
 
 use crate::client::RequestFactory;
@@ -117,15 +119,20 @@ pub fn hook_path() -> String {
     format!("/hooks/{ORGANIZATION}/{ENDPOINT}")
 }
 
-/// GraphQL over HTTP; fails on any GraphQL error.
+/// GraphQL over HTTP with `server`'s owner token; fails on any GraphQL error.
 pub async fn gql(
     client: &reqwest::Client,
-    base: &str,
+    server: &Server,
     query: &str,
     variables: Value,
 ) -> Result<Value> {
+    let token = server
+        .token
+        .as_deref()
+        .context("the server printed no owner token (not a fresh database?)")?;
     let response: Value = client
-        .post(format!("{base}/graphql"))
+        .post(server.url("/graphql"))
+        .bearer_auth(token)
         .json(&json!({ "query": query, "variables": variables }))
         .send()
         .await
@@ -143,18 +150,22 @@ pub async fn gql(
 
 /// Register the organization, create a Shopify connection and a published touchpoint at
 /// [`ENDPOINT`] delivering the 20-field mapping to `destination`; returns its id.
-pub async fn setup_touchpoint(base: &str, destination: &str, auto_sync: bool) -> Result<String> {
+pub async fn setup_touchpoint(
+    server: &Server,
+    destination: &str,
+    auto_sync: bool,
+) -> Result<String> {
     let client = reqwest::Client::new();
     gql(
         &client,
-        base,
+        server,
         "mutation($org: String!, $url: String!) { registerUrl(input: { organization: $org, url: $url }) { slug } }",
         json!({ "org": ORGANIZATION, "url": "http://127.0.0.1" }),
     )
     .await?;
     let connection = gql(
         &client,
-        base,
+        server,
         r#"mutation { createConnection(input: { name: "Shop to ERP", sourceApp: "shopify", destinationApp: "generic" }) { id } }"#,
         json!({}),
     )
@@ -164,7 +175,7 @@ pub async fn setup_touchpoint(base: &str, destination: &str, auto_sync: bool) ->
         .to_owned();
     let touchpoint = gql(
         &client,
-        base,
+        server,
         "mutation($input: CreateTouchpointInput!) { createTouchpoint(input: $input) { id } }",
         json!({ "input": {
             "connectionId": connection,
@@ -181,7 +192,7 @@ pub async fn setup_touchpoint(base: &str, destination: &str, auto_sync: bool) ->
         .to_owned();
     gql(
         &client,
-        base,
+        server,
         "mutation($id: ID!) { publishTouchpoint(id: $id) { publishedGeneration } }",
         json!({ "id": touchpoint }),
     )

@@ -33,8 +33,9 @@ pub struct Received {
     pub first_error: Option<String>,
 }
 
-/// Connect, handshake and subscribe to `touchpoint_id`'s resync bucket.
-pub async fn subscribe(url: &str, touchpoint_id: &str) -> Result<Socket> {
+/// Connect, handshake (with `token` in `connection_init`) and subscribe to `touchpoint_id`'s
+/// resync bucket.
+pub async fn subscribe(url: &str, token: Option<&str>, touchpoint_id: &str) -> Result<Socket> {
     let mut request = url.into_client_request().context("a WebSocket request")?;
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
@@ -45,7 +46,11 @@ pub async fn subscribe(url: &str, touchpoint_id: &str) -> Result<Socket> {
         .context("WebSocket connect")?;
     socket
         .send(Message::text(
-            json!({ "type": "connection_init", "payload": {} }).to_string(),
+            json!({
+                "type": "connection_init",
+                "payload": token.map_or(json!({}), |token| json!({ "Authorization": format!("Bearer {token}") })),
+            })
+            .to_string(),
         ))
         .await
         .context("sending connection_init")?;

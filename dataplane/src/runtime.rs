@@ -48,6 +48,15 @@ pub struct Running {
     /// The limits its mapping, filter and ordering key run under: its own, else the
     /// instance's defaults, never above the instance's maximum.
     pub limits: Limits,
+    /// The slug of its organization: the `{org}` part of its endpoint URL.
+    pub organization: Option<String>,
+}
+
+/// The organization a touchpoint belongs to (its connection's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: String,
 }
 
 /// A connection's delivery settings as they run: its limits and its destination credentials
@@ -59,18 +68,17 @@ pub struct RunningConnection {
     pub auth: ConnectionAuth,
 }
 
-/// One consistent view of the organization and its published touchpoints. Cloning it copies
+/// One consistent view of the published touchpoints of every organization. Cloning it copies
 /// maps of shared handles, not compiled touchpoints.
 #[derive(Clone, Default)]
 pub struct Snapshot {
-    /// The organization's slug (the `{org}` part of endpoint URLs), once a URL is registered.
-    pub organization: Option<String>,
     by_endpoint: HashMap<String, Arc<Running>>,
     by_id: HashMap<Uuid, Arc<Running>>,
     /// The connections of published touchpoints.
     connections: HashMap<Uuid, Arc<RunningConnection>>,
-    /// Draft endpoints of touchpoints that are not published under that endpoint.
-    unpublished: HashMap<String, Uuid>,
+    /// Draft endpoints of touchpoints that are not published under that endpoint, with the
+    /// touchpoint and its organization's slug.
+    unpublished: HashMap<String, (Uuid, Option<String>)>,
 }
 
 /// What an endpoint path leads to.
@@ -81,16 +89,17 @@ pub enum Route<'a> {
 }
 
 impl Snapshot {
+    /// Where `/hooks/{organization}/{endpoint}` leads: only to a touchpoint of that
+    /// organization.
     pub fn route(&self, organization: &str, endpoint: &str) -> Route<'_> {
-        if self.organization.as_deref() != Some(organization) {
-            return Route::Unknown;
-        }
-        if let Some(running) = self.by_endpoint.get(endpoint) {
+        if let Some(running) = self.by_endpoint.get(endpoint)
+            && running.organization.as_deref() == Some(organization)
+        {
             return Route::Published(running);
         }
         match self.unpublished.get(endpoint) {
-            Some(id) => Route::Unpublished(*id),
-            None => Route::Unknown,
+            Some((id, slug)) if slug.as_deref() == Some(organization) => Route::Unpublished(*id),
+            _ => Route::Unknown,
         }
     }
 
@@ -139,7 +148,7 @@ impl Snapshot {
                 self.connections.remove(&connection);
             }
         }
-        self.unpublished.retain(|_, other| *other != id);
+        self.unpublished.retain(|_, (other, _)| *other != id);
     }
 }
 
@@ -253,26 +262,46 @@ impl Runtime {
     }
 
     async fn load_from_store(&self) -> Result<Snapshot, ReloadError> {
-        let organization = self.store.organization().await?.map(|org| org.slug);
+        let tenants: HashMap<Uuid, Tenant> = self
+            .store
+            .organizations()
+            .await?
+            .into_iter()
+            .map(|org| {
+                (
+                    org.id,
+                    Tenant {
+                        id: org.id,
+                        slug: org.slug,
+                    },
+                )
+            })
+            .collect();
         let connections: HashMap<Uuid, _> = self
             .store
             .connections()
             .await?
             .into_iter()
             .map(|connection| {
+                let tenant = connection
+                    .organization_id
+                    .and_then(|id| tenants.get(&id).cloned());
                 (
                     connection.id,
-                    validated_connection(connection.id, &connection.spec),
+                    (
+                        validated_connection(connection.id, &connection.spec),
+                        tenant,
+                    ),
                 )
             })
             .collect();
-        let mut snapshot = Snapshot {
-            organization,
-            ..Snapshot::default()
-        };
+        let mut snapshot = Snapshot::default();
         for touchpoint in self.store.touchpoints(None).await? {
-            let connection = connections.get(&touchpoint.connection_id);
-            self.add_from_store(&mut snapshot, touchpoint, connection)
+            let (connection, tenant) = match connections.get(&touchpoint.connection_id) {
+                Some((connection, tenant)) => (Some(connection), tenant.as_ref()),
+                None => (None, None),
+            };
+            self.add_from_store(&mut snapshot, touchpoint, connection, tenant)
                 .await?;
         }
         Ok(snapshot)
@@ -291,12 +320,30 @@ impl Runtime {
         let mut snapshot = Snapshot::clone(&self.snapshot());
         snapshot.remove(id);
         if let Some(touchpoint) = self.store.touchpoint(id).await? {
-            let connection = match self.store.connection(touchpoint.connection_id).await? {
-                Some(connection) => Some(validated_connection(connection.id, &connection.spec)),
-                None => None,
+            let (connection, tenant) = match self.store.connection(touchpoint.connection_id).await?
+            {
+                Some(connection) => {
+                    let tenant = match connection.organization_id {
+                        Some(id) => self.store.organization(id).await?.map(|org| Tenant {
+                            id: org.id,
+                            slug: org.slug,
+                        }),
+                        None => None,
+                    };
+                    (
+                        Some(validated_connection(connection.id, &connection.spec)),
+                        tenant,
+                    )
+                }
+                None => (None, None),
             };
-            self.add_from_store(&mut snapshot, touchpoint, connection.as_ref())
-                .await?;
+            self.add_from_store(
+                &mut snapshot,
+                touchpoint,
+                connection.as_ref(),
+                tenant.as_ref(),
+            )
+            .await?;
         }
         *self
             .current
@@ -313,13 +360,15 @@ impl Runtime {
         snapshot: &mut Snapshot,
         touchpoint: hookplane_store::Touchpoint,
         connection: Option<&Option<ValidatedConnection>>,
+        tenant: Option<&Tenant>,
     ) -> Result<(), ReloadError> {
         let published = touchpoint.published.as_ref();
         let published_endpoint = published.map(|p| p.spec.source.endpoint.as_str());
         if published_endpoint != Some(touchpoint.spec.source.endpoint.as_str()) {
-            snapshot
-                .unpublished
-                .insert(touchpoint.spec.source.endpoint.clone(), touchpoint.id);
+            snapshot.unpublished.insert(
+                touchpoint.spec.source.endpoint.clone(),
+                (touchpoint.id, tenant.map(|tenant| tenant.slug.clone())),
+            );
         }
         let Some(published) = published else {
             return Ok(());
@@ -338,6 +387,7 @@ impl Runtime {
             auto_sync: touchpoint.auto_sync,
             spec: &published.spec,
             connection,
+            tenant,
         };
         let secrets = SecretReader::Store(&self.store);
         if let Some(running) = self.build(published, &secrets).await? {
@@ -375,23 +425,30 @@ impl Runtime {
                 }
             }
         }
+        let slug = source
+            .organization
+            .clone()
+            .unwrap_or_else(|| config.connection.namespace.clone());
         let clashes = self
             .store
-            .apply_external(connection_id, &config.connection.spec, &externals)
+            .apply_external(connection_id, &config.connection.spec, &slug, &externals)
             .await?;
+        // Routes answer under the slug this receiver was given; schemas are looked up in the
+        // connection's own organization.
+        let tenant = self
+            .store
+            .connection(connection_id)
+            .await?
+            .and_then(|connection| connection.organization_id)
+            .map(|id| Tenant {
+                id,
+                slug: slug.clone(),
+            });
         for clash in &clashes {
             warn!(touchpoint = %clash.id, endpoint = %clash.endpoint, "another touchpoint holds this endpoint in the database (a portal draft?); not running this one");
         }
         externals.retain(|external| !clashes.iter().any(|clash| clash.id == external.id));
-        let mut snapshot = Snapshot {
-            organization: Some(
-                source
-                    .organization
-                    .clone()
-                    .unwrap_or_else(|| config.connection.namespace.clone()),
-            ),
-            ..Snapshot::default()
-        };
+        let mut snapshot = Snapshot::default();
         let secrets = SecretReader::Files(&source.secrets_dir);
         let Some(connection) = validated_connection(connection_id, &config.connection.spec) else {
             return Ok(snapshot);
@@ -409,6 +466,7 @@ impl Runtime {
                 auto_sync: external.spec.auto_sync,
                 spec: &external.spec,
                 connection: &connection,
+                tenant: tenant.as_ref(),
             };
             if let Some(running) = self.build(published, &secrets).await? {
                 snapshot.insert(running);
@@ -449,7 +507,10 @@ impl Runtime {
         });
         let schema = match spec.source.schema.as_deref() {
             None => None,
-            Some(name) => match self.store.schema(name).await? {
+            Some(name) => match match published.tenant {
+                Some(tenant) => self.store.schema(tenant.id, name).await?,
+                None => None,
+            } {
                 Some(stored) => match SourceSchema::compile(name, &stored.document) {
                     Ok(schema) => Some(schema),
                     Err(error) => {
@@ -473,6 +534,7 @@ impl Runtime {
             app,
             verifier,
             schema,
+            organization: published.tenant.map(|tenant| tenant.slug.clone()),
         }))
     }
 }
@@ -508,6 +570,7 @@ struct Published<'a> {
     auto_sync: bool,
     spec: &'a TouchpointSpec,
     connection: &'a ValidatedConnection,
+    tenant: Option<&'a Tenant>,
 }
 
 /// A touchpoint's own expression limits over the instance's defaults, capped at its maximum.

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::{
     Store, StoreError,
     connections::spec_json,
-    entity::{connection, touchpoint},
+    entity::{connection, organization, touchpoint},
     touchpoints::{ensure_endpoint_free, save_error},
 };
 
@@ -101,13 +101,22 @@ impl Store {
         &self,
         connection_id: Uuid,
         connection_spec: &ConnectionSpec,
+        organization: &str,
         touchpoints: &[ExternalTouchpoint],
     ) -> Result<Vec<Clash>, StoreError> {
         let txn = self
             .begin_write()
             .await
             .map_err(StoreError::SaveTouchpoint)?;
-        upsert_connection(&txn, self, connection_id, connection_spec, None).await?;
+        upsert_connection(
+            &txn,
+            self,
+            connection_id,
+            connection_spec,
+            organization,
+            None,
+        )
+        .await?;
         let mut clashes = Vec::new();
         for external in touchpoints {
             let savepoint = txn.begin().await.map_err(StoreError::SaveTouchpoint)?;
@@ -144,7 +153,8 @@ impl Store {
             .begin_write()
             .await
             .map_err(StoreError::SaveConnection)?;
-        let mirrored = upsert_connection(&txn, self, id, spec, Some(resource)).await?;
+        let mirrored =
+            upsert_connection(&txn, self, id, spec, &resource.namespace, Some(resource)).await?;
         txn.commit().await.map_err(StoreError::SaveConnection)?;
         Ok(mirrored)
     }
@@ -244,6 +254,7 @@ async fn upsert_connection(
     store: &Store,
     id: Uuid,
     spec: &ConnectionSpec,
+    organization: &str,
     resource: Option<&KubeResource>,
 ) -> Result<Mirrored, StoreError> {
     let now = store.now();
@@ -252,9 +263,16 @@ async fn upsert_connection(
         .one(txn)
         .await
         .map_err(StoreError::SaveConnection)?;
+    // A connection keeps the organization it has (one created through the API and published
+    // to this namespace stays its creator's); one seen first here gets the namespace's.
+    let organization_id = match existing.as_ref().and_then(|row| row.organization_id) {
+        Some(id) => Some(id),
+        None => Some(organization_named(txn, store, organization).await?),
+    };
     let mirrored = match existing {
         Some(row)
             if row.spec == json
+                && row.organization_id == organization_id
                 && resource.is_none_or(|r| same_resource(&row_resource_c(&row), r)) =>
         {
             Mirrored::Unchanged
@@ -262,6 +280,7 @@ async fn upsert_connection(
         Some(row) => {
             let mut update: connection::ActiveModel = row.into();
             update.spec = Set(json);
+            update.organization_id = Set(organization_id);
             set_resource_c(&mut update, resource);
             update.updated_at = Set(now);
             update
@@ -278,6 +297,7 @@ async fn upsert_connection(
                 kube_namespace: Set(None),
                 kube_name: Set(None),
                 managed_outside: Set(false),
+                organization_id: Set(organization_id),
                 created_at: Set(now),
                 updated_at: Set(now),
             };
@@ -393,6 +413,36 @@ fn row_resource_t(row: &touchpoint::Model) -> Option<KubeResource> {
         row.kube_name.clone(),
         row.managed_outside,
     )
+}
+
+/// The id of the organization with this slug, created (with no registered URL) if missing:
+/// in cluster mode a namespace is an organization.
+async fn organization_named(
+    txn: &DatabaseTransaction,
+    store: &Store,
+    slug: &str,
+) -> Result<Uuid, StoreError> {
+    if let Some(row) = organization::Entity::find()
+        .filter(organization::Column::Slug.eq(slug))
+        .one(txn)
+        .await
+        .map_err(StoreError::SaveOrganization)?
+    {
+        return Ok(row.id);
+    }
+    let now = store.now();
+    let id = Uuid::now_v7();
+    organization::ActiveModel {
+        id: Set(id),
+        slug: Set(slug.to_owned()),
+        registered_url: Set(String::new()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(txn)
+    .await
+    .map_err(StoreError::SaveOrganization)?;
+    Ok(id)
 }
 
 fn set_resource_c(row: &mut connection::ActiveModel, resource: Option<&KubeResource>) {

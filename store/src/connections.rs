@@ -22,6 +22,9 @@ use crate::{KubeResource, Store, StoreError, entity::connection};
 pub struct Connection {
     /// Its id (the `connectionRef` of its touchpoints).
     pub id: Uuid,
+    /// The organization it belongs to (with its touchpoints, their events and logs). `None`
+    /// only for rows no organization could be found for.
+    pub organization_id: Option<Uuid>,
     /// What it connects.
     pub spec: ConnectionSpec,
     /// Whether delivery of its touchpoints' events is on hold (intake continues).
@@ -40,6 +43,7 @@ impl TryFrom<connection::Model> for Connection {
     fn try_from(row: connection::Model) -> Result<Self, StoreError> {
         Ok(Self {
             id: row.id,
+            organization_id: row.organization_id,
             spec: serde_json::from_str(&row.spec)
                 .map_err(|error| StoreError::invalid_row("connections", error))?,
             paused: row.paused,
@@ -55,8 +59,12 @@ impl TryFrom<connection::Model> for Connection {
 }
 
 impl Store {
-    /// Creates a connection.
-    pub async fn create_connection(&self, spec: ConnectionSpec) -> Result<Connection, StoreError> {
+    /// Creates a connection in an organization.
+    pub async fn create_connection(
+        &self,
+        organization_id: Uuid,
+        spec: ConnectionSpec,
+    ) -> Result<Connection, StoreError> {
         let now = self.now();
         let row = connection::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -67,6 +75,7 @@ impl Store {
             kube_namespace: Set(None),
             kube_name: Set(None),
             managed_outside: Set(false),
+            organization_id: Set(Some(organization_id)),
         }
         .insert(self.db())
         .await

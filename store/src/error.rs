@@ -34,6 +34,18 @@ pub enum StoreError {
         /// The endpoint path that is taken.
         endpoint: String,
     },
+    /// Another organization already has this slug.
+    #[error("the organization {slug:?} already exists")]
+    OrganizationTaken {
+        /// The slug that is taken.
+        slug: String,
+    },
+    /// The organization does not exist.
+    #[error("the organization does not exist")]
+    OrganizationNotFound,
+    /// The API token does not exist.
+    #[error("the token does not exist")]
+    TokenNotFound,
     /// An update tried to move a touchpoint to another connection.
     #[error("a touchpoint cannot move to another connection")]
     ConnectionImmutable,
@@ -78,6 +90,12 @@ pub enum StoreError {
     /// Saving the organization failed.
     #[error("could not save the organization")]
     SaveOrganization(#[source] DbErr),
+    /// Saving an API token failed.
+    #[error("could not save the token")]
+    SaveToken(#[source] DbErr),
+    /// Recording an audit entry failed.
+    #[error("could not record the audit entry")]
+    SaveAudit(#[source] DbErr),
     /// Saving a connection failed.
     #[error("could not save the connection")]
     SaveConnection(#[source] DbErr),
@@ -130,6 +148,9 @@ impl StoreError {
             Self::LeaseLost => "LEASE_LOST",
             Self::EndpointTaken { .. } => "ENDPOINT_TAKEN",
             Self::ConnectionImmutable => "CONNECTION_IMMUTABLE",
+            Self::OrganizationTaken { .. } => "ORGANIZATION_TAKEN",
+            Self::OrganizationNotFound => "ORGANIZATION_NOT_FOUND",
+            Self::TokenNotFound => "TOKEN_NOT_FOUND",
             Self::NotMigrated => "NOT_MIGRATED",
             Self::Unsupported { .. } => "UNSUPPORTED_DATABASE",
             Self::WriterClosed => "STORE_CLOSED",
@@ -139,6 +160,8 @@ impl StoreError {
             | Self::CheckReady(_)
             | Self::Read { .. }
             | Self::SaveOrganization(_)
+            | Self::SaveToken(_)
+            | Self::SaveAudit(_)
             | Self::SaveConnection(_)
             | Self::SaveTouchpoint(_)
             | Self::DeleteTouchpoint(_)

@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod change;
 mod cluster;
 mod connect;
@@ -50,6 +51,7 @@ mod schemas;
 mod secrets;
 pub mod testing;
 mod time;
+mod tokens;
 mod touchpoints;
 mod writer;
 
@@ -62,8 +64,8 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::broadcast;
 
-use crate::{change::Feed, migration::Migrator, writer::Writer};
 pub use crate::{
+    audit::{AuditEntry, NewAudit},
     change::{Change, ChangeKind, ChangedRow},
     cluster::{Clash, ExternalTouchpoint, KubeResource, Mirrored},
     connections::Connection,
@@ -80,9 +82,11 @@ pub use crate::{
     retention::{MAX_PURGE_BATCH, PurgeStats},
     schemas::Schema,
     time::{Clock, ManualClock},
+    tokens::{ApiToken, NewToken},
     touchpoints::{Published, Touchpoint},
     writer::WriterStats,
 };
+use crate::{change::Feed, migration::Migrator, writer::Writer};
 
 /// The PostgreSQL advisory lock key that serializes migrators ("hookplane" in ASCII, folded
 /// into 63 bits).
@@ -277,8 +281,8 @@ impl Store {
         }
     }
 
-    /// The current time from the store's clock, as stored.
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+    /// The current time from the store's clock, as stored (token expiry is judged by it).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.inner.clock.now()
     }
 

@@ -1,14 +1,21 @@
-//! The organization: one per installation, holding the registered URL every endpoint URL
-//! starts with.
+//! Organizations: the tenants. Each holds the registered URL its endpoint URLs start with and
+//! the slug that is their `{org}` path segment; connections and schemas belong to one, and
+//! touchpoints, events and logs to their connection's.
+//!
+//! A slug never changes once created: endpoint URLs given to source apps contain it, so a
+//! rename would silently break them. Registering a URL for an existing slug changes only the
+//! URL.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{Backend, Store, StoreError, entity::organization};
+use crate::{Store, StoreError, entity::organization, error::is_unique_violation};
 
-/// The installation's organization.
+/// An organization.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Organization {
@@ -18,7 +25,7 @@ pub struct Organization {
     pub slug: String,
     /// The public base URL (the domain part of every endpoint URL).
     pub registered_url: String,
-    /// When it was first registered.
+    /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
@@ -37,61 +44,83 @@ impl From<organization::Model> for Organization {
 }
 
 impl Store {
-    /// The organization, if a URL has been registered.
-    pub async fn organization(&self) -> Result<Option<Organization>, StoreError> {
-        let row = organization::Entity::find()
+    /// Every organization, oldest first.
+    pub async fn organizations(&self) -> Result<Vec<Organization>, StoreError> {
+        let rows = organization::Entity::find()
             .order_by_asc(organization::Column::Id)
+            .all(self.db())
+            .await
+            .map_err(StoreError::read("organizations"))?;
+        Ok(rows.into_iter().map(Organization::from).collect())
+    }
+
+    /// The organization with this id.
+    pub async fn organization(&self, id: Uuid) -> Result<Option<Organization>, StoreError> {
+        let row = organization::Entity::find_by_id(id)
             .one(self.db())
             .await
-            .map_err(StoreError::read("the organization"))?;
+            .map_err(StoreError::read("an organization"))?;
         Ok(row.map(Organization::from))
     }
 
-    /// Registers the organization's slug and URL, creating the organization the first time.
-    pub async fn register_url(
+    /// The organization with this slug.
+    pub async fn organization_by_slug(
+        &self,
+        slug: &str,
+    ) -> Result<Option<Organization>, StoreError> {
+        let row = organization::Entity::find()
+            .filter(organization::Column::Slug.eq(slug))
+            .one(self.db())
+            .await
+            .map_err(StoreError::read("an organization"))?;
+        Ok(row.map(Organization::from))
+    }
+
+    /// Creates an organization; [`StoreError::OrganizationTaken`] if the slug is in use.
+    pub async fn create_organization(
         &self,
         slug: &str,
         registered_url: &str,
     ) -> Result<Organization, StoreError> {
-        let txn = self
-            .begin_write()
-            .await
-            .map_err(StoreError::SaveOrganization)?;
-        if self.backend() == Backend::Postgres {
-            // Two first registrations at once must not create two organizations. (SQLite's
-            // BEGIN IMMEDIATE already excludes other writers.)
-            txn.execute_unprepared("LOCK TABLE organizations IN EXCLUSIVE MODE")
-                .await
-                .map_err(StoreError::SaveOrganization)?;
-        }
-        let existing = organization::Entity::find()
-            .order_by_asc(organization::Column::Id)
-            .one(&txn)
-            .await
-            .map_err(StoreError::SaveOrganization)?;
         let now = self.now();
-        let saved = match existing {
-            Some(row) => {
-                let mut row: organization::ActiveModel = row.into();
-                row.slug = Set(slug.to_owned());
-                row.registered_url = Set(registered_url.to_owned());
-                row.updated_at = Set(now);
-                row.update(&txn).await
-            }
-            None => {
-                organization::ActiveModel {
-                    id: Set(Uuid::now_v7()),
-                    slug: Set(slug.to_owned()),
-                    registered_url: Set(registered_url.to_owned()),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                }
-                .insert(&txn)
-                .await
-            }
+        organization::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            slug: Set(slug.to_owned()),
+            registered_url: Set(registered_url.to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
         }
-        .map_err(StoreError::SaveOrganization)?;
-        txn.commit().await.map_err(StoreError::SaveOrganization)?;
-        Ok(saved.into())
+        .insert(self.db())
+        .await
+        .map(Organization::from)
+        .map_err(|error| {
+            if is_unique_violation(&error) {
+                StoreError::OrganizationTaken {
+                    slug: slug.to_owned(),
+                }
+            } else {
+                StoreError::SaveOrganization(error)
+            }
+        })
+    }
+
+    /// Changes an organization's registered URL (never its slug).
+    pub async fn set_registered_url(
+        &self,
+        id: Uuid,
+        registered_url: &str,
+    ) -> Result<Organization, StoreError> {
+        let row = organization::Entity::find_by_id(id)
+            .one(self.db())
+            .await
+            .map_err(StoreError::SaveOrganization)?
+            .ok_or(StoreError::OrganizationNotFound)?;
+        let mut row: organization::ActiveModel = row.into();
+        row.registered_url = Set(registered_url.to_owned());
+        row.updated_at = Set(self.now());
+        row.update(self.db())
+            .await
+            .map(Organization::from)
+            .map_err(StoreError::SaveOrganization)
     }
 }

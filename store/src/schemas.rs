@@ -1,4 +1,4 @@
-//! JSON Schemas of source entities (`Order`, `Customer`, ...), by unique name: imported or
+//! JSON Schemas of source entities (`Order`, `Customer`, ...), by name, unique in each organization: imported or
 //! inferred through the API, and used to validate payloads of touchpoints that name one.
 //!
 //! The store keeps documents as given; checking that one is a valid JSON Schema is the API's
@@ -20,7 +20,9 @@ use crate::{Store, StoreError, entity::schema};
 pub struct Schema {
     /// Its id (kept across puts).
     pub id: Uuid,
-    /// The entity it describes, e.g. `Order`; unique.
+    /// The organization it belongs to.
+    pub organization_id: Option<Uuid>,
+    /// The entity it describes, e.g. `Order`; unique in its organization.
     pub name: String,
     /// The JSON Schema document.
     pub document: Value,
@@ -34,6 +36,7 @@ impl From<schema::Model> for Schema {
     fn from(row: schema::Model) -> Self {
         Self {
             id: row.id,
+            organization_id: row.organization_id,
             name: row.name,
             document: row.document,
             created_at: row.created_at,
@@ -43,11 +46,17 @@ impl From<schema::Model> for Schema {
 }
 
 impl Store {
-    /// Stores the schema `name`, or replaces its document.
-    pub async fn put_schema(&self, name: &str, document: Value) -> Result<Schema, StoreError> {
+    /// Stores an organization's schema `name`, or replaces its document.
+    pub async fn put_schema(
+        &self,
+        organization_id: Uuid,
+        name: &str,
+        document: Value,
+    ) -> Result<Schema, StoreError> {
         let now = self.now();
         let row = schema::ActiveModel {
             id: Set(Uuid::now_v7()),
+            organization_id: Set(Some(organization_id)),
             name: Set(name.to_owned()),
             document: Set(document),
             created_at: Set(now),
@@ -56,7 +65,7 @@ impl Store {
         // `insert_many` of one row: RETURNING gives the row whichever way the upsert went.
         let stored = schema::Entity::insert_many([row])
             .on_conflict(
-                OnConflict::column(schema::Column::Name)
+                OnConflict::columns([schema::Column::OrganizationId, schema::Column::Name])
                     .update_columns([schema::Column::Document, schema::Column::UpdatedAt])
                     .to_owned(),
             )
@@ -68,9 +77,14 @@ impl Store {
         Ok(stored.into())
     }
 
-    /// The schema `name`.
-    pub async fn schema(&self, name: &str) -> Result<Option<Schema>, StoreError> {
+    /// An organization's schema `name`.
+    pub async fn schema(
+        &self,
+        organization_id: Uuid,
+        name: &str,
+    ) -> Result<Option<Schema>, StoreError> {
         let row = schema::Entity::find()
+            .filter(schema::Column::OrganizationId.eq(organization_id))
             .filter(schema::Column::Name.eq(name))
             .one(self.db())
             .await
@@ -78,9 +92,10 @@ impl Store {
         Ok(row.map(Schema::from))
     }
 
-    /// Every schema, by name.
-    pub async fn schemas(&self) -> Result<Vec<Schema>, StoreError> {
+    /// Every schema of an organization, by name.
+    pub async fn schemas(&self, organization_id: Uuid) -> Result<Vec<Schema>, StoreError> {
         let rows = schema::Entity::find()
+            .filter(schema::Column::OrganizationId.eq(organization_id))
             .order_by_asc(schema::Column::Name)
             .all(self.db())
             .await
@@ -88,9 +103,14 @@ impl Store {
         Ok(rows.into_iter().map(Schema::from).collect())
     }
 
-    /// Deletes the schema `name`; `false` if there was none.
-    pub async fn delete_schema(&self, name: &str) -> Result<bool, StoreError> {
+    /// Deletes an organization's schema `name`; `false` if there was none.
+    pub async fn delete_schema(
+        &self,
+        organization_id: Uuid,
+        name: &str,
+    ) -> Result<bool, StoreError> {
         let deleted = schema::Entity::delete_many()
+            .filter(schema::Column::OrganizationId.eq(organization_id))
             .filter(schema::Column::Name.eq(name))
             .exec(self.db())
             .await

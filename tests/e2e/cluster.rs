@@ -512,6 +512,12 @@ async fn a_cluster_that_cannot_be_reached_changes_nothing(backend: Backend) {
 async fn what_the_portal_publishes_the_crds_admit(backend: Backend) {
     let (cluster, server) = start(&backend).await;
     let client = cluster.client().await;
+    gql_ok(
+        &server,
+        crate::flows::REGISTER_URL,
+        json!({ "org": NAMESPACE, "url": "https://hooks.shop.test" }),
+    )
+    .await;
     let data = gql_ok(
         &server,
         r#"mutation {

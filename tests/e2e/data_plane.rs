@@ -22,6 +22,7 @@ use crate::{
 
 on_both_backends!(
     a_webhook_received_by_one_process_is_delivered_by_another,
+    a_strict_worker_never_connects_to_a_private_destination,
     an_endpoint_held_in_the_portal_leaves_out_one_touchpoint_not_the_receiver,
 );
 
@@ -126,6 +127,10 @@ fn mount_secret(dir: &Path) -> std::path::PathBuf {
     secrets
 }
 
+/// `hookplane worker` is strict by default (public addresses only); the local destinations
+/// of these tests are allowed explicitly.
+const LOOPBACK_ALLOWED: [&str; 2] = ["--destination-allow", "127.0.0.0/8"];
+
 /// A destination, a rendered configuration with its mounted secret, and a receiver and a
 /// worker process on it (the worker with `worker_args` added).
 struct Plane {
@@ -200,7 +205,7 @@ async fn a_webhook_received_by_one_process_is_delivered_by_another(backend: Back
         receiver,
         worker,
         _dir,
-    } = Plane::start(&backend, &[]).await;
+    } = Plane::start(&backend, &LOOPBACK_ALLOWED).await;
     let url = destination.url("/erp");
     let client = reqwest::Client::new();
 
@@ -303,6 +308,61 @@ async fn a_webhook_received_by_one_process_is_delivered_by_another(backend: Back
     worker.stop().await;
 }
 
+/// The worker's default policy refuses loopback and private addresses: the event fails at
+/// once with `DESTINATION_FORBIDDEN`, naming the address and the rule, and the destination
+/// never sees a request.
+async fn a_strict_worker_never_connects_to_a_private_destination(backend: Backend) {
+    let Plane {
+        destination,
+        touchpoint_uid,
+        receiver,
+        worker,
+        _dir,
+        ..
+    } = Plane::start(&backend, &[]).await;
+    let client = reqwest::Client::new();
+    assert_eq!(post_order(&client, &receiver, 7).await, 200);
+    let api = Server::start_role(&backend, "api", "Hookplane API listening on http://", &[]).await;
+    let failed = eventually(Duration::from_secs(20), "the event to fail", || async {
+        let data = crate::support::gql_ok(
+            &api,
+            "query($id: ID!) { logBucket(touchpointId: $id, level: ERROR) { edges { node { message fields } } } }",
+            json!({ "id": touchpoint_uid.to_string() }),
+        )
+        .await;
+        data["logBucket"]["edges"]
+            .as_array()
+            .and_then(|edges| edges.first())
+            .map(|edge| edge["node"].clone())
+    })
+    .await;
+    assert_eq!(
+        failed["fields"]["code"], "DESTINATION_FORBIDDEN",
+        "{failed}"
+    );
+    assert_eq!(failed["fields"]["rule"], "strict", "{failed}");
+    assert!(
+        failed["fields"]["address"]
+            .as_str()
+            .is_some_and(|address| address.starts_with("127.0.0.1")),
+        "{failed}"
+    );
+    let data = crate::support::gql_ok(
+        &api,
+        "query($id: ID!) { touchpoint(id: $id) { bucketCounts { failed unprocessed } } }",
+        json!({ "id": touchpoint_uid.to_string() }),
+    )
+    .await;
+    assert_eq!(data["touchpoint"]["bucketCounts"]["failed"], 1, "{data}");
+    assert!(
+        destination.received().is_empty(),
+        "nothing reached the destination"
+    );
+    api.stop().await;
+    receiver.stop().await;
+    worker.stop().await;
+}
+
 /// On PostgreSQL the processes share one live view: a webhook taken by the receiver wakes a
 /// worker in another process at once (its idle poll here is ten minutes) and streams to a
 /// subscription on a third, `hookplane api`. SQLite has no such relay (its feed is
@@ -319,7 +379,16 @@ async fn on_postgres_changes_cross_processes_live() {
         worker,
         _dir,
         ..
-    } = Plane::start(&backend, &["--worker-idle-poll-ms", "600000"]).await;
+    } = Plane::start(
+        &backend,
+        &[
+            LOOPBACK_ALLOWED[0],
+            LOOPBACK_ALLOWED[1],
+            "--worker-idle-poll-ms",
+            "600000",
+        ],
+    )
+    .await;
     let api = Server::start_role(&backend, "api", "Hookplane API listening on http://", &[]).await;
     let mut stream = crate::support::Subscription::start(
         &api,

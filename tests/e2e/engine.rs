@@ -386,7 +386,7 @@ async fn a_failed_head_blocks_or_parks_its_key(backend: Backend) {
     let failed = flows::bucket(&server, &blocking, Some("FAILED")).await;
     gql_ok(
         &server,
-        "mutation($ids: [ID!]!) { resyncEvents(ids: $ids, requestedBy: \"ops@acme\") { id } }",
+        "mutation($ids: [ID!]!) { resyncEvents(ids: $ids) { id } }",
         json!({ "ids": [failed[0]["id"]] }),
     )
     .await;
@@ -409,7 +409,7 @@ async fn a_failed_head_blocks_or_parks_its_key(backend: Backend) {
     assert!(logs.iter().any(|l| {
         l["message"]
             .as_str()
-            .is_some_and(|m| m.contains("ops@acme"))
+            .is_some_and(|m| m.contains("requested by token:owner"))
     }));
     server.stop().await;
 }

@@ -6,12 +6,14 @@ use crate::support::{Server, gql_ok};
 
 pub const REGISTER_URL: &str = r#"
 mutation($org: String!, $url: String!) {
-  registerUrl(input: { organization: $org, url: $url }) { slug registeredUrl }
+  registerUrl(input: { organization: $org, url: $url }) { id slug registeredUrl }
 }"#;
 
 pub const CREATE_CONNECTION: &str = r#"
-mutation($name: String!) {
-  createConnection(input: { name: $name, sourceApp: "generic", destinationApp: "generic" }) { id name }
+mutation($name: String!, $organizationId: ID) {
+  createConnection(input: {
+    name: $name, sourceApp: "generic", destinationApp: "generic", organizationId: $organizationId
+  }) { id name }
 }"#;
 
 pub const CREATE_TOUCHPOINT: &str = r#"
@@ -87,15 +89,21 @@ pub fn mapped_order(number: u64) -> Value {
     })
 }
 
-/// Register a URL and create a connection; returns the connection id.
+/// Register a URL and create a connection in that organization (named, since in cluster
+/// mode a namespace's resources may have made others); returns the connection id.
 pub async fn connection(server: &Server) -> String {
-    gql_ok(
+    let registered = gql_ok(
         server,
         REGISTER_URL,
         json!({ "org": "acme", "url": "https://hooks.acme.test" }),
     )
     .await;
-    let data = gql_ok(server, CREATE_CONNECTION, json!({ "name": "Shop to ERP" })).await;
+    let data = gql_ok(
+        server,
+        CREATE_CONNECTION,
+        json!({ "name": "Shop to ERP", "organizationId": registered["registerUrl"]["id"] }),
+    )
+    .await;
     data["createConnection"]["id"]
         .as_str()
         .expect("a connection id")

@@ -3,6 +3,7 @@
 //! destination, on SQLite and (when `HOOKPLANE_TEST_POSTGRES_URL` is set) PostgreSQL.
 
 mod apps;
+mod authz;
 mod cluster;
 mod crash;
 mod data_plane;
@@ -10,6 +11,7 @@ mod destinations;
 mod engine;
 mod flows;
 mod hostile;
+mod node_client;
 mod operations;
 mod readme;
 mod rejections;

@@ -24,6 +24,7 @@ async fn the_readme_quickstart_works() {
         Duration::from_secs(60),
         tokio::process::Command::new("bash")
             .args(["-euo", "pipefail", "-c", &script])
+            .env("HOOKPLANE_TOKEN", &server.token)
             .output(),
     )
     .await

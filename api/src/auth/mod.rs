@@ -6,6 +6,8 @@
 //! and the rules in `graphql::authz`. Deny by default: a request without valid credentials
 //! gets `UNAUTHENTICATED` before any resolver runs.
 
+pub mod cli;
+
 use std::fmt;
 
 use uuid::Uuid;
@@ -93,8 +95,93 @@ impl fmt::Display for Role {
     }
 }
 
-/// Checks credentials against the store's API tokens (and the OpenID Connect issuer, when one
-/// is configured).
+/// API tokens start with this, so a leaked one is recognisable (secret scanners, logs).
+pub const TOKEN_PREFIX: &str = "hpt_";
+
+/// Random bytes in a token: 256 bits, base64url-encoded after [`TOKEN_PREFIX`].
+const TOKEN_BYTES: usize = 32;
+
+/// Characters of a token kept in the clear (prefix included) to tell tokens apart in lists.
+const SHOWN_CHARS: usize = 12;
+
+/// How stale a token's `lastUsedAt` may get before a request records it again: one write per
+/// token per minute, not one per request.
+const LAST_USED_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// A token as it is handed out: the only time its secret is seen.
+pub struct IssuedToken {
+    /// The token itself; shown once, never stored.
+    pub secret: String,
+    /// What is stored of it.
+    pub stored: hookplane_store::ApiToken,
+}
+
+/// What a new token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// The instance owner: creates organizations, admin everywhere.
+    Owner,
+    /// A role in one organization.
+    Member(Uuid, Role),
+}
+
+/// Make a token, store its hash, and return it (the only time the token is seen).
+pub async fn issue_token(
+    store: &hookplane_store::Store,
+    grant: Grant,
+    name: &str,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    created_by: &str,
+) -> Result<IssuedToken, hookplane_store::StoreError> {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+
+    let mut bytes = [0u8; TOKEN_BYTES];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let (organization_id, role) = match grant {
+        Grant::Owner => (None, "owner".to_owned()),
+        Grant::Member(organization, role) => (Some(organization), role.to_string()),
+    };
+    let stored = store
+        .create_token(hookplane_store::NewToken {
+            organization_id,
+            name,
+            role: &role,
+            secret_hash: &hash(&secret),
+            prefix: &secret[..SHOWN_CHARS],
+            created_by,
+            expires_at,
+        })
+        .await?;
+    Ok(IssuedToken { secret, stored })
+}
+
+/// The stored form of a token: SHA-256, hex. Tokens are 256 random bits, so a fast hash
+/// is enough (no password stretching needed), and lookups stay one indexed read.
+fn hash(secret: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(secret.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "viewer" => Ok(Self::Viewer),
+            "operator" => Ok(Self::Operator),
+            "admin" => Ok(Self::Admin),
+            other => Err(format!("unknown role {other:?}: viewer, operator or admin")),
+        }
+    }
+}
+
+/// Checks credentials against the store's API tokens.
 #[derive(Clone)]
 pub struct Authenticator {
     store: hookplane_store::Store,
@@ -107,11 +194,31 @@ impl Authenticator {
 
     /// The principal behind an `Authorization` header value (`Bearer <token>`).
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
-        let _ = &self.store;
-        match authorization {
-            None => Err(AuthError::Missing),
-            Some(_) => Err(AuthError::Invalid),
+        let header = authorization.ok_or(AuthError::Missing)?.trim();
+        let (scheme, token) = header.split_once(' ').ok_or(AuthError::Invalid)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::Invalid);
         }
+        let token = token.trim();
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Err(AuthError::Invalid);
+        }
+        let stored = self
+            .store
+            .token_by_hash(&hash(token))
+            .await
+            .map_err(|error| AuthError::Unavailable(error.into()))?
+            .ok_or(AuthError::Invalid)?;
+        let now = self.store.now();
+        check_current(&stored, now)?;
+        if stored
+            .last_used_at
+            .is_none_or(|used| now - used >= LAST_USED_RESOLUTION)
+            && let Err(error) = self.store.touch_token(stored.id, now).await
+        {
+            tracing::warn!(%error, token = %stored.id, "recording a token's last use");
+        }
+        principal_of(&stored)
     }
 
     /// The principal behind a WebSocket `connection_init` payload: `{"Authorization":
@@ -136,8 +243,67 @@ impl Authenticator {
     }
 
     /// Whether the principal's credentials still hold (its token is neither revoked nor
-    /// expired). Open subscriptions are ended when this turns false.
+    /// expired). Open subscriptions are ended when this turns false; a failure to check
+    /// counts as still valid (the store being down must not drop every subscriber).
     pub async fn still_valid(&self, principal: &Principal) -> bool {
-        principal.token_id.is_none()
+        let Some(id) = principal.token_id else {
+            return true;
+        };
+        match self.store.token(id).await {
+            Ok(Some(stored)) => check_current(&stored, self.store.now()).is_ok(),
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(%error, token = %id, "checking a token");
+                true
+            }
+        }
+    }
+}
+
+fn check_current(
+    stored: &hookplane_store::ApiToken,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), AuthError> {
+    if stored.revoked_at.is_some() {
+        return Err(AuthError::Revoked);
+    }
+    if stored.expires_at.is_some_and(|expires| expires <= now) {
+        return Err(AuthError::Expired);
+    }
+    Ok(())
+}
+
+fn principal_of(stored: &hookplane_store::ApiToken) -> Result<Principal, AuthError> {
+    let actor = format!("token:{} ({})", stored.name, stored.prefix);
+    if stored.role == "owner" && stored.organization_id.is_none() {
+        return Ok(Principal {
+            actor,
+            token_id: Some(stored.id),
+            owner: true,
+            roles: Vec::new(),
+        });
+    }
+    let role: Role = stored.role.parse().map_err(|_| AuthError::Invalid)?;
+    let organization = stored.organization_id.ok_or(AuthError::Invalid)?;
+    Ok(Principal {
+        actor,
+        token_id: Some(stored.id),
+        owner: false,
+        roles: vec![(organization, role)],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_recognisable() {
+        let a = hash("hpt_a");
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, hash("hpt_b"));
+        assert_eq!("admin".parse::<Role>(), Ok(Role::Admin));
+        assert!("owner".parse::<Role>().is_err());
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
     }
 }

@@ -3,7 +3,7 @@
 //! Secret values arrive here and nowhere else: they are split off into `SecretWrites` and
 //! the spec keeps only references to them.
 
-use async_graphql::{ID, InputObject};
+use async_graphql::{Enum, ID, InputObject};
 use hookplane_crds as crds;
 
 use super::types::{HttpMethod, OrderingFailure, PayloadFormat};
@@ -19,6 +19,8 @@ pub struct RegisterUrlInput {
 
 #[derive(InputObject)]
 pub struct CreateConnectionInput {
+    /// The organization it belongs to; may be left out when you have only one.
+    pub organization_id: Option<ID>,
     pub name: String,
     pub source_app: String,
     pub destination_app: String,
@@ -31,6 +33,38 @@ pub struct CreateConnectionInput {
     pub basic_auth: Option<BasicAuthInput>,
     pub oauth2: Option<OAuth2Input>,
     pub limits: Option<DestinationLimitsInput>,
+}
+
+/// A role in an organization; each includes the ones before it.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum TokenRole {
+    /// Read specs, buckets, logs and schemas.
+    Viewer,
+    /// Also resync, switch Auto-sync, pause, preview mappings, see response snippets.
+    Operator,
+    /// Also create, edit, publish and delete; schemas, tokens and the audit log.
+    Admin,
+}
+
+impl From<TokenRole> for crate::auth::Role {
+    fn from(role: TokenRole) -> Self {
+        match role {
+            TokenRole::Viewer => Self::Viewer,
+            TokenRole::Operator => Self::Operator,
+            TokenRole::Admin => Self::Admin,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateTokenInput {
+    /// The organization it acts in; may be left out when you have only one.
+    pub organization_id: Option<ID>,
+    /// What it is for (shown in lists and the audit log).
+    pub name: String,
+    pub role: TokenRole,
+    /// When it stops working; never, when left out.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A header credential: `header: <prefix><value>`. The value is write-only.

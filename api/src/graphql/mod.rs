@@ -3,6 +3,7 @@
 //! A library that axum only mounts (`routes`). Errors carry `extensions.code`; storage
 //! failures are logged here and reach clients as `STORAGE_ERROR`, never as raw database text.
 
+pub mod authz;
 mod error;
 mod inputs;
 mod mutation;
@@ -10,16 +11,26 @@ mod query;
 mod subscription;
 mod types;
 
+use async_graphql::ErrorExtensions;
 use async_graphql::{
     Schema,
     http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
 };
-use async_graphql_axum::{GraphQL, GraphQLProtocol, GraphQLWebSocket};
-use axum::{Router, extract::WebSocketUpgrade, response::Html, routing::get};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::{
+    Router,
+    extract::WebSocketUpgrade,
+    http::{HeaderMap, header},
+    response::{Html, IntoResponse},
+    routing::get,
+};
 use hookplane_store::Store;
 use tokio_util::sync::CancellationToken;
 
-use crate::portal::Portal;
+use crate::{
+    auth::{AuthError, Authenticator, Principal},
+    portal::Portal,
+};
 pub use error::ApiError;
 use error::ApiResult;
 
@@ -50,6 +61,9 @@ pub fn schema(context: ApiContext) -> HookplaneSchema {
         subscription::SubscriptionRoot,
     )
     .data(context)
+    .data(std::sync::Arc::new(
+        authz::ConnectionOrganizations::default(),
+    ))
     .limit_depth(16)
     .limit_complexity(5_000)
     .finish()
@@ -67,36 +81,128 @@ pub fn sdl() -> String {
 }
 
 /// `POST /graphql`, GraphiQL at `GET /graphql`, subscriptions at `/graphql/ws`
-/// (graphql-transport-ws and the legacy graphql-ws).
-pub fn routes<S: Clone + Send + Sync + 'static>(schema: HookplaneSchema) -> Router<S> {
+/// (graphql-transport-ws and the legacy graphql-ws). Every request is authenticated first
+/// (`Authorization: Bearer`, or the WebSocket's `connection_init` payload): without valid
+/// credentials nothing runs.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    schema: HookplaneSchema,
+    authenticator: Authenticator,
+) -> Router<S> {
     let graphiql = GraphiQLSource::build()
         .endpoint("/graphql")
         .subscription_endpoint("/graphql/ws")
         .title("Hookplane")
         .finish();
-    let subscriptions = schema.clone();
+    let subscriptions = (schema.clone(), authenticator.clone());
     Router::new()
         .route(
             "/graphql",
-            get(move || async move { Html(graphiql) }).post_service(GraphQL::new(schema)),
+            get(move || async move { Html(graphiql) }).post(
+                move |headers: HeaderMap, request: GraphQLRequest| {
+                    let (schema, authenticator) = (schema.clone(), authenticator.clone());
+                    async move {
+                        let authorization = headers
+                            .get(header::AUTHORIZATION)
+                            .and_then(|value| value.to_str().ok());
+                        match authenticator.authenticate(authorization).await {
+                            Ok(principal) => GraphQLResponse::from(
+                                schema.execute(request.into_inner().data(principal)).await,
+                            )
+                            .into_response(),
+                            Err(error) => unauthenticated(&error),
+                        }
+                    }
+                },
+            ),
         )
         .route(
             "/graphql/ws",
             get(
                 move |protocol: GraphQLProtocol, upgrade: WebSocketUpgrade| {
-                    let schema = subscriptions.clone();
+                    let (schema, authenticator) = subscriptions.clone();
                     async move {
                         upgrade
                             .protocols(ALL_WEBSOCKET_PROTOCOLS)
                             .read_buffer_size(WEBSOCKET_BUFFER_BYTES)
                             .write_buffer_size(WEBSOCKET_BUFFER_BYTES)
                             .on_upgrade(move |socket| {
-                                GraphQLWebSocket::new(socket, schema, protocol).serve()
+                                serve_socket(socket, schema, protocol, authenticator)
                             })
                     }
                 },
             ),
         )
+}
+
+/// How often an open WebSocket checks that its token still holds.
+const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Serve one WebSocket: `connection_init` must carry valid credentials (else the connection
+/// is refused), and the connection is dropped within [`REVOCATION_CHECK`] of its token being
+/// revoked or expiring.
+async fn serve_socket(
+    socket: axum::extract::ws::WebSocket,
+    schema: HookplaneSchema,
+    protocol: GraphQLProtocol,
+    authenticator: Authenticator,
+) {
+    let (principal_sender, mut principal) = tokio::sync::watch::channel(None::<Principal>);
+    let init = authenticator.clone();
+    let served = GraphQLWebSocket::new(socket, schema, protocol)
+        .on_connection_init(move |payload| async move {
+            let principal = init.authenticate_init(&payload).await.map_err(|error| {
+                tracing::info!(reason = %error, "WebSocket connection refused");
+                async_graphql::Error::new(error.to_string())
+                    .extend_with(|_, extensions| extensions.set("code", error.code()))
+            })?;
+            let _ = principal_sender.send(Some(principal.clone()));
+            let mut data = async_graphql::Data::default();
+            data.insert(principal);
+            Ok(data)
+        })
+        .serve();
+    let revoked = async move {
+        let Ok(principal) = principal.wait_for(Option::is_some).await.map(|p| p.clone()) else {
+            return std::future::pending().await;
+        };
+        let Some(principal) = principal else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(REVOCATION_CHECK).await;
+            if !authenticator.still_valid(&principal).await {
+                tracing::info!(actor = %principal.actor, "closing a WebSocket: its token no longer holds");
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = served => {}
+        () = revoked => {}
+    }
+}
+
+/// `401` with a GraphQL error body carrying the code (`503` when the check itself failed).
+fn unauthenticated(error: &AuthError) -> axum::response::Response {
+    let status = match error {
+        AuthError::Unavailable(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        _ => axum::http::StatusCode::UNAUTHORIZED,
+    };
+    if let AuthError::Unavailable(source) = error {
+        tracing::error!(error = %source, "checking credentials");
+    }
+    let body = serde_json::json!({
+        "errors": [{
+            "message": error.to_string(),
+            "extensions": { "code": error.code() },
+        }],
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    response
 }
 
 /// WebSocket read and write buffers per subscriber. The library default (128 KiB) made a

@@ -12,10 +12,11 @@ use futures::{Stream, StreamExt};
 use hookplane_store::{Change, ChangeKind, ChangedRow, Store};
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
+use crate::auth::Role;
+
 use super::{
-    ApiContext, context,
+    ApiContext, authz, context,
     error::{ApiError, ApiResult},
-    query::existing_touchpoint,
     types::{BucketEntry, EventStatus, LogEntry},
 };
 
@@ -48,7 +49,7 @@ impl SubscriptionRoot {
         touchpoint_id: ID,
     ) -> Result<impl Stream<Item = ApiResult<BucketChange>> + use<>, ApiError> {
         let api = context(ctx)?;
-        let changes = changes_of(api, &touchpoint_id).await?;
+        let changes = changes_of(ctx, api, &touchpoint_id).await?;
         Ok(loaded(changes, api.store.clone(), load_bucket_change))
     }
 
@@ -59,7 +60,7 @@ impl SubscriptionRoot {
         touchpoint_id: ID,
     ) -> Result<impl Stream<Item = ApiResult<LogEntry>> + use<>, ApiError> {
         let api = context(ctx)?;
-        let changes = changes_of(api, &touchpoint_id).await?;
+        let changes = changes_of(ctx, api, &touchpoint_id).await?;
         Ok(loaded(changes, api.store.clone(), load_log))
     }
 }
@@ -124,11 +125,12 @@ async fn load_log(store: Store, change: Change) -> Option<ApiResult<LogEntry>> {
 /// The change feed of one touchpoint, ending at shutdown. Subscribes before returning so no
 /// change after this call is missed.
 async fn changes_of(
+    ctx: &Context<'_>,
     api: &ApiContext,
     touchpoint_id: &ID,
 ) -> Result<impl Stream<Item = ApiResult<Change>> + use<>, ApiError> {
     let receiver = api.store.subscribe();
-    let touchpoint_id = existing_touchpoint(api, touchpoint_id).await?;
+    let touchpoint_id = authz::touchpoint_id(ctx, touchpoint_id, Role::Viewer).await?;
     let shutdown = api.shutdown.clone();
     Ok(BroadcastStream::new(receiver)
         .filter_map(move |item| {

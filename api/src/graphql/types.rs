@@ -460,7 +460,12 @@ impl Touchpoint {
     /// until a URL is registered.
     async fn endpoint_url(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
         let api = context(ctx)?;
-        let organization = api.store.organization().await?;
+        let organization =
+            match super::authz::organization_of_connection(ctx, self.0.connection_id).await? {
+                Some(id) => api.store.organization(id).await?,
+                None => None,
+            }
+            .filter(|org| !org.registered_url.is_empty());
         Ok(organization.map(|org| {
             format!(
                 "{}/hooks/{}/{}",
@@ -591,11 +596,23 @@ impl BucketEntry {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
-    /// Every delivery attempt, oldest first.
+    /// Every delivery attempt, oldest first. Response snippets are shown to operators and
+    /// admins only (null for viewers): a destination's answer may hold more than the event.
     async fn attempt_history(&self, ctx: &Context<'_>) -> ApiResult<Vec<Attempt>> {
         let api = context(ctx)?;
+        let snippets = super::authz::role_over_touchpoint(ctx, self.0.touchpoint_id)
+            .await?
+            .is_some_and(|role| role >= crate::auth::Role::Operator);
         let attempts = api.store.attempts(self.0.id).await?;
-        Ok(attempts.into_iter().map(Attempt).collect())
+        Ok(attempts
+            .into_iter()
+            .map(|mut attempt| {
+                if !snippets {
+                    attempt.response_snippet = None;
+                }
+                Attempt(attempt)
+            })
+            .collect())
     }
     /// This event's log entries, newest first.
     async fn logs(
@@ -649,7 +666,7 @@ impl Attempt {
     async fn error(&self) -> Option<&str> {
         self.0.error.as_deref()
     }
-    /// The start of the response body.
+    /// The start of the response body (operators and admins only; null for viewers).
     async fn response_snippet(&self) -> Option<&str> {
         self.0.response_snippet.as_deref()
     }
@@ -746,4 +763,81 @@ pub fn parse_cursor(after: Option<String>) -> ApiResult<Option<uuid::Uuid>> {
                 .map_err(|_| ApiError::invalid("INVALID_CURSOR", "the `after` cursor is not valid"))
         })
         .transpose()
+}
+
+/// An API token, without its secret (shown once, when created).
+pub struct ApiToken(pub store::ApiToken);
+
+#[Object]
+impl ApiToken {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// `viewer`, `operator`, `admin`, or `owner` (the instance owner's tokens).
+    async fn role(&self) -> &str {
+        &self.0.role
+    }
+    /// The token's first characters (`hpt_` and 8 more), to tell it apart.
+    async fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+    async fn organization_id(&self) -> Option<ID> {
+        self.0.organization_id.map(|id| ID(id.to_string()))
+    }
+    async fn created_by(&self) -> &str {
+        &self.0.created_by
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.revoked_at
+    }
+    /// Last request made with it (recorded at most once a minute).
+    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_used_at
+    }
+}
+
+/// A new API token and, this once only, its secret.
+#[derive(SimpleObject)]
+pub struct CreatedToken {
+    /// The token to send as `Authorization: Bearer <secret>`. It is not stored and cannot be
+    /// shown again.
+    pub secret: String,
+    pub token: ApiToken,
+}
+
+/// One change recorded in the audit log.
+pub struct AuditEntry(pub store::AuditEntry);
+
+#[Object]
+impl AuditEntry {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    /// Who: the authenticated caller (`token:<name> (<prefix>)`), never a name it gave.
+    async fn actor(&self) -> &str {
+        &self.0.actor
+    }
+    /// The mutation, e.g. `publishTouchpoint`.
+    async fn action(&self) -> &str {
+        &self.0.action
+    }
+    /// The id of what changed, when there is one.
+    async fn target(&self) -> Option<&str> {
+        self.0.target.as_deref()
+    }
+    async fn detail(&self) -> Json<&Value> {
+        Json(&self.0.detail)
+    }
 }

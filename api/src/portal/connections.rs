@@ -1,4 +1,4 @@
-//! The organization's registered URL and connections.
+//! Organizations (their registered URL) and connections.
 
 use hookplane_crds::ConnectionSpec;
 use hookplane_store::{Connection, Organization};
@@ -8,8 +8,10 @@ use uuid::Uuid;
 use super::{Portal, PortalError, PortalResult, SecretWrites};
 
 impl Portal {
-    /// Register the organization's public base URL and slug (the domain part of every
-    /// endpoint URL). Registering again replaces both.
+    /// Register an organization's public base URL (the domain part of every endpoint URL):
+    /// the organization `slug` is created the first time, and only its URL changes after. A
+    /// slug never changes, since the endpoint URLs given to source apps contain it. Who may
+    /// create or change which organization is the caller's to decide.
     pub async fn register_url(&self, organization: &str, url: &str) -> PortalResult<Organization> {
         let slug = organization.trim();
         let slug_ok = (1..=63).contains(&slug.len())
@@ -39,20 +41,44 @@ impl Portal {
                 )
             })?;
         let registered = url.as_str().trim_end_matches('/');
-        let organization = self.store.register_url(slug, registered).await?;
-        // The slug routes every endpoint: the whole snapshot changes.
-        self.runtime.reload().await?;
+        let organization = match self.store.organization_by_slug(slug).await? {
+            Some(existing) => {
+                self.store
+                    .set_registered_url(existing.id, registered)
+                    .await?
+            }
+            None => match self.store.create_organization(slug, registered).await {
+                Ok(created) => {
+                    tracing::info!(organization = slug, "organization created");
+                    created
+                }
+                // Created by a concurrent call: register the URL on it.
+                Err(hookplane_store::StoreError::OrganizationTaken { .. }) => {
+                    let existing = self
+                        .store
+                        .organization_by_slug(slug)
+                        .await?
+                        .ok_or(hookplane_store::StoreError::OrganizationNotFound)?;
+                    self.store
+                        .set_registered_url(existing.id, registered)
+                        .await?
+                }
+                Err(error) => return Err(error.into()),
+            },
+        };
         Ok(organization)
     }
 
-    /// Create a connection: a source app and a destination app, with its secret values.
+    /// Create a connection of an organization: a source app and a destination app, with its
+    /// secret values.
     pub async fn create_connection(
         &self,
+        organization: Uuid,
         spec: ConnectionSpec,
         secrets: SecretWrites,
     ) -> PortalResult<Connection> {
         hookplane_validation::validate_connection(&spec)?;
-        let connection = self.store.create_connection(spec).await?;
+        let connection = self.store.create_connection(organization, spec).await?;
         if let Err(error) = self.write_secrets(secrets).await {
             // Nothing refers to the new connection yet: take it back.
             self.store.delete_unused_connection(connection.id).await?;

@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 pub use error::{PortalError, PortalResult};
 pub use preview::{Preview, PreviewInput};
+pub use resync::MAX_RESYNC_IDS;
 pub use secrets::{SecretWrites, new_secret_name};
 
 use crate::cluster::Cluster;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{Portal, PortalError, PortalResult};
 
 /// Most events one `resync_events` call names.
-const MAX_IDS: usize = 1_000;
+pub const MAX_RESYNC_IDS: usize = 1_000;
 
 /// Events read and resynced per statement by `resync_matching`.
 const PAGE: u64 = 500;
@@ -21,7 +21,7 @@ impl Portal {
         ids: &[Uuid],
         requested_by: &str,
     ) -> PortalResult<Vec<Event>> {
-        if ids.is_empty() || ids.len() > MAX_IDS {
+        if ids.is_empty() || ids.len() > MAX_RESYNC_IDS {
             return Err(PortalError::invalid(
                 "INVALID_INPUT",
                 "give between 1 and 1000 ids",

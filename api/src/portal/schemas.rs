@@ -3,16 +3,22 @@
 use hookplane_dataplane::schemas::{self, SourceSchema};
 use hookplane_store::Schema;
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::{Portal, PortalError, PortalResult};
 
 impl Portal {
     /// Store a JSON Schema (draft 2020-12) for a source entity; replaces one of that name.
-    pub async fn import_schema(&self, name: &str, document: Value) -> PortalResult<Schema> {
+    pub async fn import_schema(
+        &self,
+        organization: Uuid,
+        name: &str,
+        document: Value,
+    ) -> PortalResult<Schema> {
         check_schema_name(name)?;
         SourceSchema::compile(name, &document)
             .map_err(|error| PortalError::invalid("INVALID_SCHEMA", error))?;
-        let schema = self.store.put_schema(name, document).await?;
+        let schema = self.store.put_schema(organization, name, document).await?;
         self.runtime.reload().await?;
         Ok(schema)
     }
@@ -20,7 +26,12 @@ impl Portal {
     /// Infer a JSON Schema from a sample payload and store it under `name`. Inference walks
     /// the sample recursively, so a sample nested deeper than [`MAX_SAMPLE_DEPTH`] is refused
     /// (`SAMPLE_TOO_DEEP`) rather than risk the server's stack.
-    pub async fn infer_schema(&self, name: &str, sample: &Value) -> PortalResult<Schema> {
+    pub async fn infer_schema(
+        &self,
+        organization: Uuid,
+        name: &str,
+        sample: &Value,
+    ) -> PortalResult<Schema> {
         check_schema_name(name)?;
         if hookplane_mapping::nesting(sample, MAX_SAMPLE_DEPTH + 1) > MAX_SAMPLE_DEPTH {
             return Err(PortalError::invalid(
@@ -29,18 +40,27 @@ impl Portal {
             ));
         }
         let document = schemas::infer(name, sample);
-        let schema = self.store.put_schema(name, document).await?;
+        let schema = self.store.put_schema(organization, name, document).await?;
         self.runtime.reload().await?;
         Ok(schema)
     }
 
     /// Delete a schema no touchpoint uses (as a draft or as published).
-    pub async fn delete_schema(&self, name: &str) -> PortalResult<()> {
+    pub async fn delete_schema(&self, organization: Uuid, name: &str) -> PortalResult<()> {
+        let theirs: std::collections::HashSet<Uuid> = self
+            .store
+            .connections()
+            .await?
+            .into_iter()
+            .filter(|c| c.organization_id == Some(organization))
+            .map(|c| c.id)
+            .collect();
         let users: Vec<String> = self
             .store
             .touchpoints(None)
             .await?
             .into_iter()
+            .filter(|t| theirs.contains(&t.connection_id))
             .filter(|t| {
                 t.spec.source.schema.as_deref() == Some(name)
                     || t.published
@@ -56,7 +76,7 @@ impl Portal {
                 format!("touchpoints use this schema: {}", users.join(", ")),
             ));
         }
-        if !self.store.delete_schema(name).await? {
+        if !self.store.delete_schema(organization, name).await? {
             return Err(PortalError::invalid(
                 "SCHEMA_NOT_FOUND",
                 format!("no schema {name:?}"),

@@ -14,7 +14,18 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Portal;
+use crate::auth::Principal;
 use crate::graphql::{ApiContext, HookplaneSchema, schema};
+
+/// The instance owner, as the HTTP layer would attach it after checking a token.
+fn owner() -> Principal {
+    Principal {
+        actor: "token:owner".to_owned(),
+        token_id: None,
+        owner: true,
+        roles: Vec::new(),
+    }
+}
 
 struct Api {
     schema: HookplaneSchema,
@@ -51,7 +62,11 @@ impl Api {
 
     async fn execute(&self, query: &str, variables: Value) -> async_graphql::Response {
         self.schema
-            .execute(Request::new(query).variables(Variables::from_json(variables)))
+            .execute(
+                Request::new(query)
+                    .variables(Variables::from_json(variables))
+                    .data(owner()),
+            )
             .await
     }
 
@@ -76,6 +91,11 @@ impl Api {
     }
 
     async fn connection(&self) -> String {
+        self.ok(
+            r#"mutation { registerUrl(input: { organization: "acme", url: "https://hooks.acme.test" }) { id } }"#,
+            json!({}),
+        )
+        .await;
         let data = self
             .ok(
                 r#"mutation { createConnection(input: { name: "Shop to ERP", sourceApp: "generic", destinationApp: "generic" }) { id } }"#,
@@ -275,6 +295,7 @@ async fn resync_refuses_unknown_ids_without_touching_known_ones() {
 #[tokio::test]
 async fn a_sample_too_deep_to_infer_is_refused() {
     let api = Api::new().await;
+    api.connection().await; // registers the organization the schema belongs to
     let mut sample = json!(1);
     for _ in 0..100 {
         sample = json!([sample]);

@@ -74,7 +74,10 @@ impl Portal {
         let (current, connection) = self.touchpoint_and_connection(id).await?;
         validate_touchpoint(&current.spec, &validated(&connection)?)?;
         if let Some(name) = current.spec.source.schema.as_deref()
-            && self.store.schema(name).await?.is_none()
+            && match connection.organization_id {
+                Some(organization) => self.store.schema(organization, name).await?.is_none(),
+                None => true,
+            }
         {
             return Err(PortalError::invalid(
                 "SCHEMA_NOT_FOUND",

@@ -62,7 +62,7 @@ pub async fn deploy(
     match topology {
         Topology::Serve => {
             let server = Server::hookplane(binary, database.url()).await?;
-            workload::setup_touchpoint(&server.url(""), destination, auto_sync).await?;
+            workload::setup_touchpoint(&server, destination, auto_sync).await?;
             Ok(Deployed {
                 front: server,
                 others: Vec::new(),
@@ -89,8 +89,11 @@ pub async fn deploy(
             // The receiver migrates the database before the workers open it.
             let front = Server::role(binary, "receiver", database.url(), &args).await?;
             let mut others = Vec::with_capacity(workers);
+            // Workers are strict by default; the benchmark's destination is local.
+            let mut worker_args = args.to_vec();
+            worker_args.extend(["--destination-allow".to_owned(), "127.0.0.0/8".to_owned()]);
             for _ in 0..workers {
-                others.push(Server::role(binary, "worker", database.url(), &args).await?);
+                others.push(Server::role(binary, "worker", database.url(), &worker_args).await?);
             }
             // Webhooks reach the same path as on `serve`.
             debug_assert_eq!(hook_path(), format!("/hooks/{ORGANIZATION}/{ENDPOINT}"));

@@ -83,8 +83,7 @@ impl Run {
 
         let database = Database::sqlite()?;
         let server = Server::hookplane(&self.settings.hookplane, database.url()).await?;
-        let touchpoint =
-            workload::setup_touchpoint(&server.url(""), UNUSED_DESTINATION, false).await?;
+        let touchpoint = workload::setup_touchpoint(&server, UNUSED_DESTINATION, false).await?;
         let measured = self
             .fan_out(
                 &server,
@@ -131,7 +130,7 @@ impl Run {
         let before = bare.rss_kib()?;
         let url = bare.ws_url(path);
         let sockets: Vec<_> = stream::iter(0..self.settings.subscribers)
-            .map(|_| ws::subscribe(&url, "none"))
+            .map(|_| ws::subscribe(&url, None, "none"))
             .buffer_unordered(32)
             .try_collect()
             .await
@@ -157,7 +156,7 @@ impl Run {
 
         let connecting = Instant::now();
         let sockets: Vec<_> = stream::iter(0..subscribers)
-            .map(|_| ws::subscribe(ws_url, touchpoint))
+            .map(|_| ws::subscribe(ws_url, server.token.as_deref(), touchpoint))
             .buffer_unordered(32)
             .try_collect()
             .await

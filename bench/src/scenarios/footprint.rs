@@ -61,7 +61,7 @@ impl Run {
         let database = Database::sqlite()?;
         let binary = self.settings.hookplane.clone();
         let server = Server::hookplane(&binary, database.url()).await?;
-        workload::setup_touchpoint(&server.url(""), UNUSED_DESTINATION, false).await?;
+        workload::setup_touchpoint(&server, UNUSED_DESTINATION, false).await?;
         tokio::time::sleep(idle_wait).await;
         let idle_kib = server.rss_kib()?;
         server.stop().await?;

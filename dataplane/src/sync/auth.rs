@@ -205,6 +205,11 @@ pub enum TokenError {
         "the OAuth2 token endpoint {url} answered something that is not a bearer token: {reason}"
     )]
     Malformed { url: String, reason: String },
+    #[error("the OAuth2 token endpoint {url} cannot be reached: {forbidden}")]
+    Forbidden {
+        url: String,
+        forbidden: super::egress::Forbidden,
+    },
 }
 
 /// OAuth2 client-credentials tokens for one connection, cached.
@@ -313,9 +318,15 @@ impl TokenSource {
             .body(body)
             .send()
             .await
-            .map_err(|error| TokenError::Request {
-                url: url.clone(),
-                reason: describe(error),
+            .map_err(|error| match super::egress::forbidden_in(&error) {
+                Some(forbidden) => TokenError::Forbidden {
+                    url: url.clone(),
+                    forbidden,
+                },
+                None => TokenError::Request {
+                    url: url.clone(),
+                    reason: describe(error),
+                },
             })?;
         let status = response.status().as_u16();
         let bytes = response

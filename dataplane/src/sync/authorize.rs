@@ -9,9 +9,11 @@
 
 use std::time::Duration;
 
-use reqwest::Client;
-
-use super::auth::{AccessToken, ConnectionAuth, TokenSource};
+use super::{
+    Deliverer,
+    auth::{AccessToken, ConnectionAuth, TokenError, TokenSource},
+    classify::NoAnswer,
+};
 
 /// Whether the connection's credentials are complete: `Err` names what is missing. Pure.
 pub fn credentials(auth: &ConnectionAuth) -> Result<(), String> {
@@ -25,19 +27,23 @@ pub fn credentials(auth: &ConnectionAuth) -> Result<(), String> {
     }
 }
 
-/// The bearer token to send, if the connection uses OAuth2. `Err` is why none could be had.
+/// The bearer token to send, if the connection uses OAuth2. `Err` is why none could be had
+/// (the destination policy refusing the token endpoint's address among the reasons).
 pub async fn bearer(
     tokens: Option<&TokenSource>,
-    client: &Client,
+    deliverer: &Deliverer,
     timeout: Duration,
-) -> Result<Option<AccessToken>, String> {
-    match tokens {
-        None => Ok(None),
-        Some(tokens) => tokens
-            .token(client, timeout)
-            .await
-            .map(Some)
-            .map_err(|error| error.to_string()),
+) -> Result<Option<AccessToken>, NoAnswer> {
+    let Some(tokens) = tokens else {
+        return Ok(None);
+    };
+    let client = deliverer
+        .client_for(&tokens.credentials().token_url)
+        .map_err(NoAnswer::Forbidden)?;
+    match tokens.token(client, timeout).await {
+        Ok(token) => Ok(Some(token)),
+        Err(TokenError::Forbidden { forbidden, .. }) => Err(NoAnswer::Forbidden(forbidden)),
+        Err(error) => Err(NoAnswer::Failed(error.to_string())),
     }
 }
 
@@ -45,11 +51,11 @@ pub async fn bearer(
 pub async fn refresh(
     tokens: &TokenSource,
     used: &AccessToken,
-    client: &Client,
+    deliverer: &Deliverer,
     timeout: Duration,
-) -> Result<Option<AccessToken>, String> {
+) -> Result<Option<AccessToken>, NoAnswer> {
     tokens.invalidate(used).await;
-    bearer(Some(tokens), client, timeout).await
+    bearer(Some(tokens), deliverer, timeout).await
 }
 
 #[cfg(test)]

@@ -17,16 +17,36 @@ use serde_json::Value;
 use super::{
     decision::{Attempt, Decision},
     deliver::Response,
+    egress::Forbidden,
     policy::{self, Pushback, Verdict},
 };
 
-/// How one HTTP exchange went: the destination's answer, or why there is none (the request
-/// failed, no OAuth2 token could be had).
+/// How one HTTP exchange went: the destination's answer, or why there is none.
 #[derive(Debug)]
 pub struct Exchange {
     pub started_at: DateTime<Utc>,
     pub duration: Duration,
-    pub result: Result<Response, String>,
+    pub result: Result<Response, NoAnswer>,
+}
+
+/// Why an exchange has no answer.
+#[derive(Debug)]
+pub enum NoAnswer {
+    /// The destination policy refused the address (of the destination or its OAuth2 token
+    /// endpoint): nothing was sent, and nothing will be until the policy or the destination
+    /// changes.
+    Forbidden(Forbidden),
+    /// The request failed, or no OAuth2 token could be had.
+    Failed(String),
+}
+
+impl From<super::DeliveryError> for NoAnswer {
+    fn from(error: super::DeliveryError) -> Self {
+        match error {
+            super::DeliveryError::Forbidden(forbidden) => Self::Forbidden(forbidden),
+            other => Self::Failed(other.to_string()),
+        }
+    }
 }
 
 /// What an exchange says, before counting attempts.
@@ -94,7 +114,11 @@ pub fn classify(
     };
     let response = match result {
         Ok(response) => response,
-        Err(error) => {
+        Err(NoAnswer::Forbidden(forbidden)) => {
+            let record = record(Some(forbidden.to_string()), None);
+            return Decision::forbidden(attempt, mapped, &forbidden, record);
+        }
+        Err(NoAnswer::Failed(error)) => {
             let record = record(Some(error.clone()), None);
             return Decision::retry_or_fail(attempt, mapped, error, Some(record), None, now, rng);
         }
@@ -234,7 +258,9 @@ mod tests {
         let unreachable = Exchange {
             started_at: DateTime::UNIX_EPOCH,
             duration: Duration::ZERO,
-            result: Err("could not reach the destination".to_owned()),
+            result: Err(NoAnswer::Failed(
+                "could not reach the destination".to_owned(),
+            )),
         };
         let (answer, retry) = decide(&spec, unreachable);
         assert_eq!(answer.status, None);

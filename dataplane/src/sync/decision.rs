@@ -12,6 +12,7 @@
 //! | [`Decision::permanent`] | FAILED      | Error | `FAILED`  |
 //! | [`Decision::retry_or_fail`], attempts left | UNPROCESSED, due later | Warn | `RETRY` |
 //! | [`Decision::retry_or_fail`], none left     | FAILED      | Error | `FAILED`  |
+//! | [`Decision::forbidden`] | FAILED      | Error | `FAILED`  |
 //! | [`Decision::delivered`] | SUCCESS     | Info  | `SUCCESS` |
 
 use std::time::Duration;
@@ -24,7 +25,10 @@ use serde_json::{Value, json};
 
 use hookplane_mapping::MapError;
 
-use super::policy;
+use super::{
+    egress::{FORBIDDEN_CODE, Forbidden},
+    policy,
+};
 
 /// How long an event waits when no evaluator could run its jq.
 pub const EVALUATOR_RETRY: Duration = Duration::from_secs(5);
@@ -250,6 +254,26 @@ impl Decision {
             *attempt = Some(record);
         }
         decision.log.fields = fields;
+        decision
+    }
+}
+
+impl Decision {
+    /// The destination policy refused the address connected to: FAILED at once, without
+    /// retries, since none can succeed until the policy or the destination changes (a resync
+    /// after that delivers it). `record` is the attempt that was refused.
+    pub fn forbidden(
+        attempt: &Attempt<'_>,
+        mapped: Value,
+        forbidden: &Forbidden,
+        record: AttemptRecord,
+    ) -> Self {
+        let mut decision = Self::refused(attempt, mapped, forbidden.to_string(), record);
+        if let Value::Object(fields) = &mut decision.log.fields {
+            fields.insert("code".into(), json!(FORBIDDEN_CODE));
+            fields.insert("address".into(), json!(forbidden.address.to_string()));
+            fields.insert("rule".into(), json!(forbidden.rule.name()));
+        }
         decision
     }
 }

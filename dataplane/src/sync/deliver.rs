@@ -6,8 +6,16 @@
 //! then the connection's credentials. No redirects are followed (a 3xx is the answer), and the
 //! response body is read only up to [`SNIPPET_MAX_BYTES`] so a misbehaving destination cannot
 //! exhaust memory.
+//!
+//! Every connection, to a destination or an OAuth2 token endpoint, goes through the
+//! [`DestinationPolicy`] ([`super::egress`]): a refused address is
+//! [`DeliveryError::Forbidden`], and no request leaves.
 
-use std::time::{Duration, Instant};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use hookplane_crds::{HeaderSpec, HttpMethod};
 use hookplane_store::SNIPPET_MAX_BYTES;
@@ -15,11 +23,12 @@ use reqwest::{
     Client, Method,
     header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue},
 };
-use url::Url;
+use url::{Host, Url};
 use uuid::Uuid;
 
 use super::{
     auth::{self, AccessToken, ConnectionAuth},
+    egress::{DestinationPolicy, Forbidden, GuardedResolver, forbidden_in},
     render::Rendered,
 };
 
@@ -53,27 +62,68 @@ pub enum DeliveryError {
     Connect(String),
     #[error("the request failed: {0}")]
     Request(String),
+    #[error(transparent)]
+    Forbidden(Forbidden),
 }
 
-/// Sends deliveries over one pooled HTTP client.
+/// Sends deliveries over pooled HTTP clients that connect only where the policy allows.
 #[derive(Clone)]
 pub struct Deliverer {
+    /// For requests to ports none of our listeners use.
     client: Client,
+    /// For requests to the port of one of our own listeners: its resolver also refuses the
+    /// addresses that listener answers on. (A resolver learns only the host name, so the
+    /// port decides the client.)
+    own_ports: Vec<(u16, Client)>,
+    policy: Arc<DestinationPolicy>,
 }
 
 impl Deliverer {
-    pub fn new() -> Result<Self, reqwest::Error> {
-        let client = Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("hookplane/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
-        Ok(Self { client })
+    pub fn new(policy: DestinationPolicy) -> Result<Self, reqwest::Error> {
+        let policy = Arc::new(policy);
+        let build = |port: Option<u16>| {
+            Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                // Through a proxy the address connected to would be the proxy's.
+                .no_proxy()
+                .dns_resolver(Arc::new(GuardedResolver {
+                    policy: Arc::clone(&policy),
+                    port,
+                }))
+                .user_agent(concat!("hookplane/", env!("CARGO_PKG_VERSION")))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+        };
+        let client = build(None)?;
+        let mut own_ports: Vec<(u16, Client)> = Vec::new();
+        for port in policy.own_ports() {
+            if !own_ports.iter().any(|(known, _)| *known == port) {
+                own_ports.push((port, build(Some(port))?));
+            }
+        }
+        Ok(Self {
+            client,
+            own_ports,
+            policy,
+        })
     }
 
-    /// The client, for token requests.
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// The client to reach `url` with (destinations and OAuth2 token endpoints alike), or
+    /// the refusal when its host is an IP address the policy refuses (IP literals skip
+    /// resolution, so they are checked here).
+    pub fn client_for(&self, url: &Url) -> Result<&Client, Forbidden> {
+        let port = url.port_or_known_default();
+        let literal = match url.host() {
+            Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(Host::Domain(_)) | None => None,
+        };
+        if let Some(ip) = literal {
+            self.policy
+                .check(SocketAddr::new(ip, port.unwrap_or_default()))?;
+        }
+        let own = port.and_then(|port| self.own_ports.iter().find(|(own, _)| *own == port));
+        Ok(own.map_or(&self.client, |(_, client)| client))
     }
 
     pub async fn send(&self, delivery: Delivery<'_>) -> Result<Response, DeliveryError> {
@@ -103,14 +153,18 @@ impl Deliverer {
             HeaderValue::from_str(&delivery.idempotency_key.to_string())
                 .expect("a UUID is a valid header value"),
         );
-        let request = self
-            .client
+        let client = self
+            .client_for(delivery.url)
+            .map_err(DeliveryError::Forbidden)?;
+        let request = client
             .request(method, delivery.url.clone())
             .timeout(delivery.timeout);
         let request = delivery.auth.apply(request, headers, delivery.bearer);
         let started = Instant::now();
         let classify = |error: reqwest::Error| {
-            if error.is_timeout() {
+            if let Some(forbidden) = forbidden_in(&error) {
+                DeliveryError::Forbidden(forbidden)
+            } else if error.is_timeout() {
                 DeliveryError::Timeout(delivery.timeout)
             } else if error.is_connect() {
                 DeliveryError::Connect(auth::describe(error))
@@ -212,7 +266,7 @@ mod tests {
             },
         ];
         let key = Uuid::now_v7();
-        let response = Deliverer::new()
+        let response = Deliverer::new(DestinationPolicy::default())
             .unwrap()
             .send(Delivery {
                 method: HttpMethod::Put,
@@ -257,7 +311,7 @@ mod tests {
         .await;
         let body = render(PayloadFormat::Json, None, &json!({})).unwrap();
         let auth = ConnectionAuth::default();
-        let deliverer = Deliverer::new().unwrap();
+        let deliverer = Deliverer::new(DestinationPolicy::default()).unwrap();
         let send = |path: &'static str, timeout| {
             let url = Url::parse(&format!("{base}{path}")).unwrap();
             let deliverer = deliverer.clone();
@@ -302,5 +356,73 @@ mod tests {
             .await
             .expect_err("nothing listens");
         assert!(matches!(error, DeliveryError::Connect(_)), "{error}");
+    }
+
+    #[tokio::test]
+    async fn refused_addresses_are_never_contacted() {
+        let seen = Seen::default();
+        let base = destination(Arc::clone(&seen)).await;
+        let body = render(PayloadFormat::Json, None, &json!({})).unwrap();
+        let auth = ConnectionAuth::default();
+        let own: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+        let send = |deliverer: Deliverer, url: String| {
+            let body = body.clone();
+            let auth = auth.clone();
+            async move {
+                let url = Url::parse(&url).unwrap();
+                deliverer
+                    .send(Delivery {
+                        method: HttpMethod::Post,
+                        url: &url,
+                        headers: &[],
+                        body: &body,
+                        idempotency_key: Uuid::now_v7(),
+                        timeout: Duration::from_secs(5),
+                        auth: &auth,
+                        bearer: None,
+                    })
+                    .await
+            }
+        };
+        let forbidden = |result: Result<Response, DeliveryError>| match result {
+            Err(DeliveryError::Forbidden(forbidden)) => forbidden,
+            other => panic!("refused, got {other:?}"),
+        };
+
+        // Our own listener, by IP literal and by a name resolving to it, even permissive.
+        let permissive = Deliverer::new(DestinationPolicy {
+            own_listeners: vec![own],
+            ..DestinationPolicy::default()
+        })
+        .unwrap();
+        let refused = forbidden(send(permissive.clone(), format!("{base}/graphql")).await);
+        assert_eq!(refused.rule.name(), "own-listener");
+        let by_name = format!("http://localhost:{}/graphql", own.port());
+        let refused = forbidden(send(permissive.clone(), by_name).await);
+        assert_eq!(refused.rule.name(), "own-listener");
+        assert!(
+            refused.to_string().contains("resolved from localhost"),
+            "{refused}"
+        );
+        let refused = forbidden(send(permissive, "http://169.254.169.254/latest".into()).await);
+        assert_eq!(refused.rule.name(), "cloud-metadata");
+
+        // Strict: loopback by name and by IPv4-mapped literal.
+        let strict = Deliverer::new(DestinationPolicy {
+            mode: super::super::PolicyMode::Strict,
+            ..DestinationPolicy::default()
+        })
+        .unwrap();
+        let by_name = format!("http://localhost:{}/x", own.port());
+        assert_eq!(
+            forbidden(send(strict.clone(), by_name).await).rule.name(),
+            "strict"
+        );
+        let mapped = format!("http://[::ffff:127.0.0.1]:{}/x", own.port());
+        assert_eq!(forbidden(send(strict, mapped).await).rule.name(), "strict");
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "nothing reached the destination"
+        );
     }
 }

@@ -11,8 +11,8 @@
 //! [`destinations`] and [`limiter`] (per-connection limits), [`process`] (one event, as named
 //! steps: map -> [`render`] -> [`authorize`] -> send -> [`classify`] -> record, deciding with
 //! [`decision`]), [`auth`] (credentials, OAuth2 tokens), [`deliver`] (the HTTP request),
-//! [`policy`] and [`backoff`] (what an answer means, when to retry). URL templates are
-//! `hookplane_validation::template`.
+//! [`policy`] and [`backoff`] (what an answer means, when to retry), [`egress`] (which
+//! addresses a delivery may connect to). URL templates are `hookplane_validation::template`.
 
 pub mod auth;
 mod authorize;
@@ -22,6 +22,7 @@ mod decision;
 mod deliver;
 mod destinations;
 mod dispatch;
+pub mod egress;
 pub mod limiter;
 pub mod policy;
 mod process;
@@ -35,4 +36,5 @@ mod worker_tests;
 
 pub use backoff::retry_delay;
 pub use deliver::{Deliverer, Delivery, DeliveryError};
+pub use egress::{Cidr, DestinationPolicy, PolicyMode};
 pub use worker::{Worker, WorkerConfig, wake_on_new_work};

@@ -35,7 +35,7 @@ use uuid::Uuid;
 
 use super::{
     Deliverer, Delivery, authorize,
-    classify::{Answer, Exchange, classify},
+    classify::{Answer, Exchange, NoAnswer, classify},
     decision::{Attempt, Decision},
     destinations::Destination,
     limiter::{Admission, Permit},
@@ -158,13 +158,13 @@ impl Processor {
         shutdown: &CancellationToken,
     ) -> Option<(Exchange, Option<Permit>)> {
         let timeout = Duration::from_secs(u64::from(spec.delivery.timeout_seconds));
-        let client = self.deliverer.client();
+        let deliverer = &self.deliverer;
         let tokens = destination.tokens.as_deref();
         let mut started_at = Utc::now();
         let mut clock = Instant::now();
         let bearer = tokio::select! {
             biased;
-            bearer = authorize::bearer(tokens, client, timeout) => bearer,
+            bearer = authorize::bearer(tokens, deliverer, timeout) => bearer,
             () = shutdown.cancelled() => return None,
         };
         let bearer = match bearer {
@@ -190,17 +190,17 @@ impl Processor {
             bearer,
         };
         let sent = self.deliverer.send(delivery(bearer.as_ref())).await;
-        let mut result = sent.map_err(|error| error.to_string());
+        let mut result = sent.map_err(NoAnswer::from);
         if let (Ok(response), Some(tokens), Some(used)) = (&result, tokens, &bearer)
             && response.status == 401
         {
             // The token may have been revoked early: one fresh token, one more try.
             started_at = Utc::now();
             clock = Instant::now();
-            result = match authorize::refresh(tokens, used, client, timeout).await {
+            result = match authorize::refresh(tokens, used, deliverer, timeout).await {
                 Ok(fresh) => {
                     let sent = self.deliverer.send(delivery(fresh.as_ref())).await;
-                    sent.map_err(|error| error.to_string())
+                    sent.map_err(NoAnswer::from)
                 }
                 Err(error) => Err(error),
             };

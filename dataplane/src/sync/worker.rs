@@ -26,7 +26,7 @@ use tracing::{Instrument, debug, error, info_span, warn};
 use uuid::Uuid;
 
 use super::{
-    Deliverer,
+    Deliverer, DestinationPolicy,
     destinations::Destinations,
     dispatch::{DestinationRoom, Dispatcher},
     process::{Job, Processor},
@@ -46,6 +46,8 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// Longest sleep between looks at the bucket when nothing wakes the worker.
     pub idle_poll: Duration,
+    /// Which addresses deliveries may connect to (the process adds its own listeners).
+    pub destinations: DestinationPolicy,
 }
 
 impl Default for WorkerConfig {
@@ -54,6 +56,7 @@ impl Default for WorkerConfig {
             concurrency: 32,
             lease: Duration::from_secs(120),
             idle_poll: Duration::from_secs(1),
+            destinations: DestinationPolicy::default(),
         }
     }
 }
@@ -126,7 +129,8 @@ impl Worker {
         wake: Arc<Notify>,
         config: WorkerConfig,
     ) -> Self {
-        let deliverer = Deliverer::new().expect("the HTTP client's static configuration is valid");
+        let deliverer = Deliverer::new(config.destinations.clone())
+            .expect("the HTTP client's static configuration is valid");
         let processor = Arc::new(Processor {
             store: store.clone(),
             metrics: Arc::clone(&metrics),

@@ -94,8 +94,18 @@ impl Env {
     }
 
     async fn connection(&self, spec: ConnectionSpec) -> Uuid {
+        let organization = match self.store.organization_by_slug("acme").await.expect("read") {
+            Some(organization) => organization.id,
+            None => {
+                self.store
+                    .create_organization("acme", "https://hooks.acme.test")
+                    .await
+                    .expect("create the organization")
+                    .id
+            }
+        };
         self.store
-            .create_connection(spec)
+            .create_connection(organization, spec)
             .await
             .expect("create a connection")
             .id

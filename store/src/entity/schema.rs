@@ -1,4 +1,4 @@
-//! `schemas`: JSON Schemas of source entities, one per unique name.
+//! `schemas`: JSON Schemas of source entities, one per name in each organization.
 
 use sea_orm::entity::prelude::*;
 
@@ -7,7 +7,8 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    #[sea_orm(column_type = "Text", unique)]
+    pub organization_id: Option<Uuid>,
+    #[sea_orm(column_type = "Text")]
     pub name: String,
     #[sea_orm(column_type = "JsonBinary")]
     pub document: Json,

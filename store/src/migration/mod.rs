@@ -7,6 +7,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 mod m20251129_000001_initial;
 mod m20251129_000002_sync_engine;
 mod m20251129_000003_cluster;
+mod m20261203_000004_tenancy;
 
 /// All migrations, oldest first.
 pub(crate) struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20251129_000001_initial::Migration),
             Box::new(m20251129_000002_sync_engine::Migration),
             Box::new(m20251129_000003_cluster::Migration),
+            Box::new(m20261203_000004_tenancy::Migration),
         ]
     }
 }
@@ -122,6 +124,14 @@ mod tests {
             .expect("read")
             .expect("kept");
         assert_eq!(connection.spec.name, "old");
+        // A connection of a release without organizations gets one, made for it.
+        let organization = connection.organization_id.expect("an organization");
+        let organization = store
+            .organization(organization)
+            .await
+            .expect("read")
+            .expect("created by the migration");
+        assert_eq!(organization.slug, "default");
         let event = store.event(event_id).await.expect("read").expect("kept");
         assert_eq!(event.status, EventStatus::Unprocessed);
         assert_eq!(event.dedupe_key.as_deref(), Some("d-1"));

@@ -29,6 +29,7 @@ async fn external_touchpoints_are_upserted_published_under_their_ids(h: &Harness
         .apply_external(
             connection_id,
             &connection_spec("shop-to-erp"),
+            "acme",
             std::slice::from_ref(&external),
         )
         .await
@@ -51,6 +52,7 @@ async fn external_touchpoints_are_upserted_published_under_their_ids(h: &Harness
         .apply_external(
             connection_id,
             &connection_spec("shop-to-erp"),
+            "acme",
             std::slice::from_ref(&external),
         )
         .await
@@ -67,7 +69,12 @@ async fn external_touchpoints_are_upserted_published_under_their_ids(h: &Harness
     changed.generation = 4;
     changed.spec.filter = Some(".n > 0".to_owned());
     h.store
-        .apply_external(connection_id, &connection_spec("shop-to-erp"), &[changed])
+        .apply_external(
+            connection_id,
+            &connection_spec("shop-to-erp"),
+            "acme",
+            &[changed],
+        )
         .await
         .expect("apply change");
     let updated = h.store.touchpoint(id).await.expect("read").expect("exists");
@@ -94,6 +101,7 @@ async fn external_touchpoints_are_upserted_published_under_their_ids(h: &Harness
         .apply_external(
             connection_id,
             &connection_spec("renamed"),
+            "acme",
             &[clash.clone(), beside.clone()],
         )
         .await
@@ -174,7 +182,7 @@ async fn an_older_configuration_never_rolls_a_publish_back(h: &Harness) {
         spec: old,
     };
     h.store
-        .apply_external(connection_id, &connection.spec, &[stale])
+        .apply_external(connection_id, &connection.spec, "acme", &[stale])
         .await
         .expect("apply stale");
     let after = h.store.touchpoint(id).await.expect("read").expect("exists");
@@ -190,7 +198,7 @@ async fn an_older_configuration_never_rolls_a_publish_back(h: &Harness) {
         spec: switched.clone(),
     };
     h.store
-        .apply_external(connection_id, &connection.spec, &[same_generation])
+        .apply_external(connection_id, &connection.spec, "acme", &[same_generation])
         .await
         .expect("apply switch");
     let after = h.store.touchpoint(id).await.expect("read").expect("exists");

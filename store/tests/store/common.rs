@@ -100,7 +100,10 @@ impl Harness {
 
     pub async fn connection(&self) -> Connection {
         self.store
-            .create_connection(connection_spec("Shop to ERP"))
+            .create_connection(
+                organization(&self.store).await,
+                connection_spec("Shop to ERP"),
+            )
             .await
             .expect("create a connection")
     }
@@ -111,10 +114,32 @@ impl Harness {
     }
 }
 
+/// The organization `acme` of `store`, created the first time.
+pub async fn organization(store: &Store) -> uuid::Uuid {
+    if let Some(organization) = store.organization_by_slug("acme").await.expect("read") {
+        return organization.id;
+    }
+    match store
+        .create_organization("acme", "https://hooks.acme.test")
+        .await
+    {
+        Ok(organization) => organization.id,
+        // Another task made it first.
+        Err(_) => {
+            store
+                .organization_by_slug("acme")
+                .await
+                .expect("read")
+                .expect("created")
+                .id
+        }
+    }
+}
+
 /// A touchpoint of a new connection in `store`, published with auto-sync on.
 pub async fn running_touchpoint(store: &Store, endpoint: &str) -> Touchpoint {
     let connection = store
-        .create_connection(connection_spec("Shop to ERP"))
+        .create_connection(organization(store).await, connection_spec("Shop to ERP"))
         .await
         .expect("create a connection");
     let touchpoint = store

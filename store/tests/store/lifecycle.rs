@@ -60,7 +60,10 @@ async fn data_survives_close_and_reopen(h: &Harness) {
         .expect("open");
     store.migrate().await.expect("migrate");
     let connection = store
-        .create_connection(crate::common::connection_spec("C"))
+        .create_connection(
+            crate::common::organization(&store).await,
+            crate::common::connection_spec("C"),
+        )
         .await
         .expect("connection");
     let touchpoint = store
@@ -124,7 +127,10 @@ async fn sqlite_accepts_bare_paths_and_memory() {
         .expect("memory");
     memory.migrate().await.expect("migrate");
     let connection = memory
-        .create_connection(crate::common::connection_spec("M"))
+        .create_connection(
+            crate::common::organization(&memory).await,
+            crate::common::connection_spec("M"),
+        )
         .await
         .expect("connection");
     let touchpoint = memory

@@ -20,51 +20,64 @@ backend_tests!(
 );
 
 async fn organization_is_registered_then_updated(h: &Harness) {
-    assert_eq!(h.store.organization().await.expect("read"), None);
+    assert_eq!(h.store.organizations().await.expect("read"), []);
     let first = h
         .store
-        .register_url("acme", "https://hooks.acme.test")
+        .create_organization("acme", "https://hooks.acme.test")
         .await
-        .expect("register");
+        .expect("create");
     assert_eq!(first.slug, "acme");
     let second = h
         .store
-        .register_url("acme-eu", "https://eu.acme.test")
+        .set_registered_url(first.id, "https://eu.acme.test")
         .await
-        .expect("re-register");
-    assert_eq!(second.id, first.id, "one organization per installation");
+        .expect("new URL");
+    assert_eq!(second.id, first.id);
+    assert_eq!(second.slug, "acme", "the slug never changes");
     assert_eq!(second.registered_url, "https://eu.acme.test");
     assert_eq!(second.created_at, first.created_at);
     assert!(second.updated_at >= first.updated_at);
-    assert_eq!(h.store.organization().await.expect("read"), Some(second));
+    assert_eq!(
+        h.store.organization(first.id).await.expect("read"),
+        Some(second.clone())
+    );
+    assert_eq!(
+        h.store.organization_by_slug("acme").await.expect("read"),
+        Some(second)
+    );
 }
 
 async fn concurrent_first_registrations_make_one_organization(h: &Harness) {
-    let registrations = (0..5).map(|n| {
+    let registrations = (0..5).map(|_| {
         let store = h.store.clone();
-        tokio::spawn(async move {
-            store
-                .register_url(&format!("org-{n}"), "https://hooks.test")
-                .await
-                .expect("register")
-        })
+        tokio::spawn(async move { store.create_organization("org", "https://hooks.test").await })
     });
-    let mut ids = std::collections::HashSet::new();
+    let mut created = 0;
     for registration in registrations.collect::<Vec<_>>() {
-        ids.insert(registration.await.expect("task").id);
+        match registration.await.expect("task") {
+            Ok(_) => created += 1,
+            Err(error) => assert_eq!(error.code(), "ORGANIZATION_TAKEN"),
+        }
     }
-    assert_eq!(ids.len(), 1, "one organization per installation");
+    assert_eq!(created, 1, "one organization per slug");
+    assert_eq!(h.store.organizations().await.expect("read").len(), 1);
 }
 
 async fn connections_are_created_and_listed(h: &Harness) {
     let a = h
         .store
-        .create_connection(connection_spec("A"))
+        .create_connection(
+            crate::common::organization(&h.store).await,
+            connection_spec("A"),
+        )
         .await
         .expect("create");
     let b = h
         .store
-        .create_connection(connection_spec("B"))
+        .create_connection(
+            crate::common::organization(&h.store).await,
+            connection_spec("B"),
+        )
         .await
         .expect("create");
     assert_eq!(a.spec, connection_spec("A"));

@@ -12,8 +12,16 @@ use super::Server;
 
 /// POST a GraphQL request and return the whole response body.
 pub async fn gql(server: &Server, query: &str, variables: Value) -> Value {
-    let response = reqwest::Client::new()
-        .post(server.url("/graphql"))
+    gql_as(server, &server.token, query, variables).await
+}
+
+/// [`gql`] with another token (empty: none at all).
+pub async fn gql_as(server: &Server, token: &str, query: &str, variables: Value) -> Value {
+    let mut request = reqwest::Client::new().post(server.url("/graphql"));
+    if !token.is_empty() {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .json(&json!({ "query": query, "variables": variables }))
         .send()
         .await
@@ -50,6 +58,17 @@ pub struct Subscription {
 impl Subscription {
     /// Open a WebSocket, run the protocol handshake, subscribe, and forward every `data`.
     pub async fn start(server: &Server, protocol: &str, query: &str, variables: Value) -> Self {
+        Self::start_as(server, &server.token, protocol, query, variables).await
+    }
+
+    /// [`Subscription::start`] authenticated with another token in `connection_init`.
+    pub async fn start_as(
+        server: &Server,
+        token: &str,
+        protocol: &str,
+        query: &str,
+        variables: Value,
+    ) -> Self {
         let mut request = server.ws_url().into_client_request().expect("a ws request");
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
@@ -68,7 +87,10 @@ impl Subscription {
         );
         let send = |value: Value| Message::text(value.to_string());
         socket
-            .send(send(json!({ "type": "connection_init", "payload": {} })))
+            .send(send(json!({
+                "type": "connection_init",
+                "payload": { "Authorization": format!("Bearer {token}") },
+            })))
             .await
             .expect("sending connection_init");
         let ack = tokio::time::timeout(Duration::from_secs(10), socket.next())

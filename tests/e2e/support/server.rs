@@ -1,6 +1,12 @@
 //! Start and stop the real `hookplane serve` binary.
 
-use std::{net::SocketAddr, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -11,6 +17,8 @@ use tokio::{
 #[derive(Clone)]
 pub struct Backend {
     pub database_url: String,
+    /// The instance owner's token, as the first server on this database printed it.
+    owner_token: Arc<Mutex<Option<String>>>,
     _dir: Option<Arc<tempfile::TempDir>>,
 }
 
@@ -20,6 +28,7 @@ impl Backend {
         let path: PathBuf = dir.path().join("hookplane.db");
         Self {
             database_url: format!("sqlite://{}", path.display()),
+            owner_token: Arc::default(),
             _dir: Some(Arc::new(dir)),
         }
     }
@@ -30,14 +39,20 @@ impl Backend {
         let database_url = hookplane_store::testing::postgres_url().await?;
         Some(Self {
             database_url,
+            owner_token: Arc::default(),
             _dir: None,
         })
     }
 }
 
+/// What `hookplane serve` prints, once, on a fresh database.
+pub const OWNER_TOKEN_LINE: &str = "Owner token (shown once, keep it): ";
+
 /// A running `hookplane serve`. Killed when dropped.
 pub struct Server {
     pub address: SocketAddr,
+    /// The instance owner's token (empty for roles that serve no API on a fresh database).
+    pub token: String,
     child: Child,
 }
 
@@ -94,6 +109,9 @@ impl Server {
         let mut lines = BufReader::new(stdout).lines();
         let address = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.expect("reading stdout") {
+                if let Some(token) = line.strip_prefix(OWNER_TOKEN_LINE) {
+                    *backend.owner_token.lock().expect("not poisoned") = Some(token.to_owned());
+                }
                 if let Some(rest) = line.strip_prefix(banner) {
                     return rest.trim().parse::<SocketAddr>().expect("a socket address");
                 }
@@ -104,7 +122,17 @@ impl Server {
         .expect("hookplane starts listening within 30 s");
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { address, child }
+        let token = backend
+            .owner_token
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .unwrap_or_default();
+        Self {
+            address,
+            token,
+            child,
+        }
     }
 
     /// The server's process id, to read its `/proc` entries.
