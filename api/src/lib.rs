@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod graphql;
+pub mod listen;
 pub mod portal;
 pub mod server;
 pub mod sink;

@@ -61,8 +61,10 @@ struct DatabaseArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "HOOKPLANE_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: `8080` (loopback), `localhost:8080`, `0.0.0.0:8080` (port 0
+    /// picks a free port).
+    #[arg(long, env = "HOOKPLANE_LISTEN", default_value = "127.0.0.1:8080",
+          value_parser = hookplane::listen::parse)]
     listen: SocketAddr,
     #[command(flatten)]
     database: DatabaseArgs,
@@ -307,8 +309,9 @@ enum Command {
     Evaluator,
     /// A destination for trying Hookplane out: prints every request and answers 200.
     Sink {
-        /// Address to listen on.
-        #[arg(long, env = "HOOKPLANE_SINK_LISTEN", default_value = "127.0.0.1:9000")]
+        /// Address to listen on: `9000`, `localhost:9000`, `0.0.0.0:9000`.
+        #[arg(long, env = "HOOKPLANE_SINK_LISTEN", default_value = "127.0.0.1:9000",
+              value_parser = hookplane::listen::parse)]
         listen: SocketAddr,
     },
 }
@@ -418,7 +421,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             hookplane::sink::run(listen, shutdown, |address| {
                 println!("Sink listening on http://{address}");
             })
-            .await?;
+            .await
+            .with_context(|| format!("the sink could not listen on {listen}"))?;
             Ok(())
         }
     }

@@ -67,6 +67,7 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<Pools, 
     let max_connections = options.max_connections.max(1);
     match Target::parse(url)? {
         Target::Postgres(url) => {
+            probe_postgres(&url).await?;
             let mut connect = ConnectOptions::new(url);
             connect
                 // One more for the change relay's listener, which holds its connection.
@@ -89,15 +90,20 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<Pools, 
         }
         Target::SqliteUrl(url) => {
             let options = SqliteConnectOptions::from_str(&url).map_err(sqlx_open_error)?;
-            // `?mode=rwc` for the user, unless they chose a mode themselves.
-            let create = !url.contains("mode=");
-            sqlite_file_pools(options.create_if_missing(create), max_connections).await
+            // Created when missing, unless the URL chose a mode: `mode=rwc` creates,
+            // `mode=rw` and `mode=ro` do not (sqlx already read the mode into `options`).
+            match sqlite_mode(&url) {
+                None => {
+                    sqlite_file_pools(options.create_if_missing(true), true, max_connections).await
+                }
+                Some(mode) => sqlite_file_pools(options, mode == "rwc", max_connections).await,
+            }
         }
         Target::SqliteFile(path) => {
             let options = SqliteConnectOptions::new()
                 .filename(path)
                 .create_if_missing(true);
-            sqlite_file_pools(options, max_connections).await
+            sqlite_file_pools(options, true, max_connections).await
         }
         Target::SqliteMemory(url) => {
             let options = SqliteConnectOptions::from_str(&url).map_err(sqlx_open_error)?;
@@ -115,11 +121,20 @@ fn sqlite_options(options: SqliteConnectOptions) -> SqliteConnectOptions {
         .disable_statement_logging()
 }
 
+/// The `mode` query parameter of a `sqlite:` URL, if any.
+fn sqlite_mode(url: &str) -> Option<&str> {
+    let (_, query) = url.split_once('?')?;
+    query.split('&').find_map(|pair| pair.strip_prefix("mode="))
+}
+
 async fn sqlite_file_pools(
     options: SqliteConnectOptions,
+    create: bool,
     max_connections: u32,
 ) -> Result<Pools, StoreError> {
-    if let Some(parent) = options.get_filename().parent()
+    let path = options.get_filename().to_path_buf();
+    if create
+        && let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
         tokio::fs::create_dir_all(parent).await.map_err(|error| {
@@ -137,7 +152,15 @@ async fn sqlite_file_pools(
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options.clone())
         .await
-        .map_err(sqlx_open_error)?;
+        .map_err(|error| StoreError::Unreachable {
+            target: format!("the SQLite database {}", path.display()),
+            cause: sqlx_cause(&error),
+            hint: if create {
+                "check that its directory is writable".to_owned()
+            } else {
+                "the URL's mode does not create the file: create it, or use mode=rwc".to_owned()
+            },
+        })?;
     let db = SqlitePoolOptions::new()
         .max_connections(max_connections)
         .test_before_acquire(false)
@@ -170,6 +193,74 @@ async fn sqlite_memory_pool(options: SqliteConnectOptions) -> Result<Pools, Stor
         db,
         backend: Backend::Sqlite,
     })
+}
+
+/// Connect once, quickly, so an unreachable or missing database is one clear line (host,
+/// port, database, cause and what to do) rather than a pool timeout later.
+async fn probe_postgres(url: &str) -> Result<(), StoreError> {
+    use sea_orm::sqlx::{Connection as _, postgres::PgConnectOptions};
+
+    let options = PgConnectOptions::from_str(url).map_err(|error| StoreError::Unreachable {
+        target: format!("PostgreSQL at {}", without_password(url)),
+        cause: sqlx_cause(&error),
+        hint: "check the URL: postgres://user:password@host:port/database".to_owned(),
+    })?;
+    let database = options
+        .get_database()
+        .unwrap_or("(the user's name)")
+        .to_owned();
+    let target = format!(
+        "PostgreSQL at {}:{}, database {database:?}, user {:?}",
+        options.get_host(),
+        options.get_port(),
+        options.get_username()
+    );
+    let unreachable = |cause: String, hint: String| StoreError::Unreachable {
+        target: target.clone(),
+        cause,
+        hint,
+    };
+    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await;
+    let error = match attempt {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            return Ok(());
+        }
+        Ok(Err(error)) => error,
+        Err(_) => {
+            return Err(unreachable(
+                format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                "check the host and port, and any firewall between".to_owned(),
+            ));
+        }
+    };
+    let code = error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .map(|code| code.into_owned());
+    let hint = match code.as_deref() {
+        Some("3D000") => format!(
+            "create it: createdb -h {} -p {} -U {} {database}",
+            options.get_host(),
+            options.get_port(),
+            options.get_username()
+        ),
+        Some("28P01" | "28000") => "check the user and password in the URL".to_owned(),
+        _ if matches!(error, sea_orm::sqlx::Error::Io(_)) => {
+            "is PostgreSQL running and listening there? Check the host and port".to_owned()
+        }
+        _ => "check the URL and the server's log".to_owned(),
+    };
+    Err(unreachable(sqlx_cause(&error), hint))
+}
+
+/// What went wrong, in one line, without sqlx's wrapping.
+fn sqlx_cause(error: &sea_orm::sqlx::Error) -> String {
+    match error {
+        sea_orm::sqlx::Error::Database(db) => db.message().to_owned(),
+        sea_orm::sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
 }
 
 fn sqlx_open_error(error: sea_orm::sqlx::Error) -> StoreError {

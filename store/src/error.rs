@@ -72,6 +72,13 @@ pub enum StoreError {
     /// Opening the database failed.
     #[error("could not open the database")]
     OpenDatabase(#[source] DbErr),
+    /// The database cannot be reached or opened: one line saying where, why and what to do.
+    #[error("cannot open {target}: {cause} ({hint})")]
+    Unreachable {
+        target: String,
+        cause: String,
+        hint: String,
+    },
     /// Running the migrations failed.
     #[error("could not migrate the database")]
     Migrate(#[source] DbErr),
@@ -156,6 +163,7 @@ impl StoreError {
             Self::WriterClosed => "STORE_CLOSED",
             Self::InvalidRow { .. }
             | Self::OpenDatabase(_)
+            | Self::Unreachable { .. }
             | Self::Migrate(_)
             | Self::CheckReady(_)
             | Self::Read { .. }

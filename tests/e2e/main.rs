@@ -11,6 +11,7 @@ mod destinations;
 mod engine;
 mod flows;
 mod hostile;
+mod newcomer;
 mod node_client;
 mod operations;
 mod readme;
