@@ -98,6 +98,9 @@ struct RunArgs {
         default_value_t = 600
     )]
     retention_interval_seconds: u64,
+    /// Log a one-line traffic summary this often while webhooks or deliveries happen (0: never).
+    #[arg(long, env = "HOOKPLANE_LOG_SUMMARY_SECONDS", default_value_t = 60)]
+    log_summary_seconds: u64,
     #[command(flatten)]
     expressions: ExpressionArgs,
 }
@@ -467,6 +470,7 @@ async fn serve_with(
         dedupe_window_hours,
         retention_days,
         retention_interval_seconds,
+        log_summary_seconds,
         expressions,
     } = run;
     let sandbox = expressions.sandbox()?;
@@ -512,6 +516,7 @@ async fn serve_with(
         },
         sandbox,
         cluster,
+        log_summary: Duration::from_secs(log_summary_seconds),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

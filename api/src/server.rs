@@ -31,7 +31,7 @@ use hookplane_dataplane::{
     retention::{RetentionConfig, purge_periodically},
     runtime::{ReloadError, RenderedSource, Runtime, Source, watch_rendered},
     sync::{Worker, WorkerConfig, wake_on_new_work},
-    telemetry::Metrics,
+    telemetry::{Metrics, log_summaries},
 };
 
 use crate::{
@@ -83,6 +83,8 @@ pub struct ServeConfig {
     pub sandbox: SandboxConfig,
     /// Cluster mode for the API role (`hookplane api --kubernetes`).
     pub cluster: Option<Cluster>,
+    /// How often a one-line traffic summary is logged while traffic flows (zero: never).
+    pub log_summary: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +158,7 @@ pub async fn serve(
         retention,
         sandbox,
         cluster,
+        log_summary,
     } = config;
     let options = StoreOptions {
         dedupe_window,
@@ -227,6 +230,11 @@ pub async fn serve(
         )));
     }
     background.push(watcher);
+    background.push(tokio::spawn(log_summaries(
+        Arc::clone(&state.metrics),
+        log_summary,
+        shutdown.clone(),
+    )));
     if let Some(cluster) = cluster {
         info!(
             namespace = cluster.namespace(),

@@ -147,3 +147,102 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// Counter totals the periodic summary compares.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Totals {
+    accepted: u64,
+    duplicate: u64,
+    rejected: u64,
+    delivered: u64,
+    failed: u64,
+    retried: u64,
+    skipped: u64,
+}
+
+impl Totals {
+    fn read(metrics: &Metrics) -> Self {
+        use prometheus::core::Collector;
+
+        let mut totals = Self::default();
+        let by_label = |vec: &IntCounterVec, each: &mut dyn FnMut(&str, u64)| {
+            for family in vec.collect() {
+                for metric in family.get_metric() {
+                    let label = metric
+                        .get_label()
+                        .first()
+                        .map(|pair| pair.value())
+                        .unwrap_or_default();
+                    each(label, metric.get_counter().get_value() as u64);
+                }
+            }
+        };
+        by_label(&metrics.webhooks_received, &mut |label, n| match label {
+            "accepted" => totals.accepted += n,
+            "duplicate" => totals.duplicate += n,
+            _ => totals.rejected += n,
+        });
+        by_label(&metrics.events_processed, &mut |label, n| match label {
+            "SUCCESS" => totals.delivered += n,
+            "FAILED" => totals.failed += n,
+            "RETRY" => totals.retried += n,
+            "SKIPPED" => totals.skipped += n,
+            _ => {}
+        });
+        totals
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            accepted: self.accepted - before.accepted,
+            duplicate: self.duplicate - before.duplicate,
+            rejected: self.rejected - before.rejected,
+            delivered: self.delivered - before.delivered,
+            failed: self.failed - before.failed,
+            retried: self.retried - before.retried,
+            skipped: self.skipped - before.skipped,
+        }
+    }
+}
+
+/// While traffic flows, one INFO line every `every`: webhooks received (accepted, duplicate,
+/// rejected) and events delivered, failed, retried and skipped in that time. Quiet periods
+/// print nothing. `every` of zero turns it off.
+pub async fn log_summaries(
+    metrics: std::sync::Arc<Metrics>,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    if every.is_zero() {
+        return;
+    }
+    let mut before = Totals::read(&metrics);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let now = Totals::read(&metrics);
+        let last = now.since(before);
+        before = now;
+        if last == Totals::default() {
+            continue;
+        }
+        tracing::info!(
+            seconds = every.as_secs(),
+            accepted = last.accepted,
+            duplicate = last.duplicate,
+            rejected = last.rejected,
+            delivered = last.delivered,
+            failed = last.failed,
+            retried = last.retried,
+            skipped = last.skipped,
+            "summary: {} webhooks received, {} delivered, {} failed in the last {} s",
+            last.accepted + last.duplicate + last.rejected,
+            last.delivered,
+            last.failed,
+            every.as_secs()
+        );
+    }
+}
+

@@ -133,6 +133,8 @@ async fn listen_takes_a_port_alone_or_a_host_name() {
             let mut lines = tokio::io::BufReader::new(stdout).lines();
             while let Some(line) = lines.next_line().await.expect("stdout") {
                 if line.starts_with("Hookplane listening on") {
+                    // Keep reading, so the server never writes to a closed pipe.
+                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
                     return line;
                 }
             }
@@ -172,4 +174,55 @@ fn a_sink_whose_port_is_taken_names_the_address() {
         "{}",
         lines[0]
     );
+}
+
+/// At the default level the server says what happened: one line per publish, one per failed
+/// event, and a summary of the traffic while it flows.
+#[tokio::test]
+async fn the_default_log_tells_what_happened() {
+    use crate::{
+        flows,
+        support::{Backend, Destination, Server, destination::Mode, eventually},
+    };
+
+    let backend = Backend::sqlite();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("hookplane.log");
+    let server = Server::start_logging_to(&backend, &["--log-summary-seconds", "1"], &log).await;
+    let destination = Destination::start(Mode::RejectWhere("id", 2)).await;
+    let connection = flows::connection(&server).await;
+    let touchpoint = flows::published_touchpoint(
+        &server,
+        &connection,
+        "orders",
+        serde_json::json!({ "destination": { "url": destination.url("/erp") } }),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for id in [1, 2] {
+        let (status, _) =
+            flows::post_webhook(&client, &server, "orders", &serde_json::json!({ "id": id })).await;
+        assert_eq!(status, 200);
+    }
+    let lines = eventually(Duration::from_secs(20), "the log to tell it all", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        async move {
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            let has = |needle: &str| lines.iter().any(|line| line.contains(needle));
+            (has("published \"orders\" generation 1")
+                && has("event failed")
+                && has("summary: 2 webhooks received, 1 delivered, 1 failed"))
+            .then_some(lines)
+        }
+    })
+    .await;
+    let failed = lines
+        .iter()
+        .find(|line| line.contains("event failed"))
+        .expect("checked above");
+    assert!(
+        failed.contains("WARN") && failed.contains(&touchpoint),
+        "{failed}"
+    );
+    server.stop().await;
 }

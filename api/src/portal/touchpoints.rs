@@ -97,6 +97,13 @@ impl Portal {
             Some(resource) => format!(" as Touchpoint {}/{}", resource.namespace, resource.name),
             None => String::new(),
         };
+        tracing::info!(
+            touchpoint = %id,
+            endpoint = %touchpoint.spec.source.endpoint,
+            "published {:?} generation {}{to}",
+            touchpoint.spec.name,
+            touchpoint.generation
+        );
         self.log(
             id,
             format!("published generation {}{to}", touchpoint.generation),

@@ -250,6 +250,15 @@ impl Processor {
         if decision.metric == "RETRY" {
             self.metrics.delivery_retries.inc();
         }
+        if decision.metric == "FAILED" {
+            // One line per failed event at the default level; the bucket has the details.
+            warn!(
+                event = %event.id,
+                touchpoint = %event.touchpoint_id,
+                "event failed: {}",
+                decision.log.message
+            );
+        }
         let recorded = self
             .store
             .record_outcome_with_log(event.id, lease_id, decision.outcome, decision.log)

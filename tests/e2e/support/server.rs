@@ -89,6 +89,29 @@ impl Server {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        let env = [&[("HOOKPLANE_LOG", "warn")], env].concat();
+        Self::spawn(backend, role, banner, extra_args, &env, Stdio::inherit()).await
+    }
+
+    /// `hookplane serve` at the default log level, its log (standard error) written to `log`.
+    pub async fn start_logging_to(
+        backend: &Backend,
+        extra_args: &[&str],
+        log: &std::path::Path,
+    ) -> Self {
+        let file = std::fs::File::create(log).expect("a log file");
+        let banner = "Hookplane listening on http://";
+        Self::spawn(backend, "serve", banner, extra_args, &[], Stdio::from(file)).await
+    }
+
+    async fn spawn(
+        backend: &Backend,
+        role: &str,
+        banner: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookplane"))
             .arg(role)
             .args([
@@ -98,10 +121,10 @@ impl Server {
                 &backend.database_url,
             ])
             .args(extra_args)
-            .env("HOOKPLANE_LOG", "warn")
+            .env_remove("HOOKPLANE_LOG")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("the hookplane binary starts");
