@@ -68,13 +68,28 @@ struct RunArgs {
     listen: SocketAddr,
     #[command(flatten)]
     database: DatabaseArgs,
+    /// Log a one-line traffic summary this often while webhooks or deliveries happen (0: never).
+    #[arg(long, env = "HOOKPLANE_LOG_SUMMARY_SECONDS", default_value_t = 60)]
+    log_summary_seconds: u64,
+    #[command(flatten)]
+    expressions: ExpressionArgs,
+}
+
+/// Webhook intake (`serve` and `receiver`).
+#[derive(clap::Args)]
+struct IntakeArgs {
     /// Largest accepted webhook body, in bytes.
     #[arg(long, env = "HOOKPLANE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
-    /// Events delivered at once (the worker role takes its connection's
-    /// `worker.concurrency` instead).
-    #[arg(long, env = "HOOKPLANE_WORKER_CONCURRENCY", default_value_t = 32)]
-    worker_concurrency: usize,
+    /// Hours a delivery id keeps absorbing repeats of a webhook (longer than the source
+    /// apps' retry schedules: Shopify hours, Salesforce 24 h, BigCommerce 48 h).
+    #[arg(long, env = "HOOKPLANE_DEDUPE_WINDOW_HOURS", default_value_t = 72)]
+    dedupe_window_hours: u64,
+}
+
+/// The sync worker and retention (`serve` and `worker`).
+#[derive(clap::Args)]
+struct DeliveryArgs {
     /// Seconds an event stays leased to a worker before another may claim it.
     #[arg(long, env = "HOOKPLANE_LEASE_SECONDS", default_value_t = 120)]
     lease_seconds: u64,
@@ -83,10 +98,6 @@ struct RunArgs {
     /// processes on PostgreSQL).
     #[arg(long, env = "HOOKPLANE_WORKER_IDLE_POLL_MS", default_value_t = 1000)]
     worker_idle_poll_ms: u64,
-    /// Hours a delivery id keeps absorbing repeats of a webhook (longer than the source
-    /// apps' retry schedules: Shopify hours, Salesforce 24 h, BigCommerce 48 h).
-    #[arg(long, env = "HOOKPLANE_DEDUPE_WINDOW_HOURS", default_value_t = 72)]
-    dedupe_window_hours: u64,
     /// Days SUCCESS, FAILED and SKIPPED events and log entries are kept (UNPROCESSED
     /// events are never purged).
     #[arg(long, env = "HOOKPLANE_RETENTION_DAYS", default_value_t = 30)]
@@ -98,11 +109,47 @@ struct RunArgs {
         default_value_t = 600
     )]
     retention_interval_seconds: u64,
-    /// Log a one-line traffic summary this often while webhooks or deliveries happen (0: never).
-    #[arg(long, env = "HOOKPLANE_LOG_SUMMARY_SECONDS", default_value_t = 60)]
-    log_summary_seconds: u64,
     #[command(flatten)]
-    expressions: ExpressionArgs,
+    destinations: DestinationArgs,
+}
+
+impl DeliveryArgs {
+    fn worker(self, concurrency: usize, default_policy: PolicyMode) -> anyhow::Result<Worker> {
+        let Self {
+            lease_seconds,
+            worker_idle_poll_ms,
+            retention_days,
+            retention_interval_seconds,
+            destinations,
+        } = self;
+        Ok(Worker {
+            config: WorkerConfig {
+                concurrency,
+                lease: Duration::from_secs(lease_seconds.max(1)),
+                idle_poll: Duration::from_millis(worker_idle_poll_ms.max(10)),
+                destinations: destinations.policy(default_policy)?,
+            },
+            retention: RetentionConfig {
+                max_age: Duration::from_secs(retention_days.saturating_mul(24 * 3600)),
+                interval: Duration::from_secs(retention_interval_seconds.max(1)),
+                ..RetentionConfig::default()
+            },
+        })
+    }
+}
+
+/// What a role runs besides the common parts: intake, delivery, neither or both.
+#[derive(Default)]
+struct Parts {
+    intake: Option<IntakeArgs>,
+    worker: Option<Worker>,
+    cluster: Option<Cluster>,
+}
+
+/// The sync worker's configuration and its retention.
+struct Worker {
+    config: WorkerConfig,
+    retention: RetentionConfig,
 }
 
 /// Limits on evaluating the jq users write (mappings, filters, ordering keys, previews). A
@@ -265,7 +312,12 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
-        destinations: DestinationArgs,
+        intake: IntakeArgs,
+        /// Events delivered at once.
+        #[arg(long, env = "HOOKPLANE_WORKER_CONCURRENCY", default_value_t = 32)]
+        worker_concurrency: usize,
+        #[command(flatten)]
+        delivery: DeliveryArgs,
     },
     /// Kubernetes data plane: receive webhooks for the touchpoints of one rendered
     /// configuration (written by hookplane-operator).
@@ -274,6 +326,8 @@ enum Command {
         rendered: RenderedArgs,
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        intake: IntakeArgs,
     },
     /// The GraphQL API alone, over the shared database (on Kubernetes, beside the operator's
     /// receivers and workers, which do the intake and delivery).
@@ -284,13 +338,14 @@ enum Command {
         run: RunArgs,
     },
     /// Kubernetes data plane: deliver the events of one rendered configuration's touchpoints.
+    /// It delivers as many events at once as its connection's `worker.concurrency`.
     Worker {
         #[command(flatten)]
         rendered: RenderedArgs,
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
-        destinations: DestinationArgs,
+        delivery: DeliveryArgs,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -353,9 +408,18 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { run, destinations } => {
-            let destinations = destinations.policy(PolicyMode::Permissive)?;
-            serve(Role::All, None, run, destinations, |address| {
+        Command::Serve {
+            run,
+            intake,
+            worker_concurrency,
+            delivery,
+        } => {
+            let parts = Parts {
+                intake: Some(intake),
+                worker: Some(delivery.worker(worker_concurrency, PolicyMode::Permissive)?),
+                cluster: None,
+            };
+            serve(Role::All, None, run, parts, |address| {
                 println!("Hookplane listening on http://{address}");
                 println!("GraphiQL: http://{address}/graphql");
             })
@@ -367,33 +431,46 @@ async fn run(command: Command) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let destinations = DestinationPolicy::default();
-            serve_with(Role::Api, None, cluster, run, destinations, |address| {
+            let parts = Parts {
+                cluster,
+                ..Parts::default()
+            };
+            serve(Role::Api, None, run, parts, |address| {
                 println!("Hookplane API listening on http://{address}");
                 println!("GraphiQL: http://{address}/graphql");
             })
             .await
         }
-        Command::Receiver { rendered, run } => {
-            let destinations = DestinationPolicy::default();
-            serve(
-                Role::Receiver,
-                Some(rendered),
-                run,
-                destinations,
-                |address| {
-                    println!("Hookplane receiver listening on http://{address}");
-                },
-            )
+        Command::Receiver {
+            rendered,
+            run,
+            intake,
+        } => {
+            let parts = Parts {
+                intake: Some(intake),
+                ..Parts::default()
+            };
+            serve(Role::Receiver, Some(rendered), run, parts, |address| {
+                println!("Hookplane receiver listening on http://{address}");
+            })
             .await
         }
         Command::Worker {
             rendered,
             run,
-            destinations,
+            delivery,
         } => {
-            let destinations = destinations.policy(PolicyMode::Strict)?;
-            serve(Role::Worker, Some(rendered), run, destinations, |address| {
+            // The connection sets how many deliveries its workers run at once.
+            let json = std::fs::read_to_string(&rendered.config)
+                .with_context(|| format!("reading {}", rendered.config.display()))?;
+            let config = RenderedConfig::from_json(&json)
+                .with_context(|| format!("parsing {}", rendered.config.display()))?;
+            let concurrency = config.connection.spec.worker.concurrency.max(1) as usize;
+            let parts = Parts {
+                worker: Some(delivery.worker(concurrency, PolicyMode::Strict)?),
+                ..Parts::default()
+            };
+            serve(Role::Worker, Some(rendered), run, parts, |address| {
                 println!("Hookplane worker listening on http://{address}");
             })
             .await
@@ -446,74 +523,55 @@ async fn serve(
     role: Role,
     rendered: Option<RenderedArgs>,
     run: RunArgs,
-    destinations: DestinationPolicy,
-    on_listening: impl FnOnce(SocketAddr),
-) -> anyhow::Result<()> {
-    serve_with(role, rendered, None, run, destinations, on_listening).await
-}
-
-async fn serve_with(
-    role: Role,
-    rendered: Option<RenderedArgs>,
-    cluster: Option<Cluster>,
-    run: RunArgs,
-    destinations: DestinationPolicy,
+    parts: Parts,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let RunArgs {
         listen,
         database: DatabaseArgs { database_url },
-        max_body_bytes,
-        mut worker_concurrency,
-        lease_seconds,
-        worker_idle_poll_ms,
-        dedupe_window_hours,
-        retention_days,
-        retention_interval_seconds,
         log_summary_seconds,
         expressions,
     } = run;
+    let Parts {
+        intake,
+        worker,
+        cluster,
+    } = parts;
     let sandbox = expressions.sandbox()?;
-    let rendered = match rendered {
-        Some(RenderedArgs {
+    let rendered = rendered.map(
+        |RenderedArgs {
+             config,
+             secrets_dir,
+             organization,
+         }| RenderedSource {
             config,
             secrets_dir,
             organization,
-        }) => {
-            if role == Role::Worker {
-                // The connection sets how many deliveries its workers run at once.
-                let json = std::fs::read_to_string(&config)
-                    .with_context(|| format!("reading {}", config.display()))?;
-                let rendered = RenderedConfig::from_json(&json)
-                    .with_context(|| format!("parsing {}", config.display()))?;
-                worker_concurrency = rendered.connection.spec.worker.concurrency.max(1) as usize;
-            }
-            Some(RenderedSource {
-                config,
-                secrets_dir,
-                organization,
-            })
-        }
-        None => None,
+        },
+    );
+    let (ingest, dedupe_window) = match intake {
+        Some(IntakeArgs {
+            max_body_bytes,
+            dedupe_window_hours,
+        }) => (
+            IngestConfig { max_body_bytes },
+            Duration::from_secs(dedupe_window_hours.saturating_mul(3600)),
+        ),
+        None => (IngestConfig::default(), StoreOptions::default().dedupe_window),
+    };
+    let (worker, retention) = match worker {
+        Some(Worker { config, retention }) => (config, retention),
+        None => (WorkerConfig::default(), RetentionConfig::default()),
     };
     let config = ServeConfig {
         role,
         rendered,
         listen,
         database_url,
-        dedupe_window: Duration::from_secs(dedupe_window_hours.saturating_mul(3600)),
-        ingest: IngestConfig { max_body_bytes },
-        worker: WorkerConfig {
-            concurrency: worker_concurrency,
-            lease: Duration::from_secs(lease_seconds.max(1)),
-            idle_poll: Duration::from_millis(worker_idle_poll_ms.max(10)),
-            destinations,
-        },
-        retention: RetentionConfig {
-            max_age: Duration::from_secs(retention_days.saturating_mul(24 * 3600)),
-            interval: Duration::from_secs(retention_interval_seconds.max(1)),
-            ..RetentionConfig::default()
-        },
+        dedupe_window,
+        ingest,
+        worker,
+        retention,
         sandbox,
         cluster,
         log_summary: Duration::from_secs(log_summary_seconds),

@@ -226,3 +226,57 @@ async fn the_default_log_tells_what_happened() {
     );
     server.stop().await;
 }
+
+/// `--help` of each role lists only the flags it uses.
+#[test]
+fn each_role_shows_only_its_own_flags() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let flags = |role: &str| {
+        let help = hookplane(&[role, "--help"], dir.path());
+        assert!(help.status.success());
+        String::from_utf8_lossy(&help.stdout)
+            .split_whitespace()
+            .filter(|word| word.starts_with("--"))
+            .map(|word| word.trim_end_matches(',').to_owned())
+            .collect::<Vec<_>>()
+    };
+    let intake = ["--max-body-bytes", "--dedupe-window-hours"];
+    let delivery = [
+        "--lease-seconds",
+        "--worker-idle-poll-ms",
+        "--retention-days",
+        "--retention-interval-seconds",
+        "--destination-policy",
+    ];
+    let has = |list: &[String], flag: &str| list.iter().any(|f| f == flag);
+    let serve = flags("serve");
+    for flag in intake
+        .iter()
+        .chain(&delivery)
+        .chain(&["--worker-concurrency"])
+    {
+        assert!(has(&serve, flag), "serve uses {flag}");
+    }
+    let api = flags("api");
+    for flag in intake
+        .iter()
+        .chain(&delivery)
+        .chain(&["--worker-concurrency"])
+    {
+        assert!(!has(&api, flag), "api does not use {flag}");
+    }
+    let receiver = flags("receiver");
+    for flag in intake {
+        assert!(has(&receiver, flag), "receiver uses {flag}");
+    }
+    for flag in delivery.iter().chain(&["--worker-concurrency"]) {
+        assert!(!has(&receiver, flag), "receiver does not use {flag}");
+    }
+    let worker = flags("worker");
+    for flag in delivery {
+        assert!(has(&worker, flag), "worker uses {flag}");
+    }
+    for flag in intake.iter().chain(&["--worker-concurrency"]) {
+        assert!(!has(&worker, flag), "worker does not use {flag}");
+    }
+}
