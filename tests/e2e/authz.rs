@@ -358,17 +358,7 @@ fn judge(expected: Expected, outcome: &Outcome, fixture: &Fixture) -> Option<Str
 }
 
 async fn request(server: &Server, token: &str, query: &str, variables: &Value) -> Outcome {
-    let mut request = reqwest::Client::new().post(server.url("/graphql"));
-    if !token.is_empty() {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("POST /graphql");
-    let status = response.status().as_u16();
-    let body = response.json().await.unwrap_or(Value::Null);
+    let (status, body) = crate::support::post_as(server, token, query, variables).await;
     Outcome { status, body }
 }
 

@@ -15,8 +15,9 @@ pub async fn gql(server: &Server, query: &str, variables: Value) -> Value {
     gql_as(server, &server.token, query, variables).await
 }
 
-/// [`gql`] with another token (empty: none at all).
-pub async fn gql_as(server: &Server, token: &str, query: &str, variables: Value) -> Value {
+/// POST a GraphQL request with `token` (empty: none at all); the HTTP status and the body
+/// (`null` when it is not JSON).
+pub async fn post_as(server: &Server, token: &str, query: &str, variables: &Value) -> (u16, Value) {
     let mut request = reqwest::Client::new().post(server.url("/graphql"));
     if !token.is_empty() {
         request = request.bearer_auth(token);
@@ -26,8 +27,15 @@ pub async fn gql_as(server: &Server, token: &str, query: &str, variables: Value)
         .send()
         .await
         .expect("POST /graphql");
-    assert_eq!(response.status(), 200, "GraphQL answers 200");
-    response.json().await.expect("a JSON GraphQL response")
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// [`gql`] with another token (empty: none at all).
+pub async fn gql_as(server: &Server, token: &str, query: &str, variables: Value) -> Value {
+    let (status, body) = post_as(server, token, query, &variables).await;
+    assert_eq!(status, 200, "GraphQL answers 200: {body}");
+    body
 }
 
 /// POST a GraphQL request that must succeed; returns `data`.
