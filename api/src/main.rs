@@ -1,10 +1,11 @@
 //! The `hookplane` binary: parses the command line and wires the library together.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 
 use clap::{Parser, Subcommand};
+use hookplane::graphql::{ApiLimits, HttpLimits, WebSocketLimits};
 use hookplane::{
     cluster::Cluster,
     server::{self, Role, ServeConfig},
@@ -75,6 +76,77 @@ struct RunArgs {
     expressions: ExpressionArgs,
 }
 
+/// Limits on the GraphQL API (`serve` and `api`); each refusal has its code.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// Largest GraphQL request body, in bytes (413 REQUEST_TOO_LARGE).
+    #[arg(long, env = "HOOKPLANE_GRAPHQL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    graphql_max_body_bytes: usize,
+    /// Seconds a GraphQL request body may take to arrive (408 REQUEST_TIMEOUT).
+    #[arg(
+        long,
+        env = "HOOKPLANE_GRAPHQL_BODY_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
+    graphql_body_timeout_seconds: u64,
+    /// Largest GraphQL answer, in bytes (RESPONSE_TOO_LARGE).
+    #[arg(long, env = "HOOKPLANE_GRAPHQL_MAX_RESPONSE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    graphql_max_response_bytes: usize,
+    /// GraphQL requests per second per token (429 RATE_LIMITED with Retry-After).
+    #[arg(long, env = "HOOKPLANE_GRAPHQL_RATE_PER_SECOND", default_value_t = NonZeroU32::new(50).expect("not zero"))]
+    graphql_rate_per_second: NonZeroU32,
+    /// Requests a token may send at once above its rate.
+    #[arg(long, env = "HOOKPLANE_GRAPHQL_RATE_BURST", default_value_t = NonZeroU32::new(100).expect("not zero"))]
+    graphql_rate_burst: NonZeroU32,
+    /// Deepest query nesting (QUERY_TOO_COMPLEX).
+    #[arg(long, env = "HOOKPLANE_GRAPHQL_MAX_DEPTH", default_value_t = 16)]
+    graphql_max_depth: usize,
+    /// Largest query complexity: a field counts one, a list field its children once per
+    /// entry it may return (`first`) (QUERY_TOO_COMPLEX).
+    #[arg(
+        long,
+        env = "HOOKPLANE_GRAPHQL_MAX_COMPLEXITY",
+        default_value_t = 20_000
+    )]
+    graphql_max_complexity: usize,
+    /// Browser origins allowed to open GraphQL WebSockets besides the server's own, such as
+    /// `https://portal.example.com` (403 ORIGIN_NOT_ALLOWED otherwise).
+    #[arg(long, env = "HOOKPLANE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+}
+
+impl ApiArgs {
+    fn limits(self) -> ApiLimits {
+        let Self {
+            graphql_max_body_bytes,
+            graphql_body_timeout_seconds,
+            graphql_max_response_bytes,
+            graphql_rate_per_second,
+            graphql_rate_burst,
+            graphql_max_depth,
+            graphql_max_complexity,
+            allowed_origins,
+        } = self;
+        ApiLimits {
+            http: HttpLimits {
+                max_body_bytes: graphql_max_body_bytes,
+                body_timeout: Duration::from_secs(graphql_body_timeout_seconds.max(1)),
+                max_response_bytes: graphql_max_response_bytes,
+                rate_per_second: graphql_rate_per_second,
+                rate_burst: graphql_rate_burst,
+            },
+            websockets: WebSocketLimits {
+                allowed_origins: allowed_origins
+                    .into_iter()
+                    .filter(|origin| !origin.trim().is_empty())
+                    .collect(),
+            },
+            max_depth: graphql_max_depth,
+            max_complexity: graphql_max_complexity,
+        }
+    }
+}
+
 /// Webhook intake (`serve` and `receiver`).
 #[derive(clap::Args)]
 struct IntakeArgs {
@@ -141,6 +213,7 @@ impl DeliveryArgs {
 /// What a role runs besides the common parts: intake, delivery, neither or both.
 #[derive(Default)]
 struct Parts {
+    api: Option<ApiArgs>,
     intake: Option<IntakeArgs>,
     worker: Option<Worker>,
     cluster: Option<Cluster>,
@@ -312,6 +385,8 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
         intake: IntakeArgs,
         /// Events delivered at once.
         #[arg(long, env = "HOOKPLANE_WORKER_CONCURRENCY", default_value_t = 32)]
@@ -336,6 +411,8 @@ enum Command {
         cluster: ClusterArgs,
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Kubernetes data plane: deliver the events of one rendered configuration's touchpoints.
     /// It delivers as many events at once as its connection's `worker.concurrency`.
@@ -410,11 +487,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve {
             run,
+            api,
             intake,
             worker_concurrency,
             delivery,
         } => {
             let parts = Parts {
+                api: Some(api),
                 intake: Some(intake),
                 worker: Some(delivery.worker(worker_concurrency, PolicyMode::Permissive)?),
                 cluster: None,
@@ -425,13 +504,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Api { cluster, run } => {
+        Command::Api { cluster, run, api } => {
             let cluster = if cluster.kubernetes {
                 Some(connect_cluster(cluster.namespace).await?)
             } else {
                 None
             };
             let parts = Parts {
+                api: Some(api),
                 cluster,
                 ..Parts::default()
             };
@@ -533,6 +613,7 @@ async fn serve(
         expressions,
     } = run;
     let Parts {
+        api,
         intake,
         worker,
         cluster,
@@ -557,7 +638,10 @@ async fn serve(
             IngestConfig { max_body_bytes },
             Duration::from_secs(dedupe_window_hours.saturating_mul(3600)),
         ),
-        None => (IngestConfig::default(), StoreOptions::default().dedupe_window),
+        None => (
+            IngestConfig::default(),
+            StoreOptions::default().dedupe_window,
+        ),
     };
     let (worker, retention) = match worker {
         Some(Worker { config, retention }) => (config, retention),
@@ -575,6 +659,7 @@ async fn serve(
         sandbox,
         cluster,
         log_summary: Duration::from_secs(log_summary_seconds),
+        api_limits: api.map(ApiArgs::limits).unwrap_or_default(),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -50,6 +50,7 @@ pub struct AppState {
     pub ingest: Arc<IngestConfig>,
     pub shutdown: CancellationToken,
     pub cluster: Option<Cluster>,
+    pub api_limits: Arc<graphql::ApiLimits>,
 }
 
 /// What a process runs.
@@ -85,6 +86,8 @@ pub struct ServeConfig {
     pub cluster: Option<Cluster>,
     /// How often a one-line traffic summary is logged while traffic flows (zero: never).
     pub log_summary: Duration,
+    /// The API's limits (API roles).
+    pub api_limits: graphql::ApiLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,19 +111,25 @@ pub enum ServeError {
 pub fn router(state: AppState, role: Role) -> Router {
     let mut router = Router::new();
     if matches!(role, Role::All | Role::Api) {
-        let schema = graphql::schema(graphql::ApiContext {
-            portal: Portal::new(
-                state.store.clone(),
-                Arc::clone(&state.runtime),
-                Arc::clone(&state.wake_worker),
-                state.cluster.clone(),
-            ),
-            store: state.store.clone(),
-            shutdown: state.shutdown.clone(),
-        });
+        let limits = state.api_limits.as_ref().clone();
+        let schema = graphql::schema_limited(
+            graphql::ApiContext {
+                portal: Portal::new(
+                    state.store.clone(),
+                    Arc::clone(&state.runtime),
+                    Arc::clone(&state.wake_worker),
+                    state.cluster.clone(),
+                ),
+                store: state.store.clone(),
+                shutdown: state.shutdown.clone(),
+            },
+            &limits,
+        );
         router = router.merge(graphql::routes(
             schema,
             crate::auth::Authenticator::new(state.store.clone()),
+            limits.http,
+            limits.websockets,
         ));
     }
     let mut router: Router = router
@@ -159,6 +168,7 @@ pub async fn serve(
         sandbox,
         cluster,
         log_summary,
+        api_limits,
     } = config;
     let options = StoreOptions {
         dedupe_window,
@@ -194,6 +204,7 @@ pub async fn serve(
         ingest: Arc::new(ingest),
         shutdown: shutdown.clone(),
         cluster: cluster.clone(),
+        api_limits: Arc::new(api_limits),
     };
     let listener = TcpListener::bind(listen)
         .await

@@ -19,3 +19,4 @@ mod rejections;
 mod restart;
 mod spine;
 mod support;
+mod transport;

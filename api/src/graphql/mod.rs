@@ -5,6 +5,7 @@
 
 pub mod authz;
 mod error;
+pub mod http;
 mod inputs;
 mod mutation;
 mod query;
@@ -16,7 +17,7 @@ use async_graphql::{
     Schema,
     http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
 };
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     Router,
     extract::WebSocketUpgrade,
@@ -28,11 +29,14 @@ use hookplane_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::{AuthError, Authenticator, Principal},
+    auth::{Authenticator, Principal},
     portal::Portal,
 };
 pub use error::ApiError;
 use error::ApiResult;
+use http::GraphqlHttp;
+pub use http::HttpLimits;
+use std::sync::Arc;
 
 pub type HookplaneSchema =
     Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
@@ -53,8 +57,37 @@ fn context<'a>(ctx: &async_graphql::Context<'a>) -> ApiResult<&'a ApiContext> {
         .map_err(|_| ApiError::invalid("INTERNAL", "the API has no context"))
 }
 
-/// Build the schema around its context.
+/// Every limit on the API, with its flag's default.
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    pub http: HttpLimits,
+    pub websockets: WebSocketLimits,
+    /// Deepest query nesting (`QUERY_TOO_COMPLEX`).
+    pub max_depth: usize,
+    /// Largest query complexity: each field counts one, and a list field counts its
+    /// children once per entry it may return (`first`), so aliases and page sizes add up
+    /// (`QUERY_TOO_COMPLEX`).
+    pub max_complexity: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            http: HttpLimits::default(),
+            websockets: WebSocketLimits::default(),
+            max_depth: 16,
+            max_complexity: 20_000,
+        }
+    }
+}
+
+/// Build the schema around its context, with the default limits.
 pub fn schema(context: ApiContext) -> HookplaneSchema {
+    schema_limited(context, &ApiLimits::default())
+}
+
+/// Build the schema around its context, with `limits` on depth and complexity.
+pub fn schema_limited(context: ApiContext, limits: &ApiLimits) -> HookplaneSchema {
     Schema::build(
         query::QueryRoot,
         mutation::MutationRoot,
@@ -64,8 +97,8 @@ pub fn schema(context: ApiContext) -> HookplaneSchema {
     .data(std::sync::Arc::new(
         authz::ConnectionOrganizations::default(),
     ))
-    .limit_depth(16)
-    .limit_complexity(5_000)
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
     .finish()
 }
 
@@ -80,47 +113,56 @@ pub fn sdl() -> String {
     .sdl()
 }
 
-/// `POST /graphql`, GraphiQL at `GET /graphql`, subscriptions at `/graphql/ws`
-/// (graphql-transport-ws and the legacy graphql-ws). Every request is authenticated first
-/// (`Authorization: Bearer`, or the WebSocket's `connection_init` payload): without valid
-/// credentials nothing runs.
+/// `POST /graphql`, GraphiQL at `GET /graphql` (which runs nothing: no query, and no mutation,
+/// over GET), subscriptions at `/graphql/ws` (graphql-transport-ws and the legacy graphql-ws).
+/// Every request is authenticated first (`Authorization: Bearer`, or the WebSocket's
+/// `connection_init` payload): without valid credentials nothing runs. A WebSocket upgrade
+/// from a browser page must come from an allowed origin ([`WebSocketLimits`]).
 pub fn routes<S: Clone + Send + Sync + 'static>(
     schema: HookplaneSchema,
     authenticator: Authenticator,
+    limits: HttpLimits,
+    websockets: WebSocketLimits,
 ) -> Router<S> {
     let graphiql = GraphiQLSource::build()
         .endpoint("/graphql")
         .subscription_endpoint("/graphql/ws")
         .title("Hookplane")
         .finish();
-    let subscriptions = (schema.clone(), authenticator.clone());
+    let subscriptions = (schema.clone(), authenticator.clone(), Arc::new(websockets));
+    let http = GraphqlHttp::new(schema, authenticator, limits);
     Router::new()
         .route(
             "/graphql",
-            get(move || async move { Html(graphiql) }).post(
-                move |headers: HeaderMap, request: GraphQLRequest| {
-                    let (schema, authenticator) = (schema.clone(), authenticator.clone());
-                    async move {
-                        let authorization = headers
-                            .get(header::AUTHORIZATION)
-                            .and_then(|value| value.to_str().ok());
-                        match authenticator.authenticate(authorization).await {
-                            Ok(principal) => GraphQLResponse::from(
-                                schema.execute(request.into_inner().data(principal)).await,
-                            )
-                            .into_response(),
-                            Err(error) => unauthenticated(&error),
-                        }
-                    }
-                },
-            ),
+            get(move || async move { Html(graphiql) })
+                .post(move |headers: HeaderMap, body: axum::body::Body| {
+                    let http = http.clone();
+                    async move { http.handle(headers, body).await }
+                })
+                .fallback(|| async {
+                    http::refuse(
+                        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                        "METHOD_NOT_ALLOWED",
+                        "/graphql takes POST (GET serves GraphiQL)",
+                    )
+                }),
         )
         .route(
             "/graphql/ws",
             get(
-                move |protocol: GraphQLProtocol, upgrade: WebSocketUpgrade| {
-                    let (schema, authenticator) = subscriptions.clone();
+                move |headers: HeaderMap, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade| {
+                    let (schema, authenticator, websockets) = subscriptions.clone();
                     async move {
+                        if let Err(origin) = websockets.check_origin(&headers) {
+                            tracing::info!(%origin, "WebSocket upgrade refused: origin not allowed");
+                            return http::refuse(
+                                axum::http::StatusCode::FORBIDDEN,
+                                "ORIGIN_NOT_ALLOWED",
+                                &format!(
+                                    "WebSocket connections from {origin} are not allowed (--allowed-origins)"
+                                ),
+                            );
+                        }
                         upgrade
                             .protocols(ALL_WEBSOCKET_PROTOCOLS)
                             .read_buffer_size(WEBSOCKET_BUFFER_BYTES)
@@ -128,10 +170,49 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
                             .on_upgrade(move |socket| {
                                 serve_socket(socket, schema, protocol, authenticator)
                             })
+                            .into_response()
                     }
                 },
             ),
         )
+}
+
+/// Which browser pages may open a WebSocket: an upgrade carrying an `Origin` header (every
+/// browser sends one) must name the server itself (the request's `Host`) or one of
+/// `allowed_origins`; clients that send no `Origin` (not browsers) are not affected.
+#[derive(Clone, Debug, Default)]
+pub struct WebSocketLimits {
+    /// Origins allowed besides the server's own, as `scheme://host[:port]`.
+    pub allowed_origins: Vec<String>,
+}
+
+impl WebSocketLimits {
+    /// `Err` is the refused origin. Pure.
+    pub fn check_origin(&self, headers: &HeaderMap) -> Result<(), String> {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let origin = origin
+            .to_str()
+            .unwrap_or("(unreadable)")
+            .trim_end_matches('/');
+        let host = headers
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .unwrap_or_default();
+        let same = ["http://", "https://"].iter().any(|scheme| {
+            !host.is_empty() && origin.eq_ignore_ascii_case(&format!("{scheme}{host}"))
+        });
+        let listed = self
+            .allowed_origins
+            .iter()
+            .any(|allowed| origin.eq_ignore_ascii_case(allowed.trim_end_matches('/')));
+        if same || listed {
+            Ok(())
+        } else {
+            Err(origin.to_owned())
+        }
+    }
 }
 
 /// How often an open WebSocket checks that its token still holds.
@@ -180,29 +261,6 @@ async fn serve_socket(
         () = served => {}
         () = revoked => {}
     }
-}
-
-/// `401` with a GraphQL error body carrying the code (`503` when the check itself failed).
-fn unauthenticated(error: &AuthError) -> axum::response::Response {
-    let status = match error {
-        AuthError::Unavailable(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        _ => axum::http::StatusCode::UNAUTHORIZED,
-    };
-    if let AuthError::Unavailable(source) = error {
-        tracing::error!(error = %source, "checking credentials");
-    }
-    let body = serde_json::json!({
-        "errors": [{
-            "message": error.to_string(),
-            "extensions": { "code": error.code() },
-        }],
-    });
-    let mut response = (status, axum::Json(body)).into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        axum::http::HeaderValue::from_static("Bearer"),
-    );
-    response
 }
 
 /// WebSocket read and write buffers per subscriber. The library default (128 KiB) made a

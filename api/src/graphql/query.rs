@@ -67,6 +67,7 @@ impl QueryRoot {
     }
 
     /// Who changed what in an organization, newest first (admin).
+    #[graphql(complexity = "(first as usize).saturating_mul(child_complexity)")]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
@@ -195,6 +196,7 @@ impl QueryRoot {
     /// A touchpoint's resync bucket, newest first, optionally only events received within
     /// `[from, to]`.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "(first as usize).saturating_mul(child_complexity)")]
     async fn resync_bucket(
         &self,
         ctx: &Context<'_>,
@@ -228,6 +230,7 @@ impl QueryRoot {
     }
 
     /// A touchpoint's log bucket, newest first; `level` keeps entries at that level or above.
+    #[graphql(complexity = "(first as usize).saturating_mul(child_complexity)")]
     async fn log_bucket(
         &self,
         ctx: &Context<'_>,

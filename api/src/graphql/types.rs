@@ -615,6 +615,7 @@ impl BucketEntry {
             .collect())
     }
     /// This event's log entries, newest first.
+    #[graphql(complexity = "(first as usize).saturating_mul(child_complexity)")]
     async fn logs(
         &self,
         ctx: &Context<'_>,

@@ -1,0 +1,235 @@
+//! The GraphQL endpoint on a public port: each attack a stranger or a cross-site page could
+//! try, through the real server, refused with its code and changing nothing.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
+
+use crate::support::{Backend, Server, gql_ok, post_as};
+
+const CREATE_ORGANIZATION: &str = r#"mutation { createOrganization(slug: "forged") { slug } }"#;
+
+async fn organizations(server: &Server) -> usize {
+    gql_ok(server, "{ organizations { slug } }", json!({})).await["organizations"]
+        .as_array()
+        .expect("a list")
+        .len()
+}
+
+/// POST `body` with `content_type` and the owner's token; the status and the JSON answer.
+async fn post_raw(server: &Server, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(server.url("/graphql"))
+        .bearer_auth(&server.token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("POST /graphql");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn code(answer: &Value) -> &str {
+    answer["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("(no code)")
+}
+
+#[tokio::test]
+async fn requests_a_browser_could_send_cross_site_run_nothing() {
+    let backend = Backend::sqlite();
+    let server = Server::start(&backend).await;
+    let before = organizations(&server).await;
+    let mutation = serde_json::to_vec(&json!({ "query": CREATE_ORGANIZATION })).unwrap();
+
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let (status, answer) = post_raw(&server, content_type, mutation.clone()).await;
+        assert_eq!(status, 415, "{content_type}: {answer}");
+        assert_eq!(code(&answer), "UNSUPPORTED_MEDIA_TYPE", "{content_type}");
+    }
+    // GET serves GraphiQL and runs nothing, even with a query in the URL.
+    let get = reqwest::Client::new()
+        .get(server.url("/graphql"))
+        .query(&[("query", CREATE_ORGANIZATION)])
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(get.status(), 200);
+    assert!(get.text().await.unwrap().contains("<html"), "GraphiQL");
+    assert_eq!(organizations(&server).await, before, "nothing was created");
+
+    let put = reqwest::Client::new()
+        .put(server.url("/graphql"))
+        .json(&json!({ "query": CREATE_ORGANIZATION }))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(put.status(), 405);
+    let answer: Value = put.json().await.expect("a JSON body");
+    assert_eq!(code(&answer), "METHOD_NOT_ALLOWED");
+
+    // A WebSocket from another site's page is refused; the server's own origin is not.
+    let upgrade = |origin: String| {
+        let mut request = server.ws_url().into_client_request().unwrap();
+        let headers = request.headers_mut();
+        headers.insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        headers.insert("Origin", HeaderValue::from_str(&origin).unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    match upgrade("https://evil.example".into()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or(b"null"))
+                .expect("a JSON body");
+            assert_eq!(code(&body), "ORIGIN_NOT_ALLOWED");
+        }
+        other => panic!("a foreign origin was not refused: {:?}", other.map(|_| ())),
+    }
+    upgrade(format!("http://{}", server.address))
+        .await
+        .expect("the server's own origin may connect");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_that_are_too_large_batched_or_malformed_are_refused_with_codes() {
+    let backend = Backend::sqlite();
+    let server = Server::start(&backend).await;
+
+    // 2 MiB of query: refused before it is all read.
+    let huge = format!(
+        r#"{{"query": "{{ viewer }}", "padding": "{}"}}"#,
+        "x".repeat(2 << 20)
+    );
+    let (status, answer) = post_raw(&server, "application/json", huge.into_bytes()).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (413, "REQUEST_TOO_LARGE"),
+        "{answer}"
+    );
+
+    // A stranger's large body is not read at all: credentials come first.
+    let stranger = reqwest::Client::new()
+        .post(server.url("/graphql"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 4 << 20])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(stranger.status(), 401);
+
+    let batch =
+        serde_json::to_vec(&json!([{ "query": "{ viewer }" }, { "query": "{ viewer }" }])).unwrap();
+    let (status, answer) = post_raw(&server, "application/json", batch).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (400, "BATCH_NOT_ALLOWED"),
+        "{answer}"
+    );
+
+    let (status, answer) = post_raw(
+        &server,
+        "application/json",
+        b"{\"query\": \"{ viewer \xff }\"}".to_vec(),
+    )
+    .await;
+    assert_eq!((status, code(&answer)), (400, "INVALID_JSON"), "{answer}");
+    let (status, answer) = post_raw(
+        &server,
+        "application/json",
+        br#"{"query": "{ viewer }" "x"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!((status, code(&answer)), (400, "INVALID_JSON"), "{answer}");
+
+    let healthz = reqwest::get(server.url("/healthz")).await.expect("healthz");
+    assert_eq!(healthz.status(), 200, "still healthy");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn page_sizes_count_toward_complexity() {
+    let backend = Backend::sqlite();
+    let server = Server::start(&backend).await;
+    let id = "00000000-0000-0000-0000-000000000000";
+    let page = |alias: usize| {
+        format!(
+            "a{alias}: resyncBucket(touchpointId: \"{id}\", first: 500) {{ edges {{ node {{ id rawBody payload headers status receivedAt }} }} }}"
+        )
+    };
+    // One page of 500 is an ordinary request.
+    let (status, answer) = post_as(
+        &server,
+        &server.token,
+        &format!("{{ {} }}", page(0)),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_ne!(code(&answer), "QUERY_TOO_COMPLEX", "{answer}");
+    // Ten of them in one query (aliases) are refused before anything runs.
+    let aliases: Vec<String> = (0..10).map(page).collect();
+    let (status, answer) = post_as(
+        &server,
+        &server.token,
+        &format!("{{ {} }}", aliases.join(" ")),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(code(&answer), "QUERY_TOO_COMPLEX", "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_over_its_rate_is_told_when_to_retry() {
+    let backend = Backend::sqlite();
+    let server = Server::start_with(
+        &backend,
+        &[
+            "--graphql-rate-per-second",
+            "1",
+            "--graphql-rate-burst",
+            "3",
+        ],
+    )
+    .await;
+    let mut limited = None;
+    for _ in 0..10 {
+        let response = reqwest::Client::new()
+            .post(server.url("/graphql"))
+            .bearer_auth(&server.token)
+            .json(&json!({ "query": "{ viewer }" }))
+            .send()
+            .await
+            .expect("POST");
+        if response.status() == 429 {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.expect("a 429 within ten quick requests");
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("seconds");
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let answer: Value = limited.json().await.expect("JSON");
+    assert_eq!(code(&answer), "RATE_LIMITED");
+    // Another token has its own allowance... and the same one again after the wait.
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    let (status, _) = post_as(&server, &server.token, "{ viewer }", &json!({})).await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
