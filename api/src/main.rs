@@ -5,7 +5,7 @@ use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, process::ExitCode, ti
 use anyhow::Context;
 
 use clap::{Parser, Subcommand};
-use hookplane::graphql::{ApiLimits, HttpLimits, WebSocketLimits};
+use hookplane::graphql::{ApiLimits, HttpLimits, WebSocketLimits, slots::SubscriptionCaps};
 use hookplane::{
     cluster::Cluster,
     server::{self, Role, ServeConfig},
@@ -113,6 +113,23 @@ struct ApiArgs {
     /// `https://portal.example.com` (403 ORIGIN_NOT_ALLOWED otherwise).
     #[arg(long, env = "HOOKPLANE_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Vec<String>,
+    /// WebSocket connections open at once (503 TOO_MANY_CONNECTIONS).
+    #[arg(long, env = "HOOKPLANE_MAX_WEBSOCKETS", default_value_t = 2_000)]
+    max_websockets: usize,
+    /// Subscriptions open at once on one WebSocket (TOO_MANY_SUBSCRIPTIONS).
+    #[arg(
+        long,
+        env = "HOOKPLANE_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        default_value_t = 100
+    )]
+    max_subscriptions_per_connection: usize,
+    /// Subscriptions open at once with one token (TOO_MANY_SUBSCRIPTIONS).
+    #[arg(
+        long,
+        env = "HOOKPLANE_MAX_SUBSCRIPTIONS_PER_TOKEN",
+        default_value_t = 2_000
+    )]
+    max_subscriptions_per_token: usize,
 }
 
 impl ApiArgs {
@@ -126,6 +143,9 @@ impl ApiArgs {
             graphql_max_depth,
             graphql_max_complexity,
             allowed_origins,
+            max_websockets,
+            max_subscriptions_per_connection,
+            max_subscriptions_per_token,
         } = self;
         ApiLimits {
             http: HttpLimits {
@@ -140,6 +160,11 @@ impl ApiArgs {
                     .into_iter()
                     .filter(|origin| !origin.trim().is_empty())
                     .collect(),
+                subscriptions: SubscriptionCaps {
+                    connections: max_websockets,
+                    per_connection: max_subscriptions_per_connection,
+                    per_token: max_subscriptions_per_token,
+                },
             },
             max_depth: graphql_max_depth,
             max_complexity: graphql_max_complexity,

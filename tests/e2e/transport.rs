@@ -118,15 +118,18 @@ async fn bodies_that_are_too_large_batched_or_malformed_are_refused_with_codes()
         "{answer}"
     );
 
-    // A stranger's large body is not read at all: credentials come first.
+    // A stranger's large body is not read at all: credentials come first, and the server
+    // may close the connection while the client is still sending.
     let stranger = reqwest::Client::new()
         .post(server.url("/graphql"))
         .header("content-type", "application/json")
         .body(vec![b' '; 4 << 20])
         .send()
-        .await
-        .expect("POST");
-    assert_eq!(stranger.status(), 401);
+        .await;
+    match stranger {
+        Ok(response) => assert_eq!(response.status(), 401),
+        Err(error) => assert!(error.is_request(), "{error}"),
+    }
 
     let batch =
         serde_json::to_vec(&json!([{ "query": "{ viewer }" }, { "query": "{ viewer }" }])).unwrap();
@@ -231,5 +234,120 @@ async fn a_token_over_its_rate_is_told_when_to_retry() {
     tokio::time::sleep(Duration::from_secs(retry_after)).await;
     let (status, _) = post_as(&server, &server.token, "{ viewer }", &json!({})).await;
     assert_eq!(status, 200);
+    server.stop().await;
+}
+
+/// A WebSocket with the owner's token, acknowledged.
+async fn socket(
+    server: &Server,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut request = server.ws_url().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", server.token) } });
+    socket.send(Message::text(init.to_string())).await?;
+    let ack = socket.next().await.expect("an answer")?;
+    assert!(ack.to_text().unwrap().contains("connection_ack"), "{ack}");
+    Ok(socket)
+}
+
+#[tokio::test]
+async fn websockets_and_subscriptions_are_capped() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let backend = Backend::sqlite();
+    let server = Server::start_with(
+        &backend,
+        &[
+            "--max-websockets",
+            "2",
+            "--max-subscriptions-per-connection",
+            "3",
+        ],
+    )
+    .await;
+    let connection = crate::flows::connection(&server).await;
+    let touchpoint = crate::flows::published_touchpoint(
+        &server,
+        &connection,
+        "orders",
+        json!({ "destination": { "url": "http://127.0.0.1:9/orders" } }),
+    )
+    .await;
+
+    let mut first = socket(&server).await.expect("a first socket");
+    for id in 1..=4 {
+        let subscribe = json!({
+            "id": id.to_string(), "type": "subscribe",
+            "payload": {
+                "query": "subscription($id: ID!) { resyncBucket(touchpointId: $id) { kind } }",
+                "variables": { "id": touchpoint },
+            },
+        });
+        first
+            .send(Message::text(subscribe.to_string()))
+            .await
+            .unwrap();
+    }
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let message = first.next().await.expect("open").expect("a message");
+            let message: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+            if message["type"] == "error" || message["payload"]["errors"].is_array() {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("the fourth subscription is refused");
+    // Subscriptions on one socket start concurrently: any one of the four is the one over.
+    assert!(
+        ["1", "2", "3", "4"].contains(&refused["id"].as_str().unwrap_or_default()),
+        "{refused}"
+    );
+    let others = tokio::time::timeout(Duration::from_millis(500), async {
+        let mut others = 0;
+        while let Some(Ok(message)) = first.next().await {
+            others += usize::from(message.to_text().unwrap_or_default().contains("errors"));
+        }
+        others
+    })
+    .await
+    .unwrap_or(0);
+    assert_eq!(others, 0, "only one was refused");
+    let errors = if refused["type"] == "error" {
+        refused["payload"].clone()
+    } else {
+        refused["payload"]["errors"].clone()
+    };
+    assert_eq!(
+        errors[0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+        "{refused}"
+    );
+
+    let _second = socket(&server).await.expect("a second socket");
+    match socket(&server).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            let body: Value =
+                serde_json::from_slice(response.body().as_deref().unwrap_or(b"null")).unwrap();
+            assert_eq!(code(&body), "TOO_MANY_CONNECTIONS");
+        }
+        other => panic!("a third socket was not refused: {:?}", other.map(|_| ())),
+    }
+    // Closing one gives its place back.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    socket(&server).await.expect("a place again");
     server.stop().await;
 }

@@ -9,6 +9,7 @@ pub mod http;
 mod inputs;
 mod mutation;
 mod query;
+pub mod slots;
 mod subscription;
 mod types;
 
@@ -129,7 +130,13 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .subscription_endpoint("/graphql/ws")
         .title("Hookplane")
         .finish();
-    let subscriptions = (schema.clone(), authenticator.clone(), Arc::new(websockets));
+    let slots = slots::Slots::new(websockets.subscriptions);
+    let subscriptions = (
+        schema.clone(),
+        authenticator.clone(),
+        Arc::new(websockets),
+        slots,
+    );
     let http = GraphqlHttp::new(schema, authenticator, limits);
     Router::new()
         .route(
@@ -151,7 +158,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
             "/graphql/ws",
             get(
                 move |headers: HeaderMap, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade| {
-                    let (schema, authenticator, websockets) = subscriptions.clone();
+                    let (schema, authenticator, websockets, slots) = subscriptions.clone();
                     async move {
                         if let Err(origin) = websockets.check_origin(&headers) {
                             tracing::info!(%origin, "WebSocket upgrade refused: origin not allowed");
@@ -163,12 +170,23 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
                                 ),
                             );
                         }
+                        let Some(permit) = slots.connection() else {
+                            return http::refuse(
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                "TOO_MANY_CONNECTIONS",
+                                &format!(
+                                    "{} WebSocket connections are open, the most allowed: try again later",
+                                    slots.caps().connections
+                                ),
+                            );
+                        };
                         upgrade
                             .protocols(ALL_WEBSOCKET_PROTOCOLS)
                             .read_buffer_size(WEBSOCKET_BUFFER_BYTES)
                             .write_buffer_size(WEBSOCKET_BUFFER_BYTES)
-                            .on_upgrade(move |socket| {
-                                serve_socket(socket, schema, protocol, authenticator)
+                            .on_upgrade(move |socket| async move {
+                                serve_socket(socket, schema, protocol, authenticator, slots).await;
+                                drop(permit);
                             })
                             .into_response()
                     }
@@ -184,6 +202,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
 pub struct WebSocketLimits {
     /// Origins allowed besides the server's own, as `scheme://host[:port]`.
     pub allowed_origins: Vec<String>,
+    /// Connections and subscriptions open at once.
+    pub subscriptions: slots::SubscriptionCaps,
 }
 
 impl WebSocketLimits {
@@ -226,6 +246,7 @@ async fn serve_socket(
     schema: HookplaneSchema,
     protocol: GraphQLProtocol,
     authenticator: Authenticator,
+    slots: Arc<slots::Slots>,
 ) {
     let (principal_sender, mut principal) = tokio::sync::watch::channel(None::<Principal>);
     let init = authenticator.clone();
@@ -237,7 +258,11 @@ async fn serve_socket(
                     .extend_with(|_, extensions| extensions.set("code", error.code()))
             })?;
             let _ = principal_sender.send(Some(principal.clone()));
+            let key = principal
+                .token_id
+                .map_or_else(|| principal.actor.clone(), |id| id.to_string());
             let mut data = async_graphql::Data::default();
+            data.insert(slots::ConnectionSlots::new(slots, key));
             data.insert(principal);
             Ok(data)
         })

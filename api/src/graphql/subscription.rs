@@ -17,6 +17,7 @@ use crate::auth::Role;
 use super::{
     ApiContext, authz, context,
     error::{ApiError, ApiResult},
+    slots::ConnectionSlots,
     types::{BucketEntry, EventStatus, LogEntry},
 };
 
@@ -131,6 +132,11 @@ async fn changes_of(
 ) -> Result<impl Stream<Item = ApiResult<Change>> + use<>, ApiError> {
     let receiver = api.store.subscribe();
     let touchpoint_id = authz::touchpoint_id(ctx, touchpoint_id, Role::Viewer).await?;
+    // Held by the stream: the slot is given back when the subscription ends.
+    let slot = match ctx.data_opt::<Arc<ConnectionSlots>>() {
+        Some(connection) => Some(connection.take()?),
+        None => None,
+    };
     let shutdown = api.shutdown.clone();
     Ok(BroadcastStream::new(receiver)
         .filter_map(move |item| {
@@ -142,6 +148,10 @@ async fn changes_of(
                     format!("{missed} changes were missed; query the bucket to catch up"),
                 ))),
             })
+        })
+        .map(move |item| {
+            let _held = &slot;
+            item
         })
         .take_until(shutdown.cancelled_owned()))
 }
