@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod connections;
 pub mod graphql;
 pub mod listen;
 pub mod portal;

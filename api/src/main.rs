@@ -5,6 +5,7 @@ use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, process::ExitCode, ti
 use anyhow::Context;
 
 use clap::{Parser, Subcommand};
+use hookplane::connections::ConnectionLimits;
 use hookplane::graphql::{ApiLimits, HttpLimits, WebSocketLimits, slots::SubscriptionCaps};
 use hookplane::{
     cluster::Cluster,
@@ -69,6 +70,16 @@ struct RunArgs {
     listen: SocketAddr,
     #[command(flatten)]
     database: DatabaseArgs,
+    /// HTTP connections served at once; more wait in the kernel's backlog.
+    #[arg(long, env = "HOOKPLANE_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a connection may take to send a request's headers, new or idle between
+    /// requests (slowloris), before it is closed.
+    #[arg(long, env = "HOOKPLANE_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    header_timeout_seconds: u64,
+    /// Largest request head (request line and headers), in bytes (431).
+    #[arg(long, env = "HOOKPLANE_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    max_header_bytes: usize,
     /// Log a one-line traffic summary this often while webhooks or deliveries happen (0: never).
     #[arg(long, env = "HOOKPLANE_LOG_SUMMARY_SECONDS", default_value_t = 60)]
     log_summary_seconds: u64,
@@ -635,6 +646,9 @@ async fn serve(
         listen,
         database: DatabaseArgs { database_url },
         log_summary_seconds,
+        max_connections,
+        header_timeout_seconds,
+        max_header_bytes,
         expressions,
     } = run;
     let Parts {
@@ -685,6 +699,12 @@ async fn serve(
         cluster,
         log_summary: Duration::from_secs(log_summary_seconds),
         api_limits: api.map(ApiArgs::limits).unwrap_or_default(),
+        connection_limits: ConnectionLimits {
+            max_connections,
+            header_timeout: Duration::from_secs(header_timeout_seconds.max(1)),
+            max_header_bytes,
+            ..ConnectionLimits::default()
+        },
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -88,6 +88,8 @@ pub struct ServeConfig {
     pub log_summary: Duration,
     /// The API's limits (API roles).
     pub api_limits: graphql::ApiLimits,
+    /// How many connections are served at once, and how long their headers may take.
+    pub connection_limits: crate::connections::ConnectionLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +104,6 @@ pub enum ServeError {
     OwnerToken(#[source] hookplane_store::StoreError),
     #[error("listening on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
-    #[error("serving HTTP")]
-    Serve(#[source] std::io::Error),
 }
 
 /// The HTTP surface of a role: intake for the receiver, the GraphQL API for the whole
@@ -169,6 +169,7 @@ pub async fn serve(
         cluster,
         log_summary,
         api_limits,
+        connection_limits,
     } = config;
     let options = StoreOptions {
         dedupe_window,
@@ -262,9 +263,7 @@ pub async fn serve(
 
     on_listening(local);
     let app = router(state, role);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    crate::connections::serve(listener, app, connection_limits, shutdown.clone()).await;
     info!("stopped accepting; finishing in-flight deliveries");
     // The worker stops after the listener so in-flight webhooks still wake it.
     worker_shutdown.cancel();
@@ -275,7 +274,7 @@ pub async fn serve(
     }
     store.close().await;
     info!("shut down cleanly");
-    served.map_err(ServeError::Serve)
+    Ok(())
 }
 
 /// On a database without one, create the instance owner's token and print it: the only time

@@ -351,3 +351,70 @@ async fn websockets_and_subscriptions_are_capped() {
     socket(&server).await.expect("a place again");
     server.stop().await;
 }
+
+/// Connections that never finish their headers (slowloris) or sit idle are closed after the
+/// header timeout, so a full house of them holds up `/healthz` no longer than that.
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_and_cannot_starve_the_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let backend = Backend::sqlite();
+    let server = Server::start_with(
+        &backend,
+        &["--max-connections", "8", "--header-timeout-seconds", "1"],
+    )
+    .await;
+    // Partial headers, then nothing: closed after about a second.
+    let mut slow = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buffer = [0_u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match slow.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {} // an error answer (408) may come before the close
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a slowloris connection is closed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before the timeout"
+    );
+
+    // Every slot taken by idle connections: /healthz still answers once they time out.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(
+            tokio::net::TcpStream::connect(server.address)
+                .await
+                .unwrap(),
+        );
+    }
+    let started = std::time::Instant::now();
+    let healthz = tokio::time::timeout(
+        Duration::from_secs(10),
+        reqwest::get(server.url("/healthz")),
+    )
+    .await
+    .expect("healthz answers while idle connections hold every slot")
+    .expect("healthz");
+    assert_eq!(healthz.status(), 200);
+    println!(
+        "healthz answered after {:?} behind 20 idle connections",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
+    server.stop().await;
+}
