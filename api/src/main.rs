@@ -109,6 +109,10 @@ struct ApiArgs {
     /// Requests a token may send at once above its rate.
     #[arg(long, env = "HOOKPLANE_GRAPHQL_RATE_BURST", default_value_t = NonZeroU32::new(100).expect("not zero"))]
     graphql_rate_burst: NonZeroU32,
+    /// GraphQL operations running at once; the rest wait for a turn (503 BUSY after the body
+    /// timeout).
+    #[arg(long, env = "HOOKPLANE_GRAPHQL_MAX_CONCURRENT", default_value_t = 2)]
+    graphql_max_concurrent: usize,
     /// Deepest query nesting (QUERY_TOO_COMPLEX).
     #[arg(long, env = "HOOKPLANE_GRAPHQL_MAX_DEPTH", default_value_t = 16)]
     graphql_max_depth: usize,
@@ -151,6 +155,7 @@ impl ApiArgs {
             graphql_max_response_bytes,
             graphql_rate_per_second,
             graphql_rate_burst,
+            graphql_max_concurrent,
             graphql_max_depth,
             graphql_max_complexity,
             allowed_origins,
@@ -165,6 +170,7 @@ impl ApiArgs {
                 max_response_bytes: graphql_max_response_bytes,
                 rate_per_second: graphql_rate_per_second,
                 rate_burst: graphql_rate_burst,
+                max_concurrent: graphql_max_concurrent,
             },
             websockets: WebSocketLimits {
                 allowed_origins: allowed_origins

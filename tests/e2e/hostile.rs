@@ -24,6 +24,7 @@ use crate::{
     on_both_backends,
     support::{
         Backend, Destination, Server, destination::Mode, eventually, gql_error_code, gql_ok,
+        rss_kib,
     },
 };
 
@@ -689,16 +690,6 @@ impl Monitor {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.expect("the monitor ran")
     }
-}
-
-/// The server's resident set, from `/proc/<pid>/status`.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server runs");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
 }
 
 /// The state (`R`, `S`, `Z`...) of every child process of `pid`: its evaluators.

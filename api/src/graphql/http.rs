@@ -35,6 +35,9 @@ pub struct HttpLimits {
     /// Requests per second per token, with bursts up to `rate_burst` (429 `RATE_LIMITED`).
     pub rate_per_second: NonZeroU32,
     pub rate_burst: NonZeroU32,
+    /// GraphQL operations running at once, over all callers (503 `BUSY` after waiting the
+    /// body timeout for a turn).
+    pub max_concurrent: usize,
 }
 
 impl Default for HttpLimits {
@@ -45,6 +48,7 @@ impl Default for HttpLimits {
             max_response_bytes: 16 * 1024 * 1024,
             rate_per_second: NonZeroU32::new(50).expect("not zero"),
             rate_burst: NonZeroU32::new(100).expect("not zero"),
+            max_concurrent: 2,
         }
     }
 }
@@ -56,6 +60,7 @@ pub struct GraphqlHttp {
     authenticator: Authenticator,
     limits: HttpLimits,
     rates: Arc<DefaultKeyedRateLimiter<String>>,
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 impl GraphqlHttp {
@@ -75,11 +80,17 @@ impl GraphqlHttp {
                 rates.shrink_to_fit();
             }
         });
+        let running = Arc::new(tokio::sync::Semaphore::new(
+            limits
+                .max_concurrent
+                .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         Self {
             schema,
             authenticator,
             limits,
             rates,
+            running,
         }
     }
 
@@ -150,10 +161,34 @@ impl GraphqlHttp {
             Ok(request) => request,
             Err((code, message)) => return refuse(StatusCode::BAD_REQUEST, code, &message),
         };
+        // At most `max_concurrent` operations run at once; the rest wait their turn, up to
+        // the body timeout, so heavy queries cannot take every core from intake and health.
+        let Ok(Ok(_turn)) = tokio::time::timeout(
+            self.limits.body_timeout,
+            Arc::clone(&self.running).acquire_owned(),
+        )
+        .await
+        else {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "BUSY",
+                "too many GraphQL operations are running: try again shortly",
+            );
+        };
         let mut response = self.schema.execute(request.data(principal)).await;
         name_limit_errors(&mut response.errors);
-        let body = match serde_json::to_vec(&response) {
-            Ok(body) => body,
+        // Serializing a large answer is CPU work: off the async workers.
+        let serialized = tokio::task::spawn_blocking(move || serde_json::to_vec(&response)).await;
+        let body = match serialized {
+            Ok(Ok(body)) => body,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "serializing a GraphQL answer");
+                return refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "the answer could not be serialized",
+                );
+            }
             Err(error) => {
                 tracing::error!(%error, "serializing a GraphQL answer");
                 return refuse(
