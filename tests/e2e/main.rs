@@ -17,6 +17,7 @@ mod operations;
 mod readme;
 mod rejections;
 mod restart;
+mod secrets;
 mod spine;
 mod support;
 mod transport;

@@ -41,7 +41,24 @@ impl Default for IngestConfig {
 }
 
 /// Headers whose values are credentials: kept out of the bucket.
-const REDACTED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+/// Headers whose values are credentials or proofs of one: stored and shown as `[redacted]`
+/// (the header verification reads, named in the touchpoint's spec, is redacted too).
+const REDACTED_HEADERS: [&str; 14] = [
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "x-shopify-hmac-sha256",
+    "x-wc-webhook-signature",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "x-signature",
+    "webhook-signature",
+    "svix-signature",
+    "stripe-signature",
+    "x-bc-webhook-signature",
+    "x-hook-token",
+    "x-api-key",
+];
 
 #[instrument(name = "webhook", skip_all, fields(org = %org, endpoint = %endpoint, touchpoint = field::Empty, event = field::Empty))]
 pub async fn receive(
@@ -225,7 +242,7 @@ async fn intake(
         }
     };
 
-    let headers = headers_json(request.headers);
+    let headers = headers_json(request.headers, running.verifier.spec.header.as_deref());
     let mut new_events = Vec::with_capacity(events.len());
     for event in events {
         let key = ordering_key(state, running, event.payload()).await;
@@ -361,10 +378,14 @@ async fn reject(
     log(state, touchpoint_id, LogLevel::Warn, &message, fields).await;
 }
 
-fn headers_json(headers: &HeaderMap) -> Value {
+/// The headers as stored: credentials and signatures (and `verification_header`, the one the
+/// touchpoint's verification reads) replaced by `[redacted]`. Pure.
+fn headers_json(headers: &HeaderMap, verification_header: Option<&str>) -> Value {
     let mut object = Map::new();
     for (name, value) in headers {
-        let value = if REDACTED_HEADERS.contains(&name.as_str()) {
+        let secret = REDACTED_HEADERS.contains(&name.as_str())
+            || verification_header.is_some_and(|header| name.as_str().eq_ignore_ascii_case(header));
+        let value = if secret {
             "[redacted]".to_owned()
         } else {
             String::from_utf8_lossy(value.as_bytes()).into_owned()
