@@ -433,6 +433,8 @@ async fn the_api_attacks_together_leave_the_server_healthy() {
 
     use crate::support::rss_kib;
 
+    // Alone among the CPU-bound tests: it saturates the cores on purpose.
+    let _alone = crate::support::CPU_HEAVY.lock().await;
     let backend = Backend::sqlite();
     let server = Arc::new(Server::start(&backend).await);
     let connection = crate::flows::connection(&server).await;
@@ -476,7 +478,10 @@ async fn the_api_attacks_together_leave_the_server_healthy() {
         for _ in 0..2 {
             let (server, stop, body) = (Arc::clone(&server), Arc::clone(&stop), body.clone());
             attacks.push(tokio::spawn(async move {
-                let client = reqwest::Client::new();
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(20))
+                    .build()
+                    .expect("a client");
                 while !stop.load(Ordering::Relaxed) {
                     let _ = client
                         .post(server.url("/graphql"))
@@ -493,7 +498,10 @@ async fn the_api_attacks_together_leave_the_server_healthy() {
     // Subscriptions: sockets filled until refused.
     let mut sockets = Vec::new();
     for _ in 0..5 {
-        let mut socket = socket(&server).await.expect("a socket");
+        let mut socket = tokio::time::timeout(Duration::from_secs(20), socket(&server))
+            .await
+            .expect("a socket within 20 s")
+            .expect("a socket");
         for id in 0..150 {
             let subscribe = json!({
                 "id": id.to_string(), "type": "subscribe",
@@ -502,10 +510,13 @@ async fn the_api_attacks_together_leave_the_server_healthy() {
                     "variables": { "id": touchpoint },
                 },
             });
-            socket
-                .send(Message::text(subscribe.to_string()))
-                .await
-                .unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                socket.send(Message::text(subscribe.to_string())),
+            )
+            .await
+            .expect("a subscribe sent within 20 s")
+            .unwrap();
         }
         sockets.push(socket);
     }
@@ -517,9 +528,10 @@ async fn the_api_attacks_together_leave_the_server_healthy() {
         let asked = std::time::Instant::now();
         let answer = client
             .get(server.url("/healthz"))
+            .timeout(Duration::from_secs(5))
             .send()
             .await
-            .expect("healthz");
+            .expect("healthz within 5 s");
         assert_eq!(answer.status(), 200);
         healthz.push(asked.elapsed());
         rss_peak = rss_peak.max(rss_kib(pid));
@@ -527,7 +539,10 @@ async fn the_api_attacks_together_leave_the_server_healthy() {
     }
     stop.store(true, Ordering::Relaxed);
     for attack in attacks {
-        attack.await.expect("an attack ran");
+        tokio::time::timeout(Duration::from_secs(30), attack)
+            .await
+            .expect("an attack stops within 30 s")
+            .expect("an attack ran");
     }
     drop(sockets);
     // Memory comes back: allocations freed, and the allocator returns them in time.

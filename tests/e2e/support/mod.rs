@@ -64,3 +64,7 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS in /proc/<pid>/status")
 }
+
+/// Held by tests that load the cores on purpose (the hostile corpus, the combined API
+/// attacks), so they do not run at the same time and skew each other's timings.
+pub static CPU_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
