@@ -1,8 +1,11 @@
 //! Accepting HTTP connections on a public port: at most `max_connections` at once (more wait
 //! in the kernel's backlog, costing this process nothing), and a connection that has not sent
 //! a request's headers within `header_timeout` is closed, whether it is new, trickling
-//! headers (slowloris) or idle between keep-alive requests. On shutdown, no new connection is
-//! accepted and open ones finish their requests.
+//! headers (slowloris) or idle between keep-alive requests. A request head larger than
+//! `max_header_bytes` answers 431 with a JSON body (`HEADERS_TOO_LARGE`); the HTTP parser's
+//! buffer is [`HEAD_SLACK`] larger so that it is this check, not the parser's bare 431, that
+//! refuses all but the most oversized heads. On shutdown, no new connection is accepted and
+//! open ones finish their requests.
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,6 +18,10 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+/// How much larger than `max_header_bytes` a head may be and still be read whole (and
+/// refused with a JSON body); beyond it the parser answers a bare 431.
+pub const HEAD_SLACK: usize = 16 * 1024;
 
 /// Limits on connections, with their flags' defaults.
 #[derive(Clone, Copy, Debug)]
@@ -53,7 +60,22 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         // hyper's minimum is 8 KiB.
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        .max_buf_size(limits.max_header_bytes.saturating_add(HEAD_SLACK).max(8192));
+    let max_head = limits.max_header_bytes;
+    let app = app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            let size = head_size(&request);
+            if size > max_head {
+                let error = hookplane_dataplane::http_error::HttpError::new(
+                    axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "HEADERS_TOO_LARGE",
+                    format!("the request line and headers are {size} bytes; at most {max_head} are read (--max-header-bytes)"),
+                );
+                return axum::response::IntoResponse::into_response(error);
+            }
+            next.run(request).await
+        },
+    ));
     loop {
         let slot = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -109,4 +131,21 @@ pub async fn serve(
             "connections still open after the drain timeout; closing them"
         );
     }
+}
+
+/// The size of a request's head as sent: request line and header lines. Pure.
+fn head_size(request: &axum::extract::Request) -> usize {
+    let line = request.method().as_str().len()
+        + request
+            .uri()
+            .path_and_query()
+            .map_or(1, |path| path.as_str().len())
+        + " HTTP/1.1\r\n".len()
+        + 1;
+    request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + line
 }

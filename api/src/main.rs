@@ -73,6 +73,11 @@ struct RunArgs {
     /// HTTP connections served at once; more wait in the kernel's backlog.
     #[arg(long, env = "HOOKPLANE_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
+    /// File holding the key secrets are encrypted with in the database (created when
+    /// missing). Default: beside a SQLite database (`hookplane.db.key`); with PostgreSQL,
+    /// give one (the same file to every process), or secrets are stored in clear.
+    #[arg(long, env = "HOOKPLANE_SECRET_KEY_FILE")]
+    secret_key_file: Option<std::path::PathBuf>,
     /// Seconds a connection may take to send a request's headers, new or idle between
     /// requests (slowloris), before it is closed.
     #[arg(long, env = "HOOKPLANE_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
@@ -145,9 +150,62 @@ struct ApiArgs {
         default_value_t = 2_000
     )]
     max_subscriptions_per_token: usize,
+    /// Origins whose pages may call /graphql from a browser (CORS), comma-separated, e.g.
+    /// `https://portal.example.com`. Default: none (CORS off).
+    #[arg(long, env = "HOOKPLANE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    cors_origins: Vec<String>,
+    /// Also accept OpenID Connect JWTs from this issuer (`iss`), verified with its JWKS.
+    #[arg(long, env = "HOOKPLANE_OIDC_ISSUER", requires = "oidc_audience")]
+    oidc_issuer: Option<String>,
+    /// The audience (`aud`) a JWT must be for.
+    #[arg(long, env = "HOOKPLANE_OIDC_AUDIENCE")]
+    oidc_audience: Option<String>,
+    /// Where the issuer's keys are (default: its discovery document's `jwks_uri`).
+    #[arg(long, env = "HOOKPLANE_OIDC_JWKS_URL")]
+    oidc_jwks_url: Option<String>,
+    /// The claim with roles per organization: `{"<slug>": "<role>"}` or `["<slug>:<role>"]`.
+    #[arg(
+        long,
+        env = "HOOKPLANE_OIDC_ROLES_CLAIM",
+        default_value = "hookplane_roles"
+    )]
+    oidc_roles_claim: String,
+    /// Fewest seconds between two fetches of the issuer's keys (a JWT with an unknown key id
+    /// fetches them again).
+    #[arg(
+        long,
+        env = "HOOKPLANE_OIDC_JWKS_MIN_REFRESH_SECONDS",
+        default_value_t = 60
+    )]
+    oidc_jwks_min_refresh_seconds: u64,
+}
+
+/// An origin, `scheme://host[:port]`, as browsers send it (empty: none). Pure.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(String::new());
+    }
+    let refused = || format!("{text:?} is not an origin: write scheme://host[:port]");
+    let url = url::Url::parse(text).map_err(|_| refused())?;
+    let bare = matches!(url.path(), "" | "/") && url.query().is_none() && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !bare {
+        return Err(refused());
+    }
+    Ok(url.origin().ascii_serialization())
 }
 
 impl ApiArgs {
+    fn oidc(&self) -> Option<hookplane::auth::oidc::OidcConfig> {
+        Some(hookplane::auth::oidc::OidcConfig {
+            issuer: self.oidc_issuer.clone()?,
+            audience: self.oidc_audience.clone()?,
+            jwks_url: self.oidc_jwks_url.clone(),
+            roles_claim: self.oidc_roles_claim.clone(),
+            refresh_floor: Duration::from_secs(self.oidc_jwks_min_refresh_seconds),
+        })
+    }
+
     fn limits(self) -> ApiLimits {
         let Self {
             graphql_max_body_bytes,
@@ -162,6 +220,12 @@ impl ApiArgs {
             max_websockets,
             max_subscriptions_per_connection,
             max_subscriptions_per_token,
+            oidc_issuer: _,
+            oidc_audience: _,
+            oidc_jwks_url: _,
+            oidc_roles_claim: _,
+            oidc_jwks_min_refresh_seconds: _,
+            cors_origins,
         } = self;
         ApiLimits {
             http: HttpLimits {
@@ -185,6 +249,10 @@ impl ApiArgs {
             },
             max_depth: graphql_max_depth,
             max_complexity: graphql_max_complexity,
+            cors_origins: cors_origins
+                .into_iter()
+                .filter(|origin| !origin.trim().is_empty())
+                .collect(),
         }
     }
 }
@@ -653,6 +721,7 @@ async fn serve(
         database: DatabaseArgs { database_url },
         log_summary_seconds,
         max_connections,
+        secret_key_file,
         header_timeout_seconds,
         max_header_bytes,
         expressions,
@@ -704,6 +773,7 @@ async fn serve(
         sandbox,
         cluster,
         log_summary: Duration::from_secs(log_summary_seconds),
+        oidc: api.as_ref().and_then(ApiArgs::oidc),
         api_limits: api.map(ApiArgs::limits).unwrap_or_default(),
         connection_limits: ConnectionLimits {
             max_connections,
@@ -711,6 +781,7 @@ async fn serve(
             max_header_bytes,
             ..ConnectionLimits::default()
         },
+        secret_key_file,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

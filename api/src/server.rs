@@ -51,6 +51,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     pub cluster: Option<Cluster>,
     pub api_limits: Arc<graphql::ApiLimits>,
+    /// The OpenID Connect issuer whose JWTs the API accepts, if any.
+    pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
 }
 
 /// What a process runs.
@@ -90,6 +92,11 @@ pub struct ServeConfig {
     pub api_limits: graphql::ApiLimits,
     /// How many connections are served at once, and how long their headers may take.
     pub connection_limits: crate::connections::ConnectionLimits,
+    /// The key file write-only secrets are encrypted with; `None`: beside a SQLite database
+    /// (`<file>.key`), none for PostgreSQL (secrets stored in clear, with a warning).
+    pub secret_key_file: Option<std::path::PathBuf>,
+    /// Accept JWTs from this OpenID Connect issuer (API roles).
+    pub oidc: Option<crate::auth::oidc::OidcConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,10 +107,40 @@ pub enum ServeError {
     Migrate(#[source] hookplane_store::StoreError),
     #[error("loading the running configuration")]
     LoadRuntime(#[source] ReloadError),
+    #[error("loading the key secrets are encrypted with")]
+    SecretKey(#[source] hookplane_store::SecretKeyError),
     #[error("creating the instance owner's token")]
     OwnerToken(#[source] hookplane_store::StoreError),
     #[error("listening on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
+}
+
+/// The key secrets are encrypted with at rest: from `file`, else beside a SQLite database.
+fn secret_key(
+    file: Option<std::path::PathBuf>,
+    database_url: &str,
+) -> Result<Option<hookplane_store::SecretKey>, ServeError> {
+    let path = match file {
+        Some(path) => path,
+        None => match hookplane_store::sqlite_file(database_url) {
+            Some(database) => {
+                let mut name = database.into_os_string();
+                name.push(".key");
+                name.into()
+            }
+            None => {
+                if !database_url.starts_with("sqlite:") {
+                    tracing::warn!(
+                        "no --secret-key-file: secrets set through the API are stored in the database in clear"
+                    );
+                }
+                return Ok(None);
+            }
+        },
+    };
+    hookplane_store::SecretKey::load_or_create(&path)
+        .map(Some)
+        .map_err(ServeError::SecretKey)
 }
 
 /// The HTTP surface of a role: intake for the receiver, the GraphQL API for the whole
@@ -127,9 +164,10 @@ pub fn router(state: AppState, role: Role) -> Router {
         );
         router = router.merge(graphql::routes(
             schema,
-            crate::auth::Authenticator::new(state.store.clone()),
+            crate::auth::Authenticator::new(state.store.clone()).with_oidc(state.oidc.clone()),
             limits.http,
             limits.websockets,
+            &limits.cors_origins,
         ));
     }
     let mut router: Router = router
@@ -170,9 +208,12 @@ pub async fn serve(
         log_summary,
         api_limits,
         connection_limits,
+        secret_key_file,
+        oidc,
     } = config;
     let options = StoreOptions {
         dedupe_window,
+        secret_key: secret_key(secret_key_file, &database_url)?,
         ..StoreOptions::default()
     };
     let store = Store::open(&database_url, options)
@@ -206,6 +247,7 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         cluster: cluster.clone(),
         api_limits: Arc::new(api_limits),
+        oidc: oidc.map(crate::auth::oidc::Oidc::new),
     };
     let listener = TcpListener::bind(listen)
         .await

@@ -131,12 +131,8 @@ impl RenderedConfig {
     /// Every Secret key the configuration refers to, sorted and without duplicates.
     pub fn secret_refs(&self) -> Vec<&SecretKeyRef> {
         let credentials = self.connection.spec.secret_refs();
-        let verification = self
-            .touchpoints
-            .iter()
-            .filter_map(|t| t.spec.source.verification.as_ref())
-            .flat_map(|v| v.secret_refs());
-        let mut refs: Vec<_> = credentials.chain(verification).collect();
+        let touchpoints = self.touchpoints.iter().flat_map(|t| t.spec.secret_refs());
+        let mut refs: Vec<_> = credentials.chain(touchpoints).collect();
         refs.sort();
         refs.dedup();
         refs

@@ -16,7 +16,7 @@ use std::{
 };
 
 use hookplane_crds::{
-    ConnectionSpec, DestinationLimits, SecretKeyRef, TouchpointSpec,
+    ConnectionSpec, DestinationLimits, HeaderSpec, SecretKeyRef, TouchpointSpec,
     config::{FORMAT_VERSION, RenderedConfig},
 };
 use hookplane_mapping::{Limits, Sandbox};
@@ -50,6 +50,9 @@ pub struct Running {
     pub limits: Limits,
     /// The slug of its organization: the `{org}` part of its endpoint URL.
     pub organization: Option<String>,
+    /// The destination's extra headers with the values of secret ones read (a secret that
+    /// is missing leaves its header out, with a warning when the touchpoint starts).
+    pub destination_headers: Vec<HeaderSpec>,
 }
 
 /// The organization a touchpoint belongs to (its connection's).
@@ -505,6 +508,24 @@ impl Runtime {
         let verifier = VerifierConfig::resolve_with(verification, |reference: &SecretKeyRef| {
             values.get(reference).cloned()
         });
+        let mut destination_headers = Vec::with_capacity(spec.destination.headers.len());
+        for header in &spec.destination.headers {
+            let value = match &header.secret_key_ref {
+                None => header.value.clone(),
+                Some(reference) => match secrets.read(reference).await? {
+                    Some(value) => String::from_utf8_lossy(&value).into_owned(),
+                    None => {
+                        warn!(touchpoint = %id, header = %header.name, secret = %reference.name, "a destination header's secret is missing; sending without it");
+                        continue;
+                    }
+                },
+            };
+            destination_headers.push(HeaderSpec {
+                name: header.name.clone(),
+                value,
+                secret_key_ref: None,
+            });
+        }
         let schema = match spec.source.schema.as_deref() {
             None => None,
             Some(name) => match match published.tenant {
@@ -535,6 +556,7 @@ impl Runtime {
             verifier,
             schema,
             organization: published.tenant.map(|tenant| tenant.slug.clone()),
+            destination_headers,
         }))
     }
 }

@@ -179,9 +179,7 @@ pub fn validate(
         match checked {
             Ok(validated) => {
                 endpoints.insert(&touchpoint.spec.source.endpoint, name.clone());
-                if let Some(verification) = &touchpoint.spec.source.verification {
-                    used_secrets.extend(verification.secret_refs().map(|r| r.name.clone()));
-                }
+                used_secrets.extend(touchpoint.spec.secret_refs().map(|r| r.name.clone()));
                 valid.push(ValidTouchpoint {
                     name,
                     id: identity::hookplane_id(&touchpoint.metadata).unwrap_or_default(),
@@ -277,6 +275,11 @@ fn check_touchpoint(
             check_secret(reference, secrets, "verification")?;
         }
     }
+    for header in &touchpoint.spec.destination.headers {
+        if let Some(reference) = &header.secret_key_ref {
+            check_secret(reference, secrets, "destination header")?;
+        }
+    }
     Ok(validated)
 }
 
@@ -346,9 +349,11 @@ pub fn referenced_secrets(connection: &Connection, touchpoints: &[Touchpoint]) -
         .credentials
         .iter()
         .map(|c| c.secret_key_ref.name.clone());
-    let verification = touchpoints
-        .iter()
-        .filter_map(|t| t.spec.source.verification.as_ref())
-        .flat_map(|v| v.secret_refs().map(|r| r.name.clone()).collect::<Vec<_>>());
-    credentials.chain(verification).collect()
+    let touchpoints = touchpoints.iter().flat_map(|t| {
+        t.spec
+            .secret_refs()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>()
+    });
+    credentials.chain(touchpoints).collect()
 }

@@ -54,13 +54,7 @@ pub fn connections_using_secret(
     let by_touchpoints = touchpoints
         .iter()
         .filter(|t| t.namespace() == namespace)
-        .filter(|t| {
-            t.spec
-                .source
-                .verification
-                .as_ref()
-                .is_some_and(|v| v.secret_refs().any(|r| r.name == name))
-        })
+        .filter(|t| t.spec.secret_refs().any(|r| r.name == name))
         .map(|t| t.spec.connection_ref.clone());
     let mut names: Vec<String> = by_credentials.chain(by_touchpoints).collect();
     names.sort();

@@ -23,6 +23,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod incoming;
 pub mod receive;
+pub mod redact;
 pub mod verify;
 
 pub use app::{Ack, AppInfo, FieldInfo, FieldKind, Kind, ParsedEvent, Reply, SourceApp};
@@ -34,4 +35,5 @@ pub use body::{
 pub use config::{ConfigError, ResolvedSecrets, Secret, VerifierConfig};
 pub use incoming::Incoming;
 pub use receive::{Received, Rejection, Stage, Verified, receive, validate_source, verify};
+pub use redact::{REDACTED, Redactor};
 pub use verify::VerifyError;

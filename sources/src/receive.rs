@@ -17,6 +17,7 @@ use crate::{
     body::{Limits, ParseError},
     config::{ConfigError, VerifierConfig},
     incoming::Incoming,
+    redact::Redactor,
     verify::VerifyError,
 };
 
@@ -76,7 +77,8 @@ pub enum Received {
     Events(Vec<ParsedEvent>),
 }
 
-/// Runs classify, verify and parse for one delivery.
+/// Runs classify, verify and parse for one delivery; the events' payloads have the
+/// configured secrets redacted (the caller redacts what else it stores, with a [`Redactor`]).
 pub fn receive<'a>(
     app: &dyn SourceApp,
     req: Incoming<'a>,
@@ -88,7 +90,12 @@ pub fn receive<'a>(
         return Ok(Received::Ping);
     }
     let verified = verify(app, req, cfg, now)?;
-    let events = app.parse(&verified, limits)?;
+    let mut events = app.parse(&verified, limits)?;
+    // The proof is checked: a secret the delivery carried in its body is not kept.
+    let redactor = Redactor::new(cfg);
+    for event in &mut events {
+        redactor.value(&mut event.payload);
+    }
     Ok(Received::Events(events))
 }
 

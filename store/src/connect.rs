@@ -63,6 +63,21 @@ impl Target {
     }
 }
 
+/// The file of a SQLite database URL or path (`None` for PostgreSQL, memory or a bad URL).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    match Target::parse(url).ok()? {
+        Target::SqliteFile(path) => Some(path.into()),
+        Target::SqliteUrl(url) => {
+            let rest = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))?;
+            let path = rest.split('?').next().unwrap_or(rest);
+            (!path.is_empty()).then(|| path.into())
+        }
+        Target::Postgres(_) | Target::SqliteMemory(_) => None,
+    }
+}
+
 pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<Pools, StoreError> {
     let max_connections = options.max_connections.max(1);
     match Target::parse(url)? {

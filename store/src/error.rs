@@ -115,6 +115,9 @@ pub enum StoreError {
     /// Saving a secret failed.
     #[error("could not save the secret")]
     SaveSecret(#[source] DbErr),
+    /// A secret could not be encrypted or decrypted with the configured key.
+    #[error("secret encryption: {0}")]
+    SecretKey(#[from] crate::SecretKeyError),
     /// Saving a JSON Schema failed.
     #[error("could not save the schema")]
     SaveSchema(#[source] DbErr),
@@ -174,6 +177,7 @@ impl StoreError {
             | Self::SaveTouchpoint(_)
             | Self::DeleteTouchpoint(_)
             | Self::SaveSecret(_)
+            | Self::SecretKey(_)
             | Self::SaveSchema(_)
             | Self::DeleteSchema(_)
             | Self::AppendEvents(_)

@@ -48,6 +48,7 @@ mod page;
 mod relay;
 mod retention;
 mod schemas;
+mod secret_key;
 mod secrets;
 pub mod testing;
 mod time;
@@ -64,6 +65,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::broadcast;
 
+pub use crate::connect::sqlite_file;
 pub use crate::{
     audit::{AuditEntry, NewAudit},
     change::{Change, ChangeKind, ChangedRow},
@@ -81,6 +83,7 @@ pub use crate::{
     page::Page,
     retention::{MAX_PURGE_BATCH, PurgeStats},
     schemas::Schema,
+    secret_key::{SecretKey, SecretKeyError},
     time::{Clock, ManualClock},
     tokens::{ApiToken, NewToken},
     touchpoints::{Published, Touchpoint},
@@ -105,6 +108,9 @@ pub struct StoreOptions {
     /// How long a dedupe key keeps absorbing duplicates: an event whose key matches an event
     /// of its touchpoint received longer ago than this is a new event (72 hours by default).
     pub dedupe_window: std::time::Duration,
+    /// The key write-only secrets are encrypted with at rest; `None` stores new ones in clear
+    /// (and reads encrypted ones as errors).
+    pub secret_key: Option<SecretKey>,
 }
 
 /// The default [`StoreOptions::dedupe_window`]: 72 hours, longer than the retry schedules
@@ -117,6 +123,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             clock: Clock::System,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            secret_key: None,
         }
     }
 }
@@ -148,6 +155,8 @@ struct Inner {
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// PostgreSQL: the tasks relaying changes to and from other processes.
     relay: Option<RelayTasks>,
+    /// See [`StoreOptions::secret_key`].
+    secret_key: Option<SecretKey>,
 }
 
 /// The relay's tasks (`relay`): the notifier drains on `stop`; the listener is aborted.
@@ -201,6 +210,7 @@ impl Store {
                 clock: options.clock,
                 write_gate,
                 relay,
+                secret_key: options.secret_key,
             }),
         })
     }

@@ -1,6 +1,7 @@
 //! Write-only secrets for the embedded mode (on Kubernetes they live in Secrets).
 //!
 //! Nothing here lists values: [`Store::secret`] reads one value, for a verifier that needs it.
+//! With a [`crate::SecretKey`] configured, values are stored encrypted (see `secret_key`).
 
 use sea_orm::{ActiveValue::Set, EntityTrait, sea_query::OnConflict};
 
@@ -10,10 +11,14 @@ impl Store {
     /// Stores (or replaces) the value of `key` in the secret `name`.
     pub async fn put_secret(&self, name: &str, key: &str, value: &str) -> Result<(), StoreError> {
         let now = self.now();
+        let value = match &self.inner.secret_key {
+            Some(key) => key.seal(value)?,
+            None => value.to_owned(),
+        };
         let row = secret::ActiveModel {
             name: Set(name.to_owned()),
             key: Set(key.to_owned()),
-            value: Set(value.to_owned()),
+            value: Set(value),
             created_at: Set(now),
             updated_at: Set(now),
         };
@@ -35,6 +40,8 @@ impl Store {
             .one(self.db())
             .await
             .map_err(StoreError::read("a secret"))?;
-        Ok(row.map(|row| row.value))
+        row.map(|row| crate::secret_key::open(self.inner.secret_key.as_ref(), &row.value))
+            .transpose()
+            .map_err(StoreError::from)
     }
 }

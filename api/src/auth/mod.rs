@@ -7,6 +7,7 @@
 //! gets `UNAUTHENTICATED` before any resolver runs.
 
 pub mod cli;
+pub mod oidc;
 
 use std::fmt;
 
@@ -34,6 +35,9 @@ pub struct Principal {
     pub owner: bool,
     /// Roles by organization id.
     pub roles: Vec<(Uuid, Role)>,
+    /// When the credentials stop being valid (an OpenID Connect JWT's `exp`); open
+    /// subscriptions end then.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Principal {
@@ -181,15 +185,23 @@ impl std::str::FromStr for Role {
     }
 }
 
-/// Checks credentials against the store's API tokens.
+/// Checks credentials against the store's API tokens, and JWTs against the OpenID Connect
+/// issuer when one is configured.
 #[derive(Clone)]
 pub struct Authenticator {
     store: hookplane_store::Store,
+    oidc: Option<std::sync::Arc<oidc::Oidc>>,
 }
 
 impl Authenticator {
     pub fn new(store: hookplane_store::Store) -> Self {
-        Self { store }
+        Self { store, oidc: None }
+    }
+
+    /// Also accept JWTs from `oidc`'s issuer.
+    pub fn with_oidc(mut self, oidc: Option<std::sync::Arc<oidc::Oidc>>) -> Self {
+        self.oidc = oidc;
+        self
     }
 
     /// The principal behind an `Authorization` header value (`Bearer <token>`).
@@ -201,7 +213,12 @@ impl Authenticator {
         }
         let token = token.trim();
         if !token.starts_with(TOKEN_PREFIX) {
-            return Err(AuthError::Invalid);
+            return match &self.oidc {
+                Some(oidc) if oidc::Oidc::claims_token(token) => {
+                    oidc.authenticate(token, &self.store).await
+                }
+                _ => Err(AuthError::Invalid),
+            };
         }
         let stored = self
             .store
@@ -246,6 +263,12 @@ impl Authenticator {
     /// expired). Open subscriptions are ended when this turns false; a failure to check
     /// counts as still valid (the store being down must not drop every subscriber).
     pub async fn still_valid(&self, principal: &Principal) -> bool {
+        if principal
+            .expires_at
+            .is_some_and(|expires| expires <= self.store.now())
+        {
+            return false;
+        }
         let Some(id) = principal.token_id else {
             return true;
         };
@@ -281,6 +304,7 @@ fn principal_of(stored: &hookplane_store::ApiToken) -> Result<Principal, AuthErr
             token_id: Some(stored.id),
             owner: true,
             roles: Vec::new(),
+            expires_at: None,
         });
     }
     let role: Role = stored.role.parse().map_err(|_| AuthError::Invalid)?;
@@ -290,6 +314,7 @@ fn principal_of(stored: &hookplane_store::ApiToken) -> Result<Principal, AuthErr
         token_id: Some(stored.id),
         owner: false,
         roles: vec![(organization, role)],
+        expires_at: None,
     })
 }
 

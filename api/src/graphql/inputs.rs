@@ -183,10 +183,45 @@ pub struct SourceInput {
     pub verification: Option<VerificationInput>,
 }
 
+/// One extra header sent with every delivery. A secret header's value is write-only: it is
+/// stored apart and shown as `[redacted]`; sending it back as `[redacted]`, or leaving it out,
+/// keeps the value it had.
 #[derive(InputObject)]
 pub struct HeaderInput {
     pub name: String,
-    pub value: String,
+    pub value: Option<String>,
+    /// Whether the value is a credential. Default: true for `Authorization`, `Cookie` and
+    /// names containing `token`, `secret`, `password`, `auth` or `api-key`/`apikey`.
+    pub secret: Option<bool>,
+}
+
+impl HeaderInput {
+    /// Secret when said so; otherwise when its name reads like a credential, or when it
+    /// comes back without a new value for a header that was secret (a portal echoing what it
+    /// read).
+    fn is_secret(&self, previous: Option<&crds::DestinationSpec>) -> bool {
+        self.secret.unwrap_or_else(|| {
+            is_credential_name(&self.name)
+                || (self.new_value().is_none() && kept_reference(previous, &self.name).is_some())
+        })
+    }
+
+    /// The value given, `None` when it was left out or sent back redacted.
+    fn new_value(&self) -> Option<&str> {
+        self.value.as_deref().filter(|value| *value != REDACTED)
+    }
+}
+
+/// What a write-only value is shown as.
+pub const REDACTED: &str = "[redacted]";
+
+/// Whether a header name reads like a credential. Pure.
+pub fn is_credential_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(name.as_str(), "cookie" | "proxy-authorization")
+        || ["token", "secret", "password", "auth", "api-key", "apikey"]
+            .iter()
+            .any(|word| name.contains(word))
 }
 
 #[derive(InputObject)]
@@ -303,7 +338,9 @@ impl UpdateTouchpointInput {
             spec.source = source.into_spec(&secret_name, previous.as_ref(), secrets);
         }
         if let Some(destination) = destination {
-            spec.destination = destination.into();
+            let secret_name = format!("touchpoint-{id}");
+            spec.destination =
+                destination.into_spec(&secret_name, Some(&spec.destination), secrets);
         }
         if let Some(mapping) = mapping {
             spec.mapping = mapping.into();
@@ -394,23 +431,77 @@ impl SourceInput {
     }
 }
 
-impl From<DestinationInput> for crds::DestinationSpec {
-    fn from(input: DestinationInput) -> Self {
-        Self {
-            method: input.method.into(),
-            url: input.url,
-            format: input.format.into(),
-            headers: input
-                .headers
-                .into_iter()
-                .map(|h| crds::HeaderSpec {
-                    name: h.name,
-                    value: h.value,
-                })
-                .collect(),
-            xml_root: input.xml_root.filter(|r| !r.is_empty()),
+impl DestinationInput {
+    /// The secret headers that would have no value: neither given nor kept from `previous`
+    /// (the request is refused with these named).
+    pub fn missing_secret_values(&self, previous: Option<&crds::DestinationSpec>) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|header| header.is_secret(previous) && header.new_value().is_none())
+            .filter(|header| kept_reference(previous, &header.name).is_none())
+            .map(|header| header.name.clone())
+            .collect()
+    }
+
+    /// The destination spec, with secret header values written under `secret_name` (key
+    /// `header-<name>`). `previous` supplies the references of secret headers sent back
+    /// without a new value.
+    pub fn into_spec(
+        self,
+        secret_name: &str,
+        previous: Option<&crds::DestinationSpec>,
+        writes: &mut SecretWrites,
+    ) -> crds::DestinationSpec {
+        let headers = self
+            .headers
+            .into_iter()
+            .map(|header| {
+                if !header.is_secret(previous) {
+                    return crds::HeaderSpec {
+                        value: header.value.unwrap_or_default(),
+                        secret_key_ref: None,
+                        name: header.name,
+                    };
+                }
+                let secret_key_ref = match header.new_value() {
+                    Some(value) => {
+                        let reference = crds::SecretKeyRef {
+                            name: secret_name.to_owned(),
+                            key: format!("header-{}", header.name.to_ascii_lowercase()),
+                        };
+                        writes.0.push((reference.clone(), value.to_owned()));
+                        Some(reference)
+                    }
+                    None => kept_reference(previous, &header.name),
+                };
+                crds::HeaderSpec {
+                    name: header.name,
+                    value: String::new(),
+                    secret_key_ref,
+                }
+            })
+            .collect();
+        crds::DestinationSpec {
+            method: self.method.into(),
+            url: self.url,
+            format: self.format.into(),
+            headers,
+            xml_root: self.xml_root.filter(|r| !r.is_empty()),
         }
     }
+}
+
+/// The secret a header of `previous` named `name` had its value in.
+fn kept_reference(
+    previous: Option<&crds::DestinationSpec>,
+    name: &str,
+) -> Option<crds::SecretKeyRef> {
+    previous?
+        .headers
+        .iter()
+        .find(|header| header.name.eq_ignore_ascii_case(name))?
+        .secret_key_ref
+        .clone()
 }
 
 impl OrderingInput {

@@ -69,6 +69,8 @@ pub struct ApiLimits {
     /// children once per entry it may return (`first`), so aliases and page sizes add up
     /// (`QUERY_TOO_COMPLEX`).
     pub max_complexity: usize,
+    /// Origins a browser may call `/graphql` from (CORS); empty: none (off).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ApiLimits {
@@ -78,6 +80,7 @@ impl Default for ApiLimits {
             websockets: WebSocketLimits::default(),
             max_depth: 16,
             max_complexity: 20_000,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -124,6 +127,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
     authenticator: Authenticator,
     limits: HttpLimits,
     websockets: WebSocketLimits,
+    cors_origins: &[String],
 ) -> Router<S> {
     let graphiql = GraphiQLSource::build()
         .endpoint("/graphql")
@@ -138,7 +142,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         slots,
     );
     let http = GraphqlHttp::new(schema, authenticator, limits);
-    Router::new()
+    let router = Router::new()
         .route(
             "/graphql",
             get(move || async move { Html(graphiql) })
@@ -192,7 +196,36 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
                     }
                 },
             ),
-        )
+        );
+    match cors(cors_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+/// CORS for `/graphql`, off unless origins are configured: a page of one of `origins` may
+/// POST with `Authorization` and `Content-Type` headers (preflights cached 10 minutes); no
+/// cookies are involved, so no credentials mode. An origin that is not a valid header value
+/// is left out (the flag is checked when the server starts).
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<axum::http::HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| origin.trim().trim_end_matches('/').parse().ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// Which browser pages may open a WebSocket: an upgrade carrying an `Origin` header (every

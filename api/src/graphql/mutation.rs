@@ -10,8 +10,8 @@ use super::{
     authz, context,
     error::{ApiError, ApiResult, parse_id},
     inputs::{
-        CreateConnectionInput, CreateTokenInput, CreateTouchpointInput, RegisterUrlInput,
-        UpdateTouchpointInput,
+        CreateConnectionInput, CreateTokenInput, CreateTouchpointInput, DestinationInput,
+        RegisterUrlInput, UpdateTouchpointInput,
     },
     types::{
         ApiToken, BucketEntry, Connection, CreatedToken, EventStatus, Organization, SchemaDocument,
@@ -242,6 +242,7 @@ impl MutationRoot {
         let api = context(ctx)?;
         let connection_id = parse_id(&input.connection_id, "connection")?;
         let connection = authz::connection(ctx, connection_id, Role::Admin).await?;
+        refuse_missing_secret_values(&input.destination, None)?;
         let mut secrets = SecretWrites::default();
         let secret_name = new_secret_name("touchpoint");
         let spec = TouchpointSpec {
@@ -250,7 +251,9 @@ impl MutationRoot {
             help_url: input.help_url,
             show_in_agent: input.show_in_agent,
             source: input.source.into_spec(&secret_name, None, &mut secrets),
-            destination: input.destination.into(),
+            destination: input
+                .destination
+                .into_spec(&secret_name, None, &mut secrets),
             mapping: input.mapping.map(Into::into).unwrap_or_default(),
             filter: input.filter.filter(|f| !f.trim().is_empty()),
             auto_sync: input.auto_sync,
@@ -278,7 +281,11 @@ impl MutationRoot {
     ) -> ApiResult<Touchpoint> {
         let api = context(ctx)?;
         let id = parse_id(&input.id, "touchpoint")?;
-        let organization = touchpoint_organization(ctx, id, Role::Admin).await?;
+        let (current, _) = authz::touchpoint(ctx, id, Role::Admin).await?;
+        let organization = authz::organization_of_connection(ctx, current.connection_id).await?;
+        if let Some(destination) = &input.destination {
+            refuse_missing_secret_values(destination, Some(&current.spec.destination))?;
+        }
         let touchpoint = api
             .portal
             .update_touchpoint(id, |spec, secrets| input.apply(id, spec, secrets))
@@ -564,6 +571,24 @@ async fn touchpoint_organization(
 ) -> ApiResult<Option<uuid::Uuid>> {
     let (touchpoint, _) = authz::touchpoint(ctx, id, needed).await?;
     authz::organization_of_connection(ctx, touchpoint.connection_id).await
+}
+
+/// A secret destination header needs a value, given now or kept from the draft.
+fn refuse_missing_secret_values(
+    destination: &DestinationInput,
+    previous: Option<&hookplane_crds::DestinationSpec>,
+) -> ApiResult<()> {
+    let missing = destination.missing_secret_values(previous);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "INVALID_INPUT",
+        format!(
+            "secret destination header {} needs a value (it has none to keep)",
+            missing.join(", ")
+        ),
+    ))
 }
 
 /// Record a change in the audit log with the authenticated caller as its actor. The change

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::{
     context,
     error::{ApiError, ApiResult},
+    inputs::REDACTED,
 };
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -305,10 +306,16 @@ pub struct SourceConfig {
     verification: Option<Verification>,
 }
 
+/// A destination header. A secret one's value is write-only: `[redacted]` here.
 #[derive(SimpleObject)]
 pub struct Header {
     name: String,
+    /// The value, or `[redacted]` when the header is secret.
     value: String,
+    /// Whether the value is a credential, stored apart and never shown.
+    secret: bool,
+    /// Whether the header has a value (a secret header whose secret is set).
+    has_value: bool,
 }
 
 #[derive(SimpleObject)]
@@ -392,9 +399,19 @@ impl From<&hookplane_crds::TouchpointSpec> for TouchpointSpec {
                     .destination
                     .headers
                     .iter()
-                    .map(|h| Header {
-                        name: h.name.clone(),
-                        value: h.value.clone(),
+                    .map(|h| match &h.secret_key_ref {
+                        Some(_) => Header {
+                            name: h.name.clone(),
+                            value: REDACTED.to_owned(),
+                            secret: true,
+                            has_value: true,
+                        },
+                        None => Header {
+                            name: h.name.clone(),
+                            value: h.value.clone(),
+                            secret: false,
+                            has_value: !h.value.is_empty(),
+                        },
                     })
                     .collect(),
             },

@@ -24,6 +24,7 @@ fn owner() -> Principal {
         token_id: None,
         owner: true,
         roles: Vec::new(),
+        expires_at: None,
     }
 }
 

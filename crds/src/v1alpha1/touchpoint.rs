@@ -10,7 +10,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{HttpMethod, PayloadFormat, VerificationSpec};
+use super::{HttpMethod, PayloadFormat, SecretKeyRef, VerificationSpec};
 
 /// A webhook endpoint and what happens to every webhook it receives: verification of the
 /// source app's signature, a mapping to the destination's shape and delivery to the destination.
@@ -204,6 +204,23 @@ pub struct DestinationSpec {
     pub xml_root: Option<String>,
 }
 
+impl TouchpointSpec {
+    /// Every secret the touchpoint refers to: its verification's (in the order verifiers try
+    /// them), then its secret destination headers'.
+    pub fn secret_refs(&self) -> impl Iterator<Item = &SecretKeyRef> {
+        self.source
+            .verification
+            .iter()
+            .flat_map(VerificationSpec::secret_refs)
+            .chain(
+                self.destination
+                    .headers
+                    .iter()
+                    .filter_map(|header| header.secret_key_ref.as_ref()),
+            )
+    }
+}
+
 /// One HTTP header.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -211,8 +228,13 @@ pub struct HeaderSpec {
     /// Header name.
     #[schemars(regex(pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))]
     pub name: String,
-    /// Header value.
+    /// Header value (empty when it comes from `secretKeyRef`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub value: String,
+    /// The value, read from a secret instead: credentials such as `Authorization` or an API
+    /// key. The API stores a secret header's value this way and shows only that it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
 }
 
 /// How the source payload becomes the destination payload. Rules build an object field by

@@ -13,7 +13,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use hookplane_mapping::MapError;
-use hookplane_sources::{Ack, Incoming, Limits, Received, Rejection, Reply, Stage};
+use hookplane_sources::{Ack, Incoming, Limits, Received, Redactor, Rejection, Reply, Stage};
 use hookplane_store::{IntakeLog, LogLevel, NewEvent, NewLog};
 use serde_json::{Map, Value, json};
 use tracing::{Span, field, instrument, warn};
@@ -242,11 +242,19 @@ async fn intake(
         }
     };
 
-    let headers = headers_json(request.headers, running.verifier.spec.header.as_deref());
+    // What is stored keeps no secret the delivery carried: not in a header, nor in the body
+    // (the payloads were redacted by `receive`).
+    let redactor = Redactor::new(&running.verifier);
+    let headers = headers_json(
+        request.headers,
+        running.verifier.spec.header.as_deref(),
+        &redactor,
+    );
+    let raw_body = redactor.bytes(request.body).into_owned();
     let mut new_events = Vec::with_capacity(events.len());
     for event in events {
         let key = ordering_key(state, running, event.payload()).await;
-        let new = NewEvent::received(touchpoint_id, event, headers.clone(), request.body.to_vec());
+        let new = NewEvent::received(touchpoint_id, event, headers.clone(), raw_body.clone());
         new_events.push(match key {
             Key::Ordered(key) => new.with_ordering_key(Some(key)),
             Key::Unordered => new,
@@ -380,7 +388,11 @@ async fn reject(
 
 /// The headers as stored: credentials and signatures (and `verification_header`, the one the
 /// touchpoint's verification reads) replaced by `[redacted]`. Pure.
-fn headers_json(headers: &HeaderMap, verification_header: Option<&str>) -> Value {
+fn headers_json(
+    headers: &HeaderMap,
+    verification_header: Option<&str>,
+    redactor: &Redactor,
+) -> Value {
     let mut object = Map::new();
     for (name, value) in headers {
         let secret = REDACTED_HEADERS.contains(&name.as_str())
@@ -388,7 +400,9 @@ fn headers_json(headers: &HeaderMap, verification_header: Option<&str>) -> Value
         let value = if secret {
             "[redacted]".to_owned()
         } else {
-            String::from_utf8_lossy(value.as_bytes()).into_owned()
+            redactor
+                .text(&String::from_utf8_lossy(value.as_bytes()))
+                .into_owned()
         };
         match object.get_mut(name.as_str()) {
             Some(Value::String(existing)) => {

@@ -255,14 +255,17 @@ mod tests {
             HeaderSpec {
                 name: "X-Api-Key".into(),
                 value: "overridden".into(),
+                ..Default::default()
             },
             HeaderSpec {
                 name: "Idempotency-Key".into(),
                 value: "mine".into(),
+                ..Default::default()
             },
             HeaderSpec {
                 name: "X-Tenant".into(),
                 value: "acme".into(),
+                ..Default::default()
             },
         ];
         let key = Uuid::now_v7();

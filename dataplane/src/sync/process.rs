@@ -25,7 +25,6 @@ use std::{
 };
 
 use chrono::Utc;
-use hookplane_crds::TouchpointSpec;
 use hookplane_mapping::{Sandbox, SandboxError};
 use hookplane_store::{Event, Store};
 use serde_json::Value;
@@ -134,7 +133,14 @@ impl Processor {
             return None;
         }
         let (exchange, permit) = self
-            .send(spec, destination, event.id, &request, admission, shutdown)
+            .send(
+                running,
+                destination,
+                event.id,
+                &request,
+                admission,
+                shutdown,
+            )
             .await?;
         let answer = Answer::of(&exchange, &spec.delivery, Utc::now());
         self.feedback(permit, &answer, exchange.duration);
@@ -150,13 +156,14 @@ impl Processor {
     /// admission gave the room back.
     async fn send(
         &self,
-        spec: &TouchpointSpec,
+        running: &Running,
         destination: &Destination,
         event_id: Uuid,
         request: &Request,
         admission: Admission,
         shutdown: &CancellationToken,
     ) -> Option<(Exchange, Option<Permit>)> {
+        let spec = running.touchpoint.spec();
         let timeout = Duration::from_secs(u64::from(spec.delivery.timeout_seconds));
         let deliverer = &self.deliverer;
         let tokens = destination.tokens.as_deref();
@@ -182,7 +189,7 @@ impl Processor {
         let delivery = |bearer| Delivery {
             method: spec.destination.method,
             url: &request.url,
-            headers: &spec.destination.headers,
+            headers: &running.destination_headers,
             body: &request.body,
             idempotency_key: event_id,
             timeout,

@@ -110,6 +110,7 @@ fn a_touchpoint_with_a_broken_reference_is_left_out_with_an_actionable_reason() 
     header.spec.destination.headers = vec![hookplane_crds::HeaderSpec {
         name: "Bad Header".into(),
         value: "x".into(),
+        ..Default::default()
     }];
     let (reason, message) = rejection(header, &secrets());
     assert_eq!(reason, "InvalidSpec");
