@@ -1,5 +1,11 @@
 //! The `hookplane` binary: parses the command line and wires the library together.
 
+/// jemalloc, tuned in `.cargo/config.toml` to give freed memory back to the system within a
+/// second: after a burst of large answers the process shrinks back instead of keeping the
+/// peak (glibc's arenas kept it). The evaluator processes run this binary too.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;

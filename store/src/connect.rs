@@ -142,6 +142,16 @@ fn sqlite_mode(url: &str) -> Option<&str> {
     query.split('&').find_map(|pair| pair.strip_prefix("mode="))
 }
 
+/// A reader connection's page cache: `-KiB`, as `PRAGMA cache_size` takes it (SQLite's
+/// default is 2000 KiB).
+const READER_CACHE_SIZE: &str = "-512";
+
+/// SQLite readers at most: reads of one file gain nothing from more, and each holds memory.
+const MAX_SQLITE_READERS: u32 = 4;
+
+/// How long a reader connection beyond the first stays open unused.
+const READER_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 async fn sqlite_file_pools(
     options: SqliteConnectOptions,
     create: bool,
@@ -176,11 +186,15 @@ async fn sqlite_file_pools(
                 "the URL's mode does not create the file: create it, or use mode=rwc".to_owned()
             },
         })?;
+    // Readers keep a small page cache each (the kernel's page cache holds the file anyway):
+    // a burst of reads on every pooled connection must not leave each with 2 MiB of pages. A
+    // connection opened for a burst closes after a minute idle.
     let db = SqlitePoolOptions::new()
-        .max_connections(max_connections)
+        .max_connections(max_connections.min(MAX_SQLITE_READERS))
         .test_before_acquire(false)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(options)
+        .idle_timeout(READER_IDLE_TIMEOUT)
+        .connect_with(options.pragma("cache_size", READER_CACHE_SIZE))
         .await
         .map_err(sqlx_open_error)?;
     Ok(Pools {
