@@ -5,6 +5,7 @@
 mod apps;
 mod authz;
 mod cluster;
+mod commit;
 mod crash;
 mod data_plane;
 mod destinations;
