@@ -175,6 +175,62 @@ pub async fn closed_loop(
     total
 }
 
+/// Send exactly `count` requests (sequence numbers `first_seq..first_seq + count`) over
+/// `concurrency` connections, each sending its next as soon as the last is answered.
+pub async fn send_count(
+    address: SocketAddr,
+    concurrency: usize,
+    count: u64,
+    first_seq: u64,
+    make: RequestFactory,
+) -> LoadResult {
+    let next = Arc::new(AtomicU64::new(first_seq));
+    let end = first_seq + count;
+    let started = Instant::now();
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let next = Arc::clone(&next);
+        let make = Arc::clone(&make);
+        workers.push(tokio::spawn(async move {
+            let mut connection = Connection::new(address);
+            let mut result = LoadResult::default();
+            loop {
+                let seq = next.fetch_add(1, Ordering::Relaxed);
+                if seq >= end {
+                    return result;
+                }
+                let sent = Instant::now();
+                match connection.send(make(seq)).await {
+                    Ok(status) if (200..300).contains(&status) => {
+                        result.ok += 1;
+                        result.latencies.push(nanos(sent.elapsed()));
+                    }
+                    Ok(status) => {
+                        result.errors += 1;
+                        result
+                            .first_error
+                            .get_or_insert_with(|| format!("HTTP {status}"));
+                    }
+                    Err(error) => {
+                        result.errors += 1;
+                        result
+                            .first_error
+                            .get_or_insert_with(|| format!("{error:#}"));
+                    }
+                }
+            }
+        }));
+    }
+    let mut total = LoadResult::default();
+    for worker in workers {
+        if let Ok(result) = worker.await {
+            total.merge(result);
+        }
+    }
+    total.window = started.elapsed();
+    total
+}
+
 /// One request of an open-loop run.
 #[derive(Clone, Copy, Debug)]
 pub struct Sent {

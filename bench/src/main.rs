@@ -73,6 +73,11 @@ enum Scenario {
     All,
     /// Signed webhooks at fixed concurrency against SQLite, vs a bare axum server.
     Ingest,
+    /// The same with Auto-sync on: intake vs the bare server, and the share delivered within
+    /// 2 s after the window.
+    IngestSync,
+    /// A stored backlog delivered with intake idle: deliveries per second.
+    Backlog,
     /// Webhook -> 20-field mapping -> destination, open loop at a fixed rate, and a ramp.
     E2e,
     /// The 20-field mapping in-process, vs serde_json parse and serialize.
@@ -161,6 +166,8 @@ async fn run_all(scenario: Scenario, settings: Settings) -> bool {
     let chosen: &[Scenario] = match scenario {
         Scenario::All => &[
             Scenario::Ingest,
+            Scenario::IngestSync,
+            Scenario::Backlog,
             Scenario::E2e,
             Scenario::Mapping,
             Scenario::Fanout,
@@ -180,6 +187,8 @@ async fn run_all(scenario: Scenario, settings: Settings) -> bool {
         );
         let lines = match scenario {
             Scenario::Ingest => run.ingest().await.map(|l| vec![l]),
+            Scenario::IngestSync => run.ingest_sync().await.map(|l| vec![l]),
+            Scenario::Backlog => run.backlog().await.map(|l| vec![l]),
             Scenario::E2e => run.e2e().await.map(|l| vec![l]),
             Scenario::Mapping => run.mapping().await.map(|l| vec![l]),
             Scenario::Fanout => run.fanout().await.map(|l| vec![l]),

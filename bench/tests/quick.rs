@@ -62,6 +62,13 @@ fn every_scenario_produces_figures() {
         positive(ingest, "/baseline/requests_per_s");
         positive(ingest, "/ratio_to_baseline/throughput");
     }
+    let sync = line("ingest-sync");
+    positive(sync, "/hookplane/requests_per_s");
+    positive(sync, "/hookplane/delivered_total");
+    positive(sync, "/ratio_to_baseline/throughput");
+    let backlog = line("backlog");
+    positive(backlog, "/delivered");
+    positive(backlog, "/deliveries_per_s");
     for name in ["e2e", "postgres-e2e"] {
         if name.starts_with("postgres") && postgres.is_none() {
             continue;

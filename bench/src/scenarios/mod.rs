@@ -8,6 +8,7 @@ mod footprint;
 mod ingest;
 mod mapping;
 mod postgres;
+mod pressure;
 
 use std::{
     path::PathBuf,
