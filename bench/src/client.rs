@@ -105,6 +105,29 @@ impl LoadResult {
         }
     }
 
+    /// Count one request that took `latency`: 2xx is ok, anything else an error (the first
+    /// kept to say why). True when the request got no answer at all.
+    fn record(&mut self, outcome: Result<u16>, latency: Duration) -> bool {
+        match outcome {
+            Ok(status) if (200..300).contains(&status) => {
+                self.ok += 1;
+                self.latencies.push(nanos(latency));
+                false
+            }
+            Ok(status) => {
+                self.errors += 1;
+                self.first_error
+                    .get_or_insert_with(|| format!("HTTP {status}"));
+                false
+            }
+            Err(error) => {
+                self.errors += 1;
+                self.first_error.get_or_insert_with(|| format!("{error:#}"));
+                true
+            }
+        }
+    }
+
     pub fn per_second(&self) -> f64 {
         self.ok as f64 / self.window.as_secs_f64().max(1e-9)
     }
@@ -141,26 +164,9 @@ pub async fn closed_loop(
                 if sent < measure_from {
                     continue;
                 }
-                let latency = sent.elapsed();
-                match outcome {
-                    Ok(status) if (200..300).contains(&status) => {
-                        result.ok += 1;
-                        result.latencies.push(nanos(latency));
-                    }
-                    Ok(status) => {
-                        result.errors += 1;
-                        result
-                            .first_error
-                            .get_or_insert_with(|| format!("HTTP {status}"));
-                    }
-                    Err(error) => {
-                        result.errors += 1;
-                        result
-                            .first_error
-                            .get_or_insert_with(|| format!("{error:#}"));
-                        // Do not spin on a refused connection.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
+                if result.record(outcome, sent.elapsed()) {
+                    // Do not spin on a refused connection.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
         }));
@@ -200,24 +206,8 @@ pub async fn send_count(
                     return result;
                 }
                 let sent = Instant::now();
-                match connection.send(make(seq)).await {
-                    Ok(status) if (200..300).contains(&status) => {
-                        result.ok += 1;
-                        result.latencies.push(nanos(sent.elapsed()));
-                    }
-                    Ok(status) => {
-                        result.errors += 1;
-                        result
-                            .first_error
-                            .get_or_insert_with(|| format!("HTTP {status}"));
-                    }
-                    Err(error) => {
-                        result.errors += 1;
-                        result
-                            .first_error
-                            .get_or_insert_with(|| format!("{error:#}"));
-                    }
-                }
+                let outcome = connection.send(make(seq)).await;
+                result.record(outcome, sent.elapsed());
             }
         }));
     }

@@ -321,19 +321,22 @@ async fn kubectl_applied_resources_appear_read_only_and_follow_the_cluster(backe
         changed["spec"]["filter"], ".total > 0",
         "the draft follows the cluster"
     );
-    let logs = gql_ok(&server, LOG_PAGE, json!({ "id": uid })).await;
-    let messages: Vec<&str> = logs["logBucket"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["node"]["message"].as_str())
-        .collect();
-    assert!(
-        messages
-            .iter()
-            .any(|m| m.contains("changed in the cluster") && m.contains("generation 2")),
-        "{messages:?}"
-    );
+    // The log entry is written just after the change it reports: wait for it.
+    eventually(WAIT, "the kubectl change in the touchpoint's log", || {
+        let server = &server;
+        let uid = uid.clone();
+        async move {
+            let logs = gql_ok(server, LOG_PAGE, json!({ "id": uid })).await;
+            let logged = logs["logBucket"]["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["node"]["message"].as_str())
+                .any(|m| m.contains("changed in the cluster") && m.contains("generation 2"));
+            logged.then_some(())
+        }
+    })
+    .await;
 
     // A portal touchpoint cannot take an endpoint a kubectl one holds.
     let portal_connection = connection(&server).await;
