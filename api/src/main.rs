@@ -255,10 +255,7 @@ impl ApiArgs {
             },
             max_depth: graphql_max_depth,
             max_complexity: graphql_max_complexity,
-            cors_origins: cors_origins
-                .into_iter()
-                .filter(|origin| !origin.trim().is_empty())
-                .collect(),
+            cors_origins,
         }
     }
 }

@@ -171,12 +171,7 @@ pub async fn closed_loop(
             }
         }));
     }
-    let mut total = LoadResult::default();
-    for worker in workers {
-        if let Ok(result) = worker.await {
-            total.merge(result);
-        }
-    }
+    let mut total = merged(workers).await;
     total.window = duration;
     total
 }
@@ -211,13 +206,19 @@ pub async fn send_count(
             }
         }));
     }
+    let mut total = merged(workers).await;
+    total.window = started.elapsed();
+    total
+}
+
+/// The workers' results, added up (a worker that panicked counts nothing).
+async fn merged(workers: Vec<tokio::task::JoinHandle<LoadResult>>) -> LoadResult {
     let mut total = LoadResult::default();
     for worker in workers {
         if let Ok(result) = worker.await {
             total.merge(result);
         }
     }
-    total.window = started.elapsed();
     total
 }
 

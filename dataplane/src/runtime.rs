@@ -20,7 +20,7 @@ use hookplane_crds::{
     config::{FORMAT_VERSION, RenderedConfig},
 };
 use hookplane_mapping::{Limits, Sandbox};
-use hookplane_sources::{SourceApp, VerifierConfig};
+use hookplane_sources::{Redactor, SourceApp, VerifierConfig};
 use hookplane_store::{ClaimFilter, ExternalTouchpoint, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -43,6 +43,8 @@ pub struct Running {
     pub app: &'static dyn SourceApp,
     /// The verification settings with their secret values resolved.
     pub verifier: VerifierConfig,
+    /// Finds those secrets in what a delivery carried, to keep them out of the store.
+    pub redactor: Redactor,
     /// The source schema payloads are validated against, if the touchpoint names one.
     pub schema: Option<SourceSchema>,
     /// The limits its mapping, filter and ordering key run under: its own, else the
@@ -526,6 +528,7 @@ impl Runtime {
                 secret_key_ref: None,
             });
         }
+        let redactor = Redactor::new(&verifier);
         let schema = match spec.source.schema.as_deref() {
             None => None,
             Some(name) => match match published.tenant {
@@ -554,6 +557,7 @@ impl Runtime {
             touchpoint: validated,
             app,
             verifier,
+            redactor,
             schema,
             organization: published.tenant.map(|tenant| tenant.slug.clone()),
             destination_headers,

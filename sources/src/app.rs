@@ -66,6 +66,12 @@ impl ParsedEvent {
         self.topic.as_deref()
     }
 
+    /// Replaces the secrets `redactor` knows in the payload (after verification, before
+    /// anything stores or evaluates it).
+    pub fn redact(&mut self, redactor: &crate::Redactor) {
+        redactor.value(&mut self.payload);
+    }
+
     /// The payload, giving the event up (for storing it).
     pub fn into_payload(self) -> Value {
         self.payload

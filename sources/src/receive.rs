@@ -17,7 +17,6 @@ use crate::{
     body::{Limits, ParseError},
     config::{ConfigError, VerifierConfig},
     incoming::Incoming,
-    redact::Redactor,
     verify::VerifyError,
 };
 
@@ -77,8 +76,8 @@ pub enum Received {
     Events(Vec<ParsedEvent>),
 }
 
-/// Runs classify, verify and parse for one delivery; the events' payloads have the
-/// configured secrets redacted (the caller redacts what else it stores, with a [`Redactor`]).
+/// Runs classify, verify and parse for one delivery. What the events carry is as sent: the
+/// caller redacts the configured secrets (see [`crate::Redactor`]) before storing them.
 pub fn receive<'a>(
     app: &dyn SourceApp,
     req: Incoming<'a>,
@@ -90,12 +89,7 @@ pub fn receive<'a>(
         return Ok(Received::Ping);
     }
     let verified = verify(app, req, cfg, now)?;
-    let mut events = app.parse(&verified, limits)?;
-    // The proof is checked: a secret the delivery carried in its body is not kept.
-    let redactor = Redactor::new(cfg);
-    for event in &mut events {
-        redactor.value(&mut event.payload);
-    }
+    let events = app.parse(&verified, limits)?;
     Ok(Received::Events(events))
 }
 

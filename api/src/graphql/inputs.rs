@@ -5,6 +5,7 @@
 
 use async_graphql::{Enum, ID, InputObject};
 use hookplane_crds as crds;
+use hookplane_sources::REDACTED;
 
 use super::types::{HttpMethod, OrderingFailure, PayloadFormat};
 use crate::portal::SecretWrites;
@@ -212,9 +213,6 @@ impl HeaderInput {
     }
 }
 
-/// What a write-only value is shown as.
-pub const REDACTED: &str = "[redacted]";
-
 /// Whether a header name reads like a credential. Pure.
 pub fn is_credential_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
@@ -332,13 +330,13 @@ impl UpdateTouchpointInput {
         if let Some(show) = show_in_agent {
             spec.show_in_agent = show;
         }
+        // New secret values (verification, destination headers) go under one Secret name.
+        let secret_name = format!("touchpoint-{id}");
         if let Some(source) = source {
-            let secret_name = format!("touchpoint-{id}");
             let previous = spec.source.verification.clone();
             spec.source = source.into_spec(&secret_name, previous.as_ref(), secrets);
         }
         if let Some(destination) = destination {
-            let secret_name = format!("touchpoint-{id}");
             spec.destination =
                 destination.into_spec(&secret_name, Some(&spec.destination), secrets);
         }

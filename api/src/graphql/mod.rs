@@ -205,13 +205,14 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
 
 /// CORS for `/graphql`, off unless origins are configured: a page of one of `origins` may
 /// POST with `Authorization` and `Content-Type` headers (preflights cached 10 minutes); no
-/// cookies are involved, so no credentials mode. An origin that is not a valid header value
-/// is left out (the flag is checked when the server starts).
+/// cookies are involved, so no credentials mode. `origins` come checked and normalized by the
+/// flag's parser; one that is not a header value is left out.
 fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     use tower_http::cors::{AllowOrigin, CorsLayer};
     let origins: Vec<axum::http::HeaderValue> = origins
         .iter()
-        .filter_map(|origin| origin.trim().trim_end_matches('/').parse().ok())
+        .filter(|origin| !origin.is_empty())
+        .filter_map(|origin| origin.parse().ok())
         .collect();
     if origins.is_empty() {
         return None;

@@ -8,7 +8,6 @@ use serde_json::Value;
 use super::{
     context,
     error::{ApiError, ApiResult},
-    inputs::REDACTED,
 };
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -402,7 +401,7 @@ impl From<&hookplane_crds::TouchpointSpec> for TouchpointSpec {
                     .map(|h| match &h.secret_key_ref {
                         Some(_) => Header {
                             name: h.name.clone(),
-                            value: REDACTED.to_owned(),
+                            value: hookplane_sources::REDACTED.to_owned(),
                             secret: true,
                             has_value: true,
                         },

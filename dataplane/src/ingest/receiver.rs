@@ -13,7 +13,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use hookplane_mapping::MapError;
-use hookplane_sources::{Ack, Incoming, Limits, Received, Redactor, Rejection, Reply, Stage};
+use hookplane_sources::{
+    Ack, Incoming, Limits, REDACTED, Received, Redactor, Rejection, Reply, Stage,
+};
 use hookplane_store::{IntakeLog, LogLevel, NewEvent, NewLog};
 use serde_json::{Map, Value, json};
 use tracing::{Span, field, instrument, warn};
@@ -242,17 +244,18 @@ async fn intake(
         }
     };
 
-    // What is stored keeps no secret the delivery carried: not in a header, nor in the body
-    // (the payloads were redacted by `receive`).
-    let redactor = Redactor::new(&running.verifier);
+    // What is stored keeps no secret the delivery carried: not in a header, the body or a
+    // payload (redacted before the ordering key sees it).
+    let redactor = &running.redactor;
     let headers = headers_json(
         request.headers,
         running.verifier.spec.header.as_deref(),
-        &redactor,
+        redactor,
     );
     let raw_body = redactor.bytes(request.body).into_owned();
     let mut new_events = Vec::with_capacity(events.len());
-    for event in events {
+    for mut event in events {
+        event.redact(redactor);
         let key = ordering_key(state, running, event.payload()).await;
         let new = NewEvent::received(touchpoint_id, event, headers.clone(), raw_body.clone());
         new_events.push(match key {
@@ -398,7 +401,7 @@ fn headers_json(
         let secret = REDACTED_HEADERS.contains(&name.as_str())
             || verification_header.is_some_and(|header| name.as_str().eq_ignore_ascii_case(header));
         let value = if secret {
-            "[redacted]".to_owned()
+            REDACTED.to_owned()
         } else {
             redactor
                 .text(&String::from_utf8_lossy(value.as_bytes()))
