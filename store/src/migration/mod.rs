@@ -8,6 +8,7 @@ mod m20251129_000001_initial;
 mod m20251129_000002_sync_engine;
 mod m20251129_000003_cluster;
 mod m20261203_000004_tenancy;
+mod m20261204_000005_claim_index;
 
 /// All migrations, oldest first.
 pub(crate) struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20251129_000002_sync_engine::Migration),
             Box::new(m20251129_000003_cluster::Migration),
             Box::new(m20261203_000004_tenancy::Migration),
+            Box::new(m20261204_000005_claim_index::Migration),
         ]
     }
 }
