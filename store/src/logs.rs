@@ -202,14 +202,9 @@ impl Store {
 /// Rows per `INSERT`: 7 parameters each stays far below every backend's parameter limit.
 const INSERT_CHUNK: usize = 1000;
 
-/// Inserts `logs` on `txn` (inside the group-commit writer), a thousand rows per statement.
-pub(crate) async fn insert(
-    txn: &impl ConnectionTrait,
-    logs: Vec<NewLog>,
-    now: DateTime<Utc>,
-) -> Result<Vec<LogEntry>, StoreError> {
-    let entries: Vec<LogEntry> = logs
-        .into_iter()
+/// The entries `logs` become when written at `now` (each with a fresh id).
+pub(crate) fn entries(logs: Vec<NewLog>, now: DateTime<Utc>) -> Vec<LogEntry> {
+    logs.into_iter()
         .map(|new| LogEntry {
             id: Uuid::now_v7(),
             touchpoint_id: new.touchpoint_id,
@@ -219,22 +214,26 @@ pub(crate) async fn insert(
             message: new.message,
             fields: new.fields,
         })
-        .collect();
-    if entries.is_empty() {
-        return Ok(entries);
-    }
-    let rows = entries.iter().map(|entry| log::ActiveModel {
-        id: Set(entry.id),
-        touchpoint_id: Set(entry.touchpoint_id),
-        event_id: Set(entry.event_id),
-        time: Set(entry.time),
-        level: Set(entry.level.rank()),
-        message: Set(entry.message.clone()),
-        fields: Set(entry.fields.clone()),
-    });
-    let rows: Vec<_> = rows.collect();
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        log::Entity::insert_many(chunk.iter().cloned())
+        .collect()
+}
+
+/// Inserts `entries` on `txn` (inside the group-commit writer), a thousand rows per
+/// statement. [`StoreError::TouchpointNotFound`] when one names an unknown touchpoint.
+pub(crate) async fn insert_entries(
+    txn: &impl ConnectionTrait,
+    entries: &[LogEntry],
+) -> Result<(), StoreError> {
+    for chunk in entries.chunks(INSERT_CHUNK) {
+        let rows = chunk.iter().map(|entry| log::ActiveModel {
+            id: Set(entry.id),
+            touchpoint_id: Set(entry.touchpoint_id),
+            event_id: Set(entry.event_id),
+            time: Set(entry.time),
+            level: Set(entry.level.rank()),
+            message: Set(entry.message.clone()),
+            fields: Set(entry.fields.clone()),
+        });
+        log::Entity::insert_many(rows)
             .exec_without_returning(txn)
             .await
             .map_err(|error| {
@@ -245,7 +244,7 @@ pub(crate) async fn insert(
                 }
             })?;
     }
-    Ok(entries)
+    Ok(())
 }
 
 #[cfg(test)]

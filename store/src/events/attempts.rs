@@ -11,8 +11,8 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::{Expr, ExprTrait, Func, Query},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -140,6 +140,7 @@ impl Store {
 }
 
 /// The event an attempt belongs to, as the outcome left it.
+#[derive(Clone, Debug)]
 pub(crate) struct AttemptOf {
     pub(crate) event_id: Uuid,
     pub(crate) touchpoint_id: Uuid,
@@ -147,40 +148,79 @@ pub(crate) struct AttemptOf {
     pub(crate) trigger: AttemptTrigger,
 }
 
-/// Inserts the next attempt of an event on `txn` (inside the outcome's transaction).
-pub(crate) async fn insert(
-    txn: &impl ConnectionTrait,
+/// An attempt waiting for its batch's insert; its number is the event's next.
+#[derive(Clone, Debug)]
+pub(crate) struct NewAttempt {
     of: AttemptOf,
     record: AttemptRecord,
+}
+
+impl NewAttempt {
+    pub(crate) fn new(of: AttemptOf, record: AttemptRecord) -> Self {
+        Self { of, record }
+    }
+}
+
+/// Rows per `INSERT` (11 parameters each, far below every backend's parameter limit).
+const INSERT_CHUNK: usize = 500;
+
+/// Inserts `attempts` on `txn` (inside the outcomes' transaction), numbering each after the
+/// last attempt of its event. Only the lease holder writes attempts of an event, and the
+/// outcome's update holds the event's row, so the next number cannot race; a batch holds at
+/// most one attempt per event (one outcome per lease).
+pub(crate) async fn insert_all(
+    txn: &impl ConnectionTrait,
+    attempts: &[NewAttempt],
 ) -> Result<(), sea_orm::DbErr> {
-    // Only the lease holder writes attempts of an event, and the outcome's update holds the
-    // event's row, so the next number cannot race.
-    let last: Option<Option<i32>> = attempt::Entity::find()
-        .select_only()
-        .column_as(attempt::Column::Number.max(), "number")
-        .filter(attempt::Column::EventId.eq(of.event_id))
-        .into_tuple()
-        .one(txn)
-        .await?;
-    let number = last.flatten().unwrap_or(0).saturating_add(1);
-    let row = attempt::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        event_id: Set(of.event_id),
-        touchpoint_id: Set(of.touchpoint_id),
-        number: Set(number),
-        started_at: Set(time::stored(record.started_at)),
-        duration_ms: Set(i64::try_from(record.duration_ms).unwrap_or(i64::MAX)),
-        response_status: Set(record.response_status),
-        error: Set(record.error.map(|error| bounded(error, ERROR_MAX_BYTES))),
-        response_snippet: Set(record
-            .response_snippet
-            .map(|snippet| bounded(snippet, SNIPPET_MAX_BYTES))),
-        generation: Set(of.generation),
-        trigger: Set(of.trigger.as_str().to_owned()),
-    };
-    attempt::Entity::insert(row)
-        .exec_without_returning(txn)
-        .await?;
+    for chunk in attempts.chunks(INSERT_CHUNK) {
+        let mut insert = Query::insert();
+        insert.into_table(attempt::Entity).columns([
+            attempt::Column::Id,
+            attempt::Column::EventId,
+            attempt::Column::TouchpointId,
+            attempt::Column::Number,
+            attempt::Column::StartedAt,
+            attempt::Column::DurationMs,
+            attempt::Column::ResponseStatus,
+            attempt::Column::Error,
+            attempt::Column::ResponseSnippet,
+            attempt::Column::Generation,
+            attempt::Column::Trigger,
+        ]);
+        for NewAttempt { of, record } in chunk.iter().cloned() {
+            let next_number = Query::select()
+                .expr(
+                    Expr::expr(Func::coalesce([
+                        Expr::col(attempt::Column::Number).max(),
+                        Expr::val(0),
+                    ]))
+                    .add(1),
+                )
+                .from(attempt::Entity)
+                .and_where(attempt::Column::EventId.eq(of.event_id))
+                .to_owned();
+            insert
+                .values([
+                    Expr::val(Uuid::now_v7()),
+                    Expr::val(of.event_id),
+                    Expr::val(of.touchpoint_id),
+                    Expr::SubQuery(None, Box::new(next_number.into())),
+                    Expr::val(time::stored(record.started_at)),
+                    Expr::val(i64::try_from(record.duration_ms).unwrap_or(i64::MAX)),
+                    Expr::val(record.response_status),
+                    Expr::val(record.error.map(|error| bounded(error, ERROR_MAX_BYTES))),
+                    Expr::val(
+                        record
+                            .response_snippet
+                            .map(|snippet| bounded(snippet, SNIPPET_MAX_BYTES)),
+                    ),
+                    Expr::val(of.generation),
+                    Expr::val(of.trigger.as_str()),
+                ])
+                .map_err(|error| sea_orm::DbErr::Custom(error.to_string()))?;
+        }
+        txn.execute(&insert).await?;
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Recording what processing a leased event came to: its status, the attempt row of the
 //! request that decided it (if one was made), its retry schedule, and optionally the log
-//! entry that tells the story, all in one savepoint of one group commit.
+//! entry that tells the story, all in one group commit (together, or not at all).
 //!
 //! Guarantees: an outcome applies only while the event still carries the lease it names
 //! ([`StoreError::LeaseLost`] otherwise, with nothing changed: see [`super::queue`]); the
@@ -19,11 +19,12 @@ use uuid::Uuid;
 
 use super::{
     Event, EventStatus, Outcome,
-    attempts::{self, AttemptOf},
+    attempts::{AttemptOf, NewAttempt},
     queue::lease_lost_or_missing,
 };
 use crate::{
     AttemptTrigger, LogEntry, LogLevel, NewLog, Store, StoreError, entity::event, logs, time,
+    writer::Deferred,
 };
 
 /// The log entry written with an outcome, about its event (see
@@ -99,32 +100,49 @@ impl Store {
     }
 }
 
-/// Applies an outcome and writes its log entry, if any, on `txn` (inside the group-commit
-/// writer). An error leaves the caller to roll both back.
+/// One outcome to record.
+#[derive(Clone)]
+pub(crate) struct Work {
+    pub(crate) id: Uuid,
+    pub(crate) lease_id: Uuid,
+    pub(crate) outcome: Outcome,
+    pub(crate) log: Option<OutcomeLog>,
+}
+
+/// Applies an outcome on `txn` (inside the group-commit writer); its attempt row and log
+/// entry, if any, go to `deferred`, which the batch inserts before its commit. An error
+/// leaves the caller to roll all of it back.
 pub(crate) async fn apply(
     txn: &impl ConnectionTrait,
-    id: Uuid,
-    lease_id: Uuid,
-    outcome: Outcome,
-    log: Option<OutcomeLog>,
+    work: Work,
     now: DateTime<Utc>,
+    deferred: &mut Deferred,
 ) -> Result<Recorded, StoreError> {
-    let event = apply_outcome(txn, id, lease_id, outcome, now).await?;
-    let log = match log {
-        Some(log) => logs::insert(txn, vec![log.entry(&event)], now).await?.pop(),
-        None => None,
-    };
+    let Work {
+        id,
+        lease_id,
+        outcome,
+        log,
+    } = work;
+    let (event, attempt) = apply_outcome(txn, id, lease_id, outcome, now).await?;
+    if let Some(attempt) = attempt {
+        deferred.attempt(attempt);
+    }
+    let log = log.and_then(|log| logs::entries(vec![log.entry(&event)], now).pop());
+    if let Some(entry) = &log {
+        deferred.log(std::slice::from_ref(entry));
+    }
     Ok(Recorded { event, log })
 }
 
-/// Updates the event if it still carries `lease_id` and inserts the attempt row, if any.
+/// Updates the event if it still carries `lease_id`; returns it and its attempt row, if any.
 async fn apply_outcome(
     txn: &impl ConnectionTrait,
     id: Uuid,
     lease_id: Uuid,
     outcome: Outcome,
     now: DateTime<Utc>,
-) -> Result<Event, StoreError> {
+) -> Result<(Event, Option<NewAttempt>), StoreError> {
     let mut update = event::Entity::update_many()
         .filter(event::Column::Id.eq(id))
         .filter(event::Column::LeaseId.eq(lease_id))
@@ -214,7 +232,7 @@ async fn apply_outcome(
             .await
             .map_err(StoreError::RecordOutcome)?);
     };
-    if let Some(record) = attempt {
+    let attempt = attempt.map(|record| {
         let of = AttemptOf {
             event_id: row.id,
             touchpoint_id: row.touchpoint_id,
@@ -225,9 +243,7 @@ async fn apply_outcome(
                 AttemptTrigger::Auto
             },
         };
-        attempts::insert(txn, of, record)
-            .await
-            .map_err(StoreError::RecordOutcome)?;
-    }
-    Event::try_from(row)
+        NewAttempt::new(of, record)
+    });
+    Ok((Event::try_from(row)?, attempt))
 }

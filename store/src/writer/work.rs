@@ -5,12 +5,11 @@
 use std::sync::{Arc, atomic::Ordering};
 
 use sea_orm::{DatabaseTransaction, DbErr};
-use uuid::Uuid;
 
-use super::Counters;
+use super::{Counters, deferred::Deferred};
 use crate::{
     Change, ChangeKind, ChangedRow, Clock, StoreError,
-    events::{self, Appended, IntakeLog, NewEvent, Outcome, OutcomeLog, outcome::Recorded},
+    events::{self, Appended, IntakeLog, NewEvent, outcome::Recorded},
     logs::{self, LogEntry, NewLog},
 };
 
@@ -30,10 +29,13 @@ pub(crate) struct Context {
 /// One kind of write the task runs.
 pub(super) trait Work: Send + Sized + Clone {
     type Output: Send;
+    /// Writes the request on `txn`; rows nothing reads back go to `deferred`, which the
+    /// batch inserts before its commit.
     async fn apply(
         self,
         txn: &DatabaseTransaction,
         context: &Context,
+        deferred: &mut Deferred,
     ) -> Result<Self::Output, StoreError>;
     /// The changes to publish once the output is committed.
     fn changes(output: &Self::Output) -> Vec<Change>;
@@ -50,6 +52,7 @@ impl Work for Vec<NewEvent> {
         self,
         txn: &DatabaseTransaction,
         context: &Context,
+        _deferred: &mut Deferred,
     ) -> Result<Vec<Appended>, StoreError> {
         events::append::insert(txn, self, context).await
     }
@@ -90,10 +93,13 @@ impl Work for Vec<NewLog> {
 
     async fn apply(
         self,
-        txn: &DatabaseTransaction,
+        _txn: &DatabaseTransaction,
         context: &Context,
+        deferred: &mut Deferred,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        logs::insert(txn, self, context.clock.now()).await
+        let entries = logs::entries(self, context.clock.now());
+        deferred.log(&entries);
+        Ok(entries)
     }
 
     fn changes(output: &Vec<LogEntry>) -> Vec<Change> {
@@ -120,7 +126,7 @@ impl Work for Vec<NewLog> {
     }
 }
 
-/// Intake: events and their log entries, in one savepoint.
+/// Intake: events and their log entries, together.
 #[derive(Clone)]
 pub(super) struct IntakeWork {
     pub(super) events: Vec<NewEvent>,
@@ -140,10 +146,12 @@ impl Work for IntakeWork {
         self,
         txn: &DatabaseTransaction,
         context: &Context,
+        deferred: &mut Deferred,
     ) -> Result<Received, StoreError> {
         let appended = events::append::insert(txn, self.events, context).await?;
         let entries = appended.iter().map(|a| self.log.entry(a)).collect();
-        let logs = logs::insert(txn, entries, context.clock.now()).await?;
+        let logs = logs::entries(entries, context.clock.now());
+        deferred.log(&logs);
         Ok(Received { appended, logs })
     }
 
@@ -163,14 +171,8 @@ impl Work for IntakeWork {
     }
 }
 
-/// An outcome, with its log entry when the caller gives one, in one savepoint.
-#[derive(Clone)]
-pub(super) struct OutcomeWork {
-    pub(super) id: Uuid,
-    pub(super) lease_id: Uuid,
-    pub(super) outcome: Outcome,
-    pub(super) log: Option<OutcomeLog>,
-}
+/// An outcome, with its log entry when the caller gives one, together.
+pub(super) use crate::events::outcome::Work as OutcomeWork;
 
 impl Work for OutcomeWork {
     type Output = Recorded;
@@ -179,9 +181,9 @@ impl Work for OutcomeWork {
         self,
         txn: &DatabaseTransaction,
         context: &Context,
+        deferred: &mut Deferred,
     ) -> Result<Recorded, StoreError> {
-        let now = context.clock.now();
-        events::outcome::apply(txn, self.id, self.lease_id, self.outcome, self.log, now).await
+        events::outcome::apply(txn, self, context.clock.now(), deferred).await
     }
 
     fn changes(recorded: &Recorded) -> Vec<Change> {

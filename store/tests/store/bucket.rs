@@ -20,6 +20,7 @@ backend_tests!(
     duplicates_are_absorbed,
     duplicates_are_absorbed_within_the_dedupe_window_only,
     a_bad_request_fails_alone,
+    a_bad_log_request_fails_alone,
     events_page_newest_first,
     events_are_counted_per_status,
     changes_are_published_after_commit,
@@ -323,6 +324,42 @@ async fn a_bad_request_fails_alone(h: &Harness) {
             .expect("empty")
             .is_empty()
     );
+}
+
+/// Log entries are inserted for a whole batch at once, just before its commit: one naming an
+/// unknown touchpoint still fails only its own request, and the others' entries are stored.
+async fn a_bad_log_request_fails_alone(h: &Harness) {
+    let touchpoint = h.running_touchpoint("orders").await;
+    let unknown = Uuid::now_v7();
+    let start = Arc::new(Barrier::new(21));
+    let tasks: Vec<_> = (0..21)
+        .map(|n| {
+            let store = h.store.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let owner = if n == 10 { unknown } else { touchpoint.id };
+                store
+                    .append_logs(vec![new_log(owner, LogLevel::Info, &format!("log {n}"))])
+                    .await
+            })
+        })
+        .collect();
+    let mut stored = Vec::new();
+    for (n, task) in tasks.into_iter().enumerate() {
+        match task.await.expect("task") {
+            Ok(entries) => stored.extend(entries),
+            Err(error) => {
+                assert_eq!(n, 10);
+                assert!(matches!(error, StoreError::TouchpointNotFound), "{error:?}");
+            }
+        }
+    }
+    assert_eq!(stored.len(), 20);
+    for entry in &stored {
+        let read = h.store.log_entry(entry.id).await.expect("read");
+        assert_eq!(read.as_ref(), Some(entry), "an answered entry is stored");
+    }
 }
 
 async fn events_page_newest_first(h: &Harness) {
