@@ -8,6 +8,11 @@
 //! A key last seen before the window returns no row: that event's key is retired (moved to
 //! `retired_dedupe_key`, out of the unique index) and the insert runs again, in the same
 //! savepoint, so the new event takes the key atomically. The common path stays one statement.
+//!
+//! The group-commit writer first tries the whole batch's events in a few multi-row statements
+//! ([`insert_batch`]), telling new from duplicate rows by the id each was given; the rare
+//! cases (an unknown touchpoint, a key to retire, one key twice in a batch) run event by
+//! event as above.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -100,35 +105,7 @@ pub(crate) async fn insert(
         let cutoff = time::before(now, context.dedupe_window);
         let touchpoint_id = new.touchpoint_id;
         let dedupe_key = new.dedupe_key.clone();
-        let (status, last_error, parked) = match new.intake_failure {
-            None => (EventStatus::Unprocessed, None, false),
-            Some(failure) => (EventStatus::Failed, Some(failure.error), failure.parked),
-        };
-        let row = event::ActiveModel {
-            id: Set(id),
-            touchpoint_id: Set(new.touchpoint_id),
-            received_at: Set(now),
-            headers: Set(new.headers),
-            raw_body: Set(new.raw_body),
-            payload: Set(new.payload),
-            dedupe_key: Set(new.dedupe_key),
-            duplicates: Set(0),
-            status: Set(status.as_str().to_owned()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            lease_until: Set(None),
-            mapped_output: Set(None),
-            last_error: Set(last_error),
-            response_status: Set(None),
-            published_generation: Set(None),
-            updated_at: Set(now),
-            lease_id: Set(None),
-            ordering_key: Set(new.ordering_key),
-            parked: Set(parked),
-            retired_dedupe_key: Set(None),
-            last_attempt_at: Set(None),
-            resynced_at: Set(None),
-        };
+        let row = row(id, new, now);
         // `insert_many` of one row: its RETURNING yields no row (rather than an error) when
         // the conflict's update did not apply.
         let insert = || {
@@ -150,14 +127,115 @@ pub(crate) async fn insert(
                     .ok_or(StoreError::AppendEvents(DbErr::RecordNotInserted))?
             }
         };
-        let stored = Event::try_from(stored)?;
-        appended.push(if stored.id == id {
-            Appended::Created(stored)
-        } else {
-            Appended::Duplicate(stored)
-        });
+        appended.push(judged(id, Event::try_from(stored)?));
     }
     Ok(appended)
+}
+
+/// Rows per multi-row `INSERT` (23 parameters each, far below every backend's limit).
+const INSERT_CHUNK: usize = 500;
+
+/// Whether [`insert_batch`] can take `events`: no two share a touchpoint and dedupe key (one
+/// statement cannot both insert a key and absorb its duplicate).
+pub(crate) fn batchable<'a>(events: impl IntoIterator<Item = &'a NewEvent>) -> bool {
+    let mut keys = std::collections::HashSet::new();
+    events.into_iter().all(|new| match &new.dedupe_key {
+        Some(key) => keys.insert((new.touchpoint_id, key.as_str())),
+        None => true,
+    })
+}
+
+/// The fast path of [`insert`] for a whole write batch: the events of every request in a few
+/// multi-row statements (one per [`INSERT_CHUNK`]). Only for [`batchable`] events. Fails
+/// (and the caller rolls back and runs the requests one by one, through [`insert`]) when an
+/// event names an unknown touchpoint or its key's holder was received before the dedupe window
+/// (the rare case that needs the key retired first).
+pub(crate) async fn insert_batch(
+    txn: &impl ConnectionTrait,
+    events: Vec<NewEvent>,
+    context: &Context,
+) -> Result<Vec<Appended>, StoreError> {
+    let now = context.clock.now();
+    let cutoff = time::before(now, context.dedupe_window);
+    let mut appended = Vec::with_capacity(events.len());
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        // What each row was: its touchpoint, its key and the id it was given.
+        let mut chunk: Vec<(Uuid, Option<String>, Uuid)> = Vec::new();
+        let mut rows = Vec::new();
+        for new in events.by_ref().take(INSERT_CHUNK) {
+            let id = Uuid::now_v7();
+            chunk.push((new.touchpoint_id, new.dedupe_key.clone(), id));
+            rows.push(row(id, new, now));
+        }
+        let stored = event::Entity::insert_many(rows)
+            .on_conflict(on_duplicate(now, cutoff))
+            .exec_with_returning(txn)
+            .await
+            .map_err(append_error)?;
+        let mut by_id = std::collections::HashMap::with_capacity(stored.len());
+        let mut by_key = std::collections::HashMap::new();
+        for row in stored {
+            let event = Event::try_from(row)?;
+            if let Some(key) = event.dedupe_key.clone() {
+                by_key.insert((event.touchpoint_id, key), event.id);
+            }
+            by_id.insert(event.id, event);
+        }
+        for (touchpoint_id, dedupe_key, id) in chunk {
+            let stored_id = match by_id.contains_key(&id) {
+                true => Some(id),
+                false => dedupe_key.and_then(|key| by_key.get(&(touchpoint_id, key)).copied()),
+            };
+            let event = stored_id
+                .and_then(|stored_id| by_id.remove(&stored_id))
+                .ok_or(StoreError::AppendEvents(DbErr::RecordNotInserted))?;
+            appended.push(judged(id, event));
+        }
+    }
+    Ok(appended)
+}
+
+/// The row a new event is inserted as, with `id`, received at `now`.
+fn row(id: Uuid, new: NewEvent, now: DateTime<Utc>) -> event::ActiveModel {
+    let (status, last_error, parked) = match new.intake_failure {
+        None => (EventStatus::Unprocessed, None, false),
+        Some(failure) => (EventStatus::Failed, Some(failure.error), failure.parked),
+    };
+    event::ActiveModel {
+        id: Set(id),
+        touchpoint_id: Set(new.touchpoint_id),
+        received_at: Set(now),
+        headers: Set(new.headers),
+        raw_body: Set(new.raw_body),
+        payload: Set(new.payload),
+        dedupe_key: Set(new.dedupe_key),
+        duplicates: Set(0),
+        status: Set(status.as_str().to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        lease_until: Set(None),
+        mapped_output: Set(None),
+        last_error: Set(last_error),
+        response_status: Set(None),
+        published_generation: Set(None),
+        updated_at: Set(now),
+        lease_id: Set(None),
+        ordering_key: Set(new.ordering_key),
+        parked: Set(parked),
+        retired_dedupe_key: Set(None),
+        last_attempt_at: Set(None),
+        resynced_at: Set(None),
+    }
+}
+
+/// Created when the stored event carries the id the insert gave it, else a duplicate.
+fn judged(id: Uuid, stored: Event) -> Appended {
+    if stored.id == id {
+        Appended::Created(stored)
+    } else {
+        Appended::Duplicate(stored)
+    }
 }
 
 /// A duplicate within the window bumps the holder; one past it updates (and returns) nothing.

@@ -43,7 +43,7 @@ pub(crate) use self::{deferred::Deferred, work::Context};
 use crate::{
     Backend, StoreError, begin_immediate,
     change::Feed,
-    events::{Appended, IntakeLog, NewEvent, Outcome, OutcomeLog, outcome::Recorded},
+    events::{Appended, IntakeLog, NewEvent, Outcome, OutcomeLog, append, outcome::Recorded},
     logs::{LogEntry, NewLog},
 };
 
@@ -441,20 +441,37 @@ async fn commit_directly(
     };
     let mut outputs = Vec::with_capacity(batch.len());
     let mut deferred = Deferred::default();
+    let mut appended = match appended_together(&txn, &batch, context).await {
+        Ok(appended) => appended,
+        Err(()) => return rolled_back(txn, batch).await,
+    };
     for job in &batch {
         let output = match job {
-            Job::Events(r) => r
-                .work
-                .clone()
-                .apply(&txn, context, &mut deferred)
-                .await
-                .map(Output::Events),
-            Job::Intake(r) => r
-                .work
-                .clone()
-                .apply(&txn, context, &mut deferred)
-                .await
-                .map(Output::Intake),
+            Job::Events(r) => match appended.as_mut() {
+                Some(appended) => Ok(Output::Events(appended.split_off_front(r.work.len()))),
+                None => r
+                    .work
+                    .clone()
+                    .apply(&txn, context, &mut deferred)
+                    .await
+                    .map(Output::Events),
+            },
+            Job::Intake(r) => match appended.as_mut() {
+                Some(appended) => {
+                    let mine = appended.split_off_front(r.work.events.len());
+                    Ok(Output::Intake(r.work.received(
+                        mine,
+                        context,
+                        &mut deferred,
+                    )))
+                }
+                None => r
+                    .work
+                    .clone()
+                    .apply(&txn, context, &mut deferred)
+                    .await
+                    .map(Output::Intake),
+            },
             Job::Logs(r) => r
                 .work
                 .clone()
@@ -491,6 +508,44 @@ async fn commit_directly(
         }
     }
     Ok(())
+}
+
+/// The events of every request of `batch` appended in a few multi-row statements, in batch
+/// order; `Ok(None)` when they cannot be (one key twice: each request runs on its own), and
+/// `Err` when the statement failed (the caller rolls back and runs the batch carefully).
+async fn appended_together(
+    txn: &DatabaseTransaction,
+    batch: &[Job],
+    context: &Context,
+) -> Result<Option<AppendedQueue>, ()> {
+    let events: Vec<&NewEvent> = batch
+        .iter()
+        .flat_map(|job| match job {
+            Job::Events(r) => r.work.as_slice(),
+            Job::Intake(r) => r.work.events.as_slice(),
+            _ => &[],
+        })
+        .collect();
+    if events.len() < 2 || !append::batchable(events.iter().copied()) {
+        return Ok(None);
+    }
+    let events = events.into_iter().cloned().collect();
+    match append::insert_batch(txn, events, context).await {
+        Ok(appended) => Ok(Some(AppendedQueue(appended.into()))),
+        Err(error) => {
+            tracing::debug!(error = %error, "a batch's events go one by one");
+            Err(())
+        }
+    }
+}
+
+/// Appended events waiting to be handed to the requests they came from, in order.
+struct AppendedQueue(std::collections::VecDeque<Appended>);
+
+impl AppendedQueue {
+    fn split_off_front(&mut self, count: usize) -> Vec<Appended> {
+        self.0.drain(..count.min(self.0.len())).collect()
+    }
 }
 
 /// Rolls back a fast-path transaction that a request failed, to run the batch carefully.

@@ -133,6 +133,21 @@ pub(super) struct IntakeWork {
     pub(super) log: IntakeLog,
 }
 
+impl IntakeWork {
+    /// What intake stored once its events are `appended`: their log entries go to `deferred`.
+    pub(super) fn received(
+        &self,
+        appended: Vec<Appended>,
+        context: &Context,
+        deferred: &mut Deferred,
+    ) -> Received {
+        let entries = appended.iter().map(|a| self.log.entry(a)).collect();
+        let logs = logs::entries(entries, context.clock.now());
+        deferred.log(&logs);
+        Received { appended, logs }
+    }
+}
+
 /// What intake committed.
 pub(super) struct Received {
     pub(super) appended: Vec<Appended>,
@@ -143,16 +158,14 @@ impl Work for IntakeWork {
     type Output = Received;
 
     async fn apply(
-        self,
+        mut self,
         txn: &DatabaseTransaction,
         context: &Context,
         deferred: &mut Deferred,
     ) -> Result<Received, StoreError> {
-        let appended = events::append::insert(txn, self.events, context).await?;
-        let entries = appended.iter().map(|a| self.log.entry(a)).collect();
-        let logs = logs::entries(entries, context.clock.now());
-        deferred.log(&logs);
-        Ok(Received { appended, logs })
+        let events = std::mem::take(&mut self.events);
+        let appended = events::append::insert(txn, events, context).await?;
+        Ok(self.received(appended, context, deferred))
     }
 
     fn changes(output: &Received) -> Vec<Change> {

@@ -18,6 +18,7 @@ use crate::common::{
 backend_tests!(
     concurrent_appends_share_transactions,
     duplicates_are_absorbed,
+    batched_appends_tell_new_from_duplicate,
     duplicates_are_absorbed_within_the_dedupe_window_only,
     a_bad_request_fails_alone,
     a_bad_log_request_fails_alone,
@@ -273,6 +274,61 @@ async fn duplicates_are_absorbed_within_the_dedupe_window_only(h: &Harness) {
     assert!(!second[0].is_duplicate());
     assert_ne!(second[0].event().id, first[0].event().id);
     short.close().await;
+}
+
+/// Concurrent requests share multi-row inserts: each still gets its own events back, in its
+/// order, each told new or duplicate (of the right holder, counted once).
+async fn batched_appends_tell_new_from_duplicate(h: &Harness) {
+    let touchpoint = h.running_touchpoint("orders").await;
+    let mut holders = Vec::new();
+    for n in 0..10 {
+        let key = format!("key-{n}");
+        let appended = h
+            .store
+            .append_events(vec![received(touchpoint.id, json!({"n": n}), &key)])
+            .await
+            .expect("append");
+        holders.push(appended[0].event().id);
+    }
+    let start = Arc::new(Barrier::new(20));
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let store = h.store.clone();
+            let start = start.clone();
+            let id = touchpoint.id;
+            tokio::spawn(async move {
+                let mut events = Vec::new();
+                if n < 10 {
+                    events.push(received(id, json!({"again": n}), &format!("key-{n}")));
+                }
+                events.push(received(id, json!({"new": n}), &format!("new-{n}")));
+                start.wait().await;
+                store.append_events(events).await
+            })
+        })
+        .collect();
+    for (n, task) in tasks.into_iter().enumerate() {
+        let appended = task.await.expect("task").expect("append");
+        let created = appended.last().expect("an event");
+        assert!(
+            matches!(created, Appended::Created(event) if event.payload == json!({"new": n})),
+            "{created:?}"
+        );
+        if n < 10 {
+            assert_eq!(appended.len(), 2);
+            assert!(
+                matches!(&appended[0], Appended::Duplicate(event)
+                    if event.id == holders[n] && event.duplicates == 1
+                        && event.payload == json!({"n": n})),
+                "{:?}",
+                appended[0]
+            );
+        } else {
+            assert_eq!(appended.len(), 1);
+        }
+    }
+    let counts = h.store.count_events(touchpoint.id).await.expect("count");
+    assert_eq!(counts.unprocessed, 30);
 }
 
 async fn a_bad_request_fails_alone(h: &Harness) {
