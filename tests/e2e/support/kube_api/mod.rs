@@ -56,6 +56,9 @@ impl FakeKubeApi {
     /// Starts on 127.0.0.1:<free port>, knowing Touchpoint and Connection (both with the status
     /// subresource) and Secret.
     pub async fn start(namespace: &str) -> FakeKubeApi {
+        // Any client of it (ours, or one a test builds from the kubeconfig) needs it, also
+        // when the test runs alone in its process (cargo-nextest).
+        install_crypto_provider();
         let fake = kube_fake_client::ClientBuilder::new()
             .with_resource::<Touchpoint>()
             .with_status_subresource::<Touchpoint>()
