@@ -501,7 +501,8 @@ enum Command {
         api: ApiArgs,
         #[command(flatten)]
         intake: IntakeArgs,
-        /// Events delivered at once.
+        /// Events mapped and delivered at once (outcomes waiting for their commit: up to four
+        /// times as many).
         #[arg(long, env = "HOOKPLANE_WORKER_CONCURRENCY", default_value_t = 32)]
         worker_concurrency: usize,
         #[command(flatten)]

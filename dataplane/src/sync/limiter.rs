@@ -252,6 +252,11 @@ impl Limiter {
         self.state().bucket.as_ref().map(|bucket| bucket.rate)
     }
 
+    /// Most requests in flight at once.
+    pub fn max_concurrency(&self) -> u32 {
+        self.state().max_concurrency
+    }
+
     /// Requests in flight.
     pub fn in_flight(&self) -> u32 {
         self.state().in_flight

@@ -28,6 +28,7 @@ use chrono::Utc;
 use hookplane_mapping::{Sandbox, SandboxError};
 use hookplane_store::{Event, Store};
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
@@ -60,11 +61,31 @@ pub struct Job {
     pub admission: Admission,
 }
 
+/// A worker slot held while an event is mapped and delivered. Recording the outcome waits for
+/// the store's next group commit, which is no reason to keep another event from starting:
+/// once delivered, the slot is traded for one of the (more) recording places, so the worker's
+/// concurrency counts deliveries, and outcomes waiting for their commit stay bounded too.
+pub struct Slot {
+    pub delivering: OwnedSemaphorePermit,
+    pub recording: Arc<Semaphore>,
+}
+
+impl Slot {
+    /// Trades the delivering slot for a recording place (waiting for one if all are taken).
+    async fn delivered(self) -> Option<OwnedSemaphorePermit> {
+        let recording = self.recording.acquire_owned().await.ok();
+        drop(self.delivering);
+        recording
+    }
+}
+
 /// The destination payload of an event that passed the filter and mapped cleanly.
 struct Mapped(Value);
 
 impl Processor {
-    pub async fn process(&self, job: Job, shutdown: &CancellationToken) {
+    /// Maps, delivers and records `job`. `slot` is the worker's: it is given back once the
+    /// request is done, before the outcome is recorded (see [`Slot`]).
+    pub async fn process(&self, job: Job, slot: Slot, shutdown: &CancellationToken) {
         let Job {
             event,
             lease_id,
@@ -81,6 +102,7 @@ impl Processor {
             Err(decision) => Some(*decision),
         };
         self.metrics.events_in_flight.dec();
+        let _recording = slot.delivered().await;
         match decision {
             Some(decision) => self.record(&event, lease_id, decision).await,
             None => {

@@ -3,14 +3,20 @@
 //!
 //! Guarantees: a worker slot is only ever taken by an event whose destination admitted it, so
 //! a slow, rate-limited or held destination occupies at most its own `maxConcurrency` slots
-//! and never makes other touchpoints' events wait; an event that was claimed but cannot start
-//! (its destination had no room after all, its touchpoint is not in this worker's snapshot) is
-//! handed back at once with `release_lease`, never left to its lease. On shutdown the loop
-//! stops claiming, requests not yet started hand their events back, and requests in flight
-//! finish and are recorded.
+//! and never makes other touchpoints' events wait.
+//!
+//! A destination whose requests are all in flight may have up to `maxConcurrency` more events
+//! claimed and *waiting* at this worker, started as its requests finish: claims are the
+//! worker's serial cost (one write transaction each), so a busy destination is fed in claims
+//! of many events rather than one per finished request. Waiting events start oldest first;
+//! they are handed back (`release_lease`) when their destination is throttled or held, when
+//! they waited half their lease, and on shutdown. Any other event that was claimed but cannot
+//! start (its touchpoint is not in this worker's snapshot, no room to wait) is handed back at
+//! once, never left to its lease. On shutdown the loop stops claiming, requests not yet
+//! started hand their events back, and requests in flight finish and are recorded.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -29,12 +35,16 @@ use super::{
     Deliverer, DestinationPolicy,
     destinations::Destinations,
     dispatch::{DestinationRoom, Dispatcher},
-    process::{Job, Processor},
+    limiter::Closed,
+    process::{Job, Processor, Slot},
 };
 use crate::{
     runtime::{Runtime, Snapshot},
     telemetry::Metrics,
 };
+
+/// Outcomes waiting for their commit, per delivery slot (see [`Slot`]).
+const RECORDING_PER_SLOT: usize = 4;
 
 /// Worker tuning.
 #[derive(Clone, Debug)]
@@ -150,15 +160,21 @@ impl Worker {
 
     /// Claim and process events until `shutdown`; then finish what is in flight.
     pub async fn run(self, shutdown: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let permits = Slots {
+            delivering: Arc::new(Semaphore::new(self.config.concurrency.max(1))),
+            recording: Arc::new(Semaphore::new(
+                self.config.concurrency.max(1) * RECORDING_PER_SLOT,
+            )),
+        };
         let mut tasks = JoinSet::new();
         let mut destinations = Destinations::new(Arc::clone(&self.freed));
         let mut dispatcher = Dispatcher::default();
+        let mut waiting = Waiting::default();
         let mut unknown: (Option<Arc<Snapshot>>, Vec<Uuid>) = (None, Vec::new());
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             while tasks.try_join_next().is_some() {}
-            if permits.available_permits() == 0 {
+            if permits.delivering.available_permits() == 0 {
                 tokio::select! {
                     _ = tasks.join_next() => {}
                     () = shutdown.cancelled() => break,
@@ -183,6 +199,7 @@ impl Worker {
                     &mut dispatcher,
                     &scope,
                     &unknown.1,
+                    &mut waiting,
                     &permits,
                     &mut tasks,
                     &shutdown,
@@ -192,7 +209,9 @@ impl Worker {
                 Ok(round) => {
                     failures = 0;
                     unknown.1.extend(round.unknown);
-                    if !round.full {
+                    // With every slot taken, the next thing to wait for is a task finishing
+                    // (the top of the loop), not the store.
+                    if !round.full && permits.delivering.available_permits() > 0 {
                         self.idle(&destinations, &scope, &unknown.1, &shutdown)
                             .await;
                     }
@@ -207,6 +226,9 @@ impl Worker {
                     }
                 }
             }
+        }
+        for event in waiting.drain() {
+            self.hand_back(&event).await;
         }
         // Finished tasks stay in the set until joined; count only those still running.
         while tasks.try_join_next().is_some() {}
@@ -226,10 +248,13 @@ impl Worker {
         dispatcher: &mut Dispatcher,
         scope: &ClaimFilter,
         unknown: &[Uuid],
-        permits: &Arc<Semaphore>,
+        waiting: &mut Waiting,
+        permits: &Slots,
         tasks: &mut JoinSet<()>,
         shutdown: &CancellationToken,
     ) -> Result<Round, hookplane_store::StoreError> {
+        self.start_waiting(snapshot, destinations, waiting, permits, tasks, shutdown)
+            .await;
         let now = Instant::now();
         let mut touchpoints: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
         for running in snapshot.touchpoints().filter(|running| running.auto_sync) {
@@ -242,16 +267,34 @@ impl Worker {
             .into_iter()
             .filter_map(|(connection, touchpoints)| {
                 let destination = destinations.get(connection)?;
+                // Room to start now, plus room to wait for a slot.
+                let room = match destination.limiter.room(now) {
+                    Ok(room) => Ok(room + waiting.room(connection, &destination.limiter)),
+                    Err(Closed::Concurrency) => {
+                        match waiting.room(connection, &destination.limiter) {
+                            0 => Err(Closed::Concurrency),
+                            room => Ok(room),
+                        }
+                    }
+                    Err(closed) => Err(closed),
+                };
                 Some(DestinationRoom {
                     connection,
                     touchpoints,
-                    room: destination.limiter.room(now),
+                    room,
                 })
             })
             .collect();
         let mut round = Round::default();
+        let waiting_room: usize = rooms
+            .iter()
+            .filter_map(|room| destinations.get(room.connection))
+            .map(|destination| waiting.room(destination.connection.id, &destination.limiter))
+            .sum();
         for claim in dispatcher.plan(&rooms, unknown, scope) {
-            let limit = claim.limit.min(permits.available_permits());
+            let limit = claim
+                .limit
+                .min(permits.delivering.available_permits() + waiting_room);
             if limit == 0 {
                 continue;
             }
@@ -265,6 +308,9 @@ impl Worker {
                 match self.start(snapshot, destinations, event, permits, tasks, shutdown) {
                     Started::Yes => {}
                     Started::NoRoom(connection, event, reason) => {
+                        let Some(event) = waiting.offer(connection, destinations, event) else {
+                            continue;
+                        };
                         dispatcher.overflowed(connection);
                         self.metrics
                             .delivery_throttled
@@ -287,7 +333,7 @@ impl Worker {
         snapshot: &Snapshot,
         destinations: &Destinations,
         event: Event,
-        permits: &Arc<Semaphore>,
+        permits: &Slots,
         tasks: &mut JoinSet<()>,
         shutdown: &CancellationToken,
     ) -> Started {
@@ -308,9 +354,13 @@ impl Worker {
             Ok(admission) => admission,
             Err(closed) => return Started::NoRoom(running.connection_id, event, closed.label()),
         };
-        let Ok(slot) = Arc::clone(permits).try_acquire_owned() else {
+        let Ok(delivering) = Arc::clone(&permits.delivering).try_acquire_owned() else {
             // Claims never ask for more than the free slots; keep the invariant visible.
             return Started::NoRoom(running.connection_id, event, "worker_full");
+        };
+        let slot = Slot {
+            delivering,
+            recording: Arc::clone(&permits.recording),
         };
         let job = Job {
             event,
@@ -329,12 +379,69 @@ impl Worker {
         );
         tasks.spawn(
             async move {
-                processor.process(job, &shutdown).await;
-                drop(slot);
+                processor.process(job, slot, &shutdown).await;
             }
             .instrument(span),
         );
         Started::Yes
+    }
+
+    /// Starts the events waiting for a slot, oldest first, while their destinations admit
+    /// them; hands back those whose destination is throttled or held, and those that waited
+    /// half their lease.
+    async fn start_waiting(
+        &self,
+        snapshot: &Snapshot,
+        destinations: &Destinations,
+        waiting: &mut Waiting,
+        permits: &Slots,
+        tasks: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+    ) {
+        let mut handed_back = Vec::new();
+        let now = Instant::now();
+        for (connection, queue) in &mut waiting.by_connection {
+            let throttled = destinations.get(*connection).is_none_or(|destination| {
+                matches!(
+                    destination.limiter.room(now),
+                    Err(Closed::Rate | Closed::Held)
+                )
+            });
+            if throttled {
+                handed_back.extend(queue.drain(..).map(|waiter| waiter.event));
+                continue;
+            }
+            while let Some(waiter) = queue.pop_front() {
+                if waiter.since.elapsed() > self.config.lease / 2 {
+                    handed_back.push(waiter.event);
+                    continue;
+                }
+                if permits.delivering.available_permits() == 0 {
+                    queue.push_front(waiter);
+                    break;
+                }
+                let since = waiter.since;
+                match self.start(
+                    snapshot,
+                    destinations,
+                    waiter.event,
+                    permits,
+                    tasks,
+                    shutdown,
+                ) {
+                    Started::Yes => {}
+                    Started::NoRoom(_, event, _) => {
+                        queue.push_front(Waiter { event, since });
+                        break;
+                    }
+                    Started::Unknown(event) => handed_back.push(event),
+                }
+            }
+        }
+        waiting.by_connection.retain(|_, queue| !queue.is_empty());
+        for event in handed_back {
+            self.hand_back(&event).await;
+        }
     }
 
     /// The touchpoints this worker may claim at all: every runnable one embedded, its own
@@ -386,7 +493,22 @@ impl Worker {
                 .chain(unknown.iter().copied())
                 .collect(),
         };
-        if let Ok(Some(due)) = self.store.next_due_at_where(&waiting).await {
+        // Every touchpoint this worker knows waits for a full destination: a finished request
+        // wakes it, and asking the store when the rest is due (a scan of the whole backlog)
+        // would only delay that.
+        let any_open = snapshot.touchpoints().any(|running| {
+            running.auto_sync
+                && !waiting.exclude.contains(&running.id)
+                && scope
+                    .only
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&running.id))
+        });
+        let due = match any_open || closed.is_empty() {
+            true => self.store.next_due_at_where(&waiting).await,
+            false => Ok(None),
+        };
+        if let Ok(Some(due)) = due {
             // Due already but not claimed (a race with intake, or another worker's claim):
             // look again soon rather than spin.
             let until_due = (due - Utc::now())
@@ -409,6 +531,73 @@ impl Worker {
             () = tokio::time::sleep(sleep_for) => {}
             () = shutdown.cancelled() => {}
         }
+    }
+}
+
+/// The worker's slots: events being delivered, and outcomes waiting for their commit.
+struct Slots {
+    delivering: Arc<Semaphore>,
+    recording: Arc<Semaphore>,
+}
+
+/// An event claimed for a destination that was full, waiting at this worker for a slot.
+struct Waiter {
+    event: Event,
+    since: Instant,
+}
+
+/// The events waiting for a slot, per destination (connection), oldest first.
+#[derive(Default)]
+struct Waiting {
+    by_connection: HashMap<Uuid, VecDeque<Waiter>>,
+}
+
+impl Waiting {
+    /// How many more events to claim to wait for `connection`: up to its `maxConcurrency`
+    /// waiting, and none while more than half of that still wait (so a busy destination is
+    /// fed in claims of many events, not one per finished request).
+    fn room(&self, connection: Uuid, limiter: &super::limiter::Limiter) -> usize {
+        let most = limiter.max_concurrency() as usize;
+        let queued = self.by_connection.get(&connection).map_or(0, VecDeque::len);
+        if queued > most / 2 { 0 } else { most - queued }
+    }
+
+    /// Whether one more event may wait for `connection`.
+    fn has_space(&self, connection: Uuid, limiter: &super::limiter::Limiter) -> bool {
+        let most = limiter.max_concurrency() as usize;
+        self.by_connection
+            .get(&connection)
+            .is_none_or(|queue| queue.len() < most)
+    }
+
+    /// Keeps `event` waiting for a slot at `connection` if there is room to wait (`None`);
+    /// gives it back otherwise.
+    fn offer(
+        &mut self,
+        connection: Uuid,
+        destinations: &Destinations,
+        event: Event,
+    ) -> Option<Event> {
+        let Some(destination) = destinations.get(connection) else {
+            return Some(event);
+        };
+        if !self.has_space(connection, &destination.limiter) {
+            return Some(event);
+        }
+        self.by_connection
+            .entry(connection)
+            .or_default()
+            .push_back(Waiter {
+                event,
+                since: Instant::now(),
+            });
+        None
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Event> + '_ {
+        self.by_connection
+            .drain()
+            .flat_map(|(_, queue)| queue.into_iter().map(|waiter| waiter.event))
     }
 }
 

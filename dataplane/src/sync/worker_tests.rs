@@ -660,3 +660,81 @@ async fn shutdown_hands_back_events_whose_request_has_not_started() {
         );
     }
 }
+
+/// A full destination gets events claimed ahead, waiting at the worker for a slot: they are
+/// sent oldest first and never beyond `maxConcurrency`, and when the destination starts
+/// holding (`Retry-After`), those still waiting are handed back to the store at once, not
+/// kept leased through the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_events_are_handed_back_when_their_destination_holds() {
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<Value>>>);
+    async fn hold(State(seen): State<Seen>, body: Bytes) -> Response {
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let first = {
+            let mut bodies = seen.0.lock().unwrap();
+            bodies.push(body);
+            bodies.len() == 1
+        };
+        if first {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "30")],
+                "later",
+            )
+                .into_response()
+        } else {
+            StatusCode::OK.into_response()
+        }
+    }
+    let seen = Seen::default();
+    let base = serve(
+        Router::new()
+            .route("/orders", post(hold))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let mut env = Env::new().await;
+    let conn = env
+        .connection(connection(DestinationLimits {
+            max_concurrency: 1,
+            requests_per_second: None,
+        }))
+        .await;
+    let tp = env
+        .touchpoint(
+            conn,
+            "orders",
+            destination(format!("{base}/orders")),
+            quick_retries(3),
+        )
+        .await;
+    let ids = env.append(tp, (0..3).map(|n| json!({"n": n}))).await;
+    env.start(4);
+    // The first request is in flight; the second event waits at the worker, leased.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while env.event(ids[1]).await.lease_until.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the next event was never claimed ahead"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen.0.lock().unwrap().len(), 1, "one request at a time");
+    // The 503 starts a 30 s hold: the waiting event goes back to the store, unleased.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let first = env.event(ids[0]).await;
+        let waiting = env.event(ids[1]).await;
+        if first.attempts == 1 && first.lease_until.is_none() && waiting.lease_until.is_none() {
+            assert_eq!(waiting.status, EventStatus::Unprocessed);
+            assert_eq!(waiting.attempts, 0, "never sent");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the waiting event stayed leased");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.0.lock().unwrap().clone(), vec![json!({"n": 0})]);
+    env.stop().await;
+}
