@@ -87,6 +87,8 @@ fn every_scenario_produces_figures() {
     positive(mapping, "/hookplane/apply_per_s_per_core");
     positive(mapping, "/baseline/parse_serialize_per_s_per_core");
     positive(mapping, "/ratio_to_baseline/apply");
+    positive(mapping, "/program/hookplane/bounded_per_s_per_core");
+    positive(mapping, "/program/ratio_to_baseline/bounded");
 
     let fanout = line("fanout");
     positive(fanout, "/hookplane/changes_received");
