@@ -110,7 +110,10 @@ impl Run {
     }
 
     async fn backlog_on(&mut self, database: &Database) -> Result<Value> {
-        let count: u64 = if self.settings.quick { 500 } else { 5_000 };
+        // 20,000: a drain of several seconds (5,000 drained in under 2 s, too short to measure
+        // steadily), and a backlog large enough that a claim costing time per stored event
+        // shows.
+        let count: u64 = if self.settings.quick { 500 } else { 20_000 };
         let sink = Sink::start().await?;
         let deployed = deploy(
             &self.settings.hookplane,
