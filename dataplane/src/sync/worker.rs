@@ -263,34 +263,30 @@ impl Worker {
                 .or_default()
                 .push(running.id);
         }
-        let rooms: Vec<DestinationRoom> = touchpoints
-            .into_iter()
-            .filter_map(|(connection, touchpoints)| {
-                let destination = destinations.get(connection)?;
-                // Room to start now, plus room to wait for a slot.
-                let room = match destination.limiter.room(now) {
-                    Ok(room) => Ok(room + waiting.room(connection, &destination.limiter)),
-                    Err(Closed::Concurrency) => {
-                        match waiting.room(connection, &destination.limiter) {
-                            0 => Err(Closed::Concurrency),
-                            room => Ok(room),
-                        }
-                    }
-                    Err(closed) => Err(closed),
-                };
-                Some(DestinationRoom {
-                    connection,
-                    touchpoints,
-                    room,
-                })
-            })
-            .collect();
+        let mut rooms = Vec::with_capacity(touchpoints.len());
+        // Events claims may bring beyond the free slots: those that can wait for one.
+        let mut waiting_room = 0;
+        for (connection, touchpoints) in touchpoints {
+            let Some(destination) = destinations.get(connection) else {
+                continue;
+            };
+            // Room to start now, plus room to wait for a slot.
+            let may_wait = waiting.room(connection, &destination.limiter);
+            let room = match destination.limiter.room(now) {
+                Ok(room) => Ok(room + may_wait),
+                Err(Closed::Concurrency) if may_wait > 0 => Ok(may_wait),
+                Err(closed) => Err(closed),
+            };
+            if room.is_ok() {
+                waiting_room += may_wait;
+            }
+            rooms.push(DestinationRoom {
+                connection,
+                touchpoints,
+                room,
+            });
+        }
         let mut round = Round::default();
-        let waiting_room: usize = rooms
-            .iter()
-            .filter_map(|room| destinations.get(room.connection))
-            .map(|destination| waiting.room(destination.connection.id, &destination.limiter))
-            .sum();
         for claim in dispatcher.plan(&rooms, unknown, scope) {
             let limit = claim
                 .limit
