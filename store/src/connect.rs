@@ -17,7 +17,7 @@ use sea_orm::{
     },
 };
 
-use crate::{Backend, StoreError, StoreOptions};
+use crate::{Backend, StoreError, StoreOptions, writer::Direct};
 
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,6 +28,8 @@ const STALE_AFTER: Duration = Duration::from_secs(30);
 pub(crate) struct Pools {
     pub(crate) db: DatabaseConnection,
     pub(crate) writer: DatabaseConnection,
+    /// The writer's own `rusqlite` connection for its fast path (SQLite files).
+    pub(crate) direct: Option<Direct>,
     pub(crate) backend: Backend,
 }
 
@@ -100,6 +102,7 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<Pools, 
             Ok(Pools {
                 writer: db.clone(),
                 db,
+                direct: None,
                 backend: Backend::Postgres,
             })
         }
@@ -186,6 +189,15 @@ async fn sqlite_file_pools(
                 "the URL's mode does not create the file: create it, or use mode=rwc".to_owned()
             },
         })?;
+    // Opened after the pool's connection made the file and switched it to WAL. Without it
+    // (a read-only file, say) the writer runs everything through sqlx: slower, as safe.
+    let direct = match Direct::open(&path, SQLITE_BUSY_TIMEOUT) {
+        Ok(direct) => Some(direct),
+        Err(error) => {
+            tracing::warn!(file = %path.display(), error = %error, "the writer's own SQLite connection could not be opened; writes go through the pool");
+            None
+        }
+    };
     // Readers keep a small page cache each (the kernel's page cache holds the file anyway):
     // a burst of reads on every pooled connection must not leave each with 2 MiB of pages. A
     // connection opened for a burst closes after a minute idle.
@@ -200,6 +212,7 @@ async fn sqlite_file_pools(
     Ok(Pools {
         db: SqlxSqliteConnector::from_sqlx_sqlite_pool(db),
         writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+        direct,
         backend: Backend::Sqlite,
     })
 }
@@ -220,6 +233,7 @@ async fn sqlite_memory_pool(options: SqliteConnectOptions) -> Result<Pools, Stor
     Ok(Pools {
         writer: db.clone(),
         db,
+        direct: None,
         backend: Backend::Sqlite,
     })
 }

@@ -191,6 +191,7 @@ impl Store {
             (pools.backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         let writer = Writer::spawn(
             pools.writer.clone(),
+            pools.direct,
             pools.backend,
             feed.clone(),
             writer::Context {

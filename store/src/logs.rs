@@ -40,7 +40,7 @@ impl LogLevel {
     }
 
     /// The stored rank: more severe is greater.
-    fn rank(self) -> i16 {
+    pub(crate) fn rank(self) -> i16 {
         match self {
             Self::Debug => 0,
             Self::Info => 1,

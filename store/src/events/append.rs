@@ -16,8 +16,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
@@ -198,39 +197,45 @@ pub(crate) async fn insert_batch(
 
 /// The row a new event is inserted as, with `id`, received at `now`.
 fn row(id: Uuid, new: NewEvent, now: DateTime<Utc>) -> event::ActiveModel {
+    event::ActiveModel::from(model(id, new, now)).reset_all()
+}
+
+/// A new event's row as it is stored, with `id`, received at `now` (both of the writer's
+/// paths insert exactly this).
+pub(crate) fn model(id: Uuid, new: NewEvent, now: DateTime<Utc>) -> event::Model {
     let (status, last_error, parked) = match new.intake_failure {
         None => (EventStatus::Unprocessed, None, false),
         Some(failure) => (EventStatus::Failed, Some(failure.error), failure.parked),
     };
-    event::ActiveModel {
-        id: Set(id),
-        touchpoint_id: Set(new.touchpoint_id),
-        received_at: Set(now),
-        headers: Set(new.headers),
-        raw_body: Set(new.raw_body),
-        payload: Set(new.payload),
-        dedupe_key: Set(new.dedupe_key),
-        duplicates: Set(0),
-        status: Set(status.as_str().to_owned()),
-        attempts: Set(0),
-        next_attempt_at: Set(now),
-        lease_until: Set(None),
-        mapped_output: Set(None),
-        last_error: Set(last_error),
-        response_status: Set(None),
-        published_generation: Set(None),
-        updated_at: Set(now),
-        lease_id: Set(None),
-        ordering_key: Set(new.ordering_key),
-        parked: Set(parked),
-        retired_dedupe_key: Set(None),
-        last_attempt_at: Set(None),
-        resynced_at: Set(None),
+    event::Model {
+        id,
+        touchpoint_id: new.touchpoint_id,
+        received_at: now,
+        headers: new.headers,
+        raw_body: new.raw_body,
+        payload: new.payload,
+        dedupe_key: new.dedupe_key,
+        duplicates: 0,
+        status: status.as_str().to_owned(),
+        attempts: 0,
+        next_attempt_at: now,
+        lease_until: None,
+        mapped_output: None,
+        last_error,
+        response_status: None,
+        published_generation: None,
+        updated_at: now,
+        lease_id: None,
+        ordering_key: new.ordering_key,
+        parked,
+        retired_dedupe_key: None,
+        last_attempt_at: None,
+        resynced_at: None,
     }
 }
 
 /// Created when the stored event carries the id the insert gave it, else a duplicate.
-fn judged(id: Uuid, stored: Event) -> Appended {
+pub(crate) fn judged(id: Uuid, stored: Event) -> Appended {
     if stored.id == id {
         Appended::Created(stored)
     } else {

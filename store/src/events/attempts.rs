@@ -159,6 +159,37 @@ impl NewAttempt {
     pub(crate) fn new(of: AttemptOf, record: AttemptRecord) -> Self {
         Self { of, record }
     }
+
+    /// The values of its row, its id and number aside (on both of the writer's paths).
+    pub(crate) fn row(&self) -> AttemptRow {
+        let NewAttempt { of, record } = self.clone();
+        AttemptRow {
+            event_id: of.event_id,
+            touchpoint_id: of.touchpoint_id,
+            started_at: time::stored(record.started_at),
+            duration_ms: i64::try_from(record.duration_ms).unwrap_or(i64::MAX),
+            response_status: record.response_status,
+            error: record.error.map(|error| bounded(error, ERROR_MAX_BYTES)),
+            response_snippet: record
+                .response_snippet
+                .map(|snippet| bounded(snippet, SNIPPET_MAX_BYTES)),
+            generation: of.generation,
+            trigger: of.trigger.as_str(),
+        }
+    }
+}
+
+/// An attempt row as stored, its id and number aside.
+pub(crate) struct AttemptRow {
+    pub(crate) event_id: Uuid,
+    pub(crate) touchpoint_id: Uuid,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) duration_ms: i64,
+    pub(crate) response_status: Option<i32>,
+    pub(crate) error: Option<String>,
+    pub(crate) response_snippet: Option<String>,
+    pub(crate) generation: i64,
+    pub(crate) trigger: &'static str,
 }
 
 /// Rows per `INSERT` (11 parameters each, far below every backend's parameter limit).
@@ -187,7 +218,8 @@ pub(crate) async fn insert_all(
             attempt::Column::Generation,
             attempt::Column::Trigger,
         ]);
-        for NewAttempt { of, record } in chunk.iter().cloned() {
+        for new in chunk {
+            let row = new.row();
             let next_number = Query::select()
                 .expr(
                     Expr::expr(Func::coalesce([
@@ -197,25 +229,21 @@ pub(crate) async fn insert_all(
                     .add(1),
                 )
                 .from(attempt::Entity)
-                .and_where(attempt::Column::EventId.eq(of.event_id))
+                .and_where(attempt::Column::EventId.eq(row.event_id))
                 .to_owned();
             insert
                 .values([
                     Expr::val(Uuid::now_v7()),
-                    Expr::val(of.event_id),
-                    Expr::val(of.touchpoint_id),
+                    Expr::val(row.event_id),
+                    Expr::val(row.touchpoint_id),
                     Expr::SubQuery(None, Box::new(next_number.into())),
-                    Expr::val(time::stored(record.started_at)),
-                    Expr::val(i64::try_from(record.duration_ms).unwrap_or(i64::MAX)),
-                    Expr::val(record.response_status),
-                    Expr::val(record.error.map(|error| bounded(error, ERROR_MAX_BYTES))),
-                    Expr::val(
-                        record
-                            .response_snippet
-                            .map(|snippet| bounded(snippet, SNIPPET_MAX_BYTES)),
-                    ),
-                    Expr::val(of.generation),
-                    Expr::val(of.trigger.as_str()),
+                    Expr::val(row.started_at),
+                    Expr::val(row.duration_ms),
+                    Expr::val(row.response_status),
+                    Expr::val(row.error),
+                    Expr::val(row.response_snippet),
+                    Expr::val(row.generation),
+                    Expr::val(row.trigger),
                 ])
                 .map_err(|error| sea_orm::DbErr::Custom(error.to_string()))?;
         }

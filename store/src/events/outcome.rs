@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{
     Event, EventStatus, Outcome,
-    attempts::{AttemptOf, NewAttempt},
+    attempts::{AttemptOf, AttemptRecord, NewAttempt},
     queue::lease_lost_or_missing,
 };
 use crate::{
@@ -125,6 +125,113 @@ pub(crate) async fn apply(
         log,
     } = work;
     let (event, attempt) = apply_outcome(txn, id, lease_id, outcome, now).await?;
+    Ok(recorded(event, attempt, log, now, deferred))
+}
+
+/// What an outcome sets on its event's row, besides clearing the lease and stamping
+/// `updated_at` (the same on both of the writer's paths).
+pub(crate) struct Update {
+    pub(crate) status: EventStatus,
+    /// Whether `attempts` goes up by one.
+    pub(crate) counts_attempt: bool,
+    pub(crate) mapped: Option<Value>,
+    pub(crate) error: Option<String>,
+    pub(crate) response_status: Option<i32>,
+    pub(crate) generation: i64,
+    /// The retry's time (stored precision); `None` leaves `next_attempt_at` as it is.
+    pub(crate) next_attempt_at: Option<DateTime<Utc>>,
+    /// `None` leaves `parked` as it is.
+    pub(crate) park: Option<bool>,
+    /// The request that decided it, if one was made.
+    pub(crate) attempt: Option<AttemptRecord>,
+}
+
+impl Update {
+    pub(crate) fn of(outcome: Outcome) -> Self {
+        let counts_attempt = outcome.is_attempt();
+        let update = |status, generation| Self {
+            status,
+            counts_attempt,
+            mapped: None,
+            error: None,
+            response_status: None,
+            generation,
+            next_attempt_at: None,
+            park: None,
+            attempt: None,
+        };
+        match outcome {
+            Outcome::Success {
+                mapped,
+                response_status,
+                generation,
+                attempt,
+            } => Self {
+                mapped: Some(mapped),
+                response_status: Some(response_status),
+                attempt,
+                ..update(EventStatus::Success, generation)
+            },
+            Outcome::Skipped { generation } => update(EventStatus::Skipped, generation),
+            Outcome::Retry {
+                mapped,
+                error,
+                response_status,
+                next_attempt_at,
+                generation,
+                attempt,
+            } => Self {
+                mapped,
+                error: Some(error),
+                response_status,
+                next_attempt_at: Some(time::stored(next_attempt_at)),
+                attempt,
+                ..update(EventStatus::Unprocessed, generation)
+            },
+            Outcome::Failed {
+                park,
+                mapped,
+                error,
+                response_status,
+                generation,
+                attempt,
+            } => Self {
+                mapped,
+                error: Some(error),
+                response_status,
+                park: Some(park),
+                attempt,
+                ..update(EventStatus::Failed, generation)
+            },
+        }
+    }
+
+    /// The attempt row of the request that decided it, for the event `row` as updated.
+    pub(crate) fn attempt_row(&mut self, row: &event::Model) -> Option<NewAttempt> {
+        let record = self.attempt.take()?;
+        let of = AttemptOf {
+            event_id: row.id,
+            touchpoint_id: row.touchpoint_id,
+            generation: self.generation,
+            trigger: if row.resynced_at.is_some() {
+                AttemptTrigger::Resync
+            } else {
+                AttemptTrigger::Auto
+            },
+        };
+        Some(NewAttempt::new(of, record))
+    }
+}
+
+/// What recording an outcome stored, once its event is updated: its attempt row and log
+/// entry (if any) go to `deferred`.
+pub(crate) fn recorded(
+    event: Event,
+    attempt: Option<NewAttempt>,
+    log: Option<OutcomeLog>,
+    now: DateTime<Utc>,
+    deferred: &mut Deferred,
+) -> Recorded {
     if let Some(attempt) = attempt {
         deferred.attempt(attempt);
     }
@@ -132,7 +239,7 @@ pub(crate) async fn apply(
     if let Some(entry) = &log {
         deferred.log(std::slice::from_ref(entry));
     }
-    Ok(Recorded { event, log })
+    Recorded { event, log }
 }
 
 /// Updates the event if it still carries `lease_id`; returns it and its attempt row, if any.
@@ -143,87 +250,43 @@ async fn apply_outcome(
     outcome: Outcome,
     now: DateTime<Utc>,
 ) -> Result<(Event, Option<NewAttempt>), StoreError> {
+    let mut change = Update::of(outcome);
     let mut update = event::Entity::update_many()
         .filter(event::Column::Id.eq(id))
         .filter(event::Column::LeaseId.eq(lease_id))
         .col_expr(event::Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
         .col_expr(event::Column::LeaseId, Expr::val(None::<Uuid>))
         .col_expr(event::Column::UpdatedAt, Expr::val(now));
-    if outcome.is_attempt() {
+    if change.counts_attempt {
         update = update.col_expr(
             event::Column::Attempts,
             Expr::col(event::Column::Attempts).add(1),
         );
     }
-    let (status, mapped, error, response_status, generation, attempt) = match outcome {
-        Outcome::Success {
-            mapped,
-            response_status,
-            generation,
-            attempt,
-        } => (
-            EventStatus::Success,
-            Some(mapped),
-            None,
-            Some(response_status),
-            generation,
-            attempt,
-        ),
-        Outcome::Skipped { generation } => {
-            (EventStatus::Skipped, None, None, None, generation, None)
-        }
-        Outcome::Retry {
-            mapped,
-            error,
-            response_status,
-            next_attempt_at,
-            generation,
-            attempt,
-        } => {
-            update = update.col_expr(
-                event::Column::NextAttemptAt,
-                Expr::val(time::stored(next_attempt_at)),
-            );
-            (
-                EventStatus::Unprocessed,
-                mapped,
-                Some(error),
-                response_status,
-                generation,
-                attempt,
-            )
-        }
-        Outcome::Failed {
-            park,
-            mapped,
-            error,
-            response_status,
-            generation,
-            attempt,
-        } => {
-            update = update.col_expr(event::Column::Parked, Expr::val(park));
-            (
-                EventStatus::Failed,
-                mapped,
-                Some(error),
-                response_status,
-                generation,
-                attempt,
-            )
-        }
-    };
-    if let Some(attempt) = &attempt {
+    if let Some(next_attempt_at) = change.next_attempt_at {
+        update = update.col_expr(event::Column::NextAttemptAt, Expr::val(next_attempt_at));
+    }
+    if let Some(park) = change.park {
+        update = update.col_expr(event::Column::Parked, Expr::val(park));
+    }
+    if let Some(attempt) = &change.attempt {
         update = update.col_expr(
             event::Column::LastAttemptAt,
             Expr::val(time::stored(attempt.started_at)),
         );
     }
     let rows = update
-        .col_expr(event::Column::Status, Expr::val(status.as_str()))
-        .col_expr(event::Column::MappedOutput, Expr::val(mapped))
-        .col_expr(event::Column::LastError, Expr::val(error))
-        .col_expr(event::Column::ResponseStatus, Expr::val(response_status))
-        .col_expr(event::Column::PublishedGeneration, Expr::val(generation))
+        .col_expr(event::Column::Status, Expr::val(change.status.as_str()))
+        .col_expr(event::Column::MappedOutput, Expr::val(change.mapped.take()))
+        .col_expr(event::Column::LastError, Expr::val(change.error.take()))
+        .col_expr(
+            event::Column::ResponseStatus,
+            Expr::val(change.response_status),
+        )
+        .col_expr(
+            event::Column::PublishedGeneration,
+            Expr::val(change.generation),
+        )
         .exec_with_returning(txn)
         .await
         .map_err(StoreError::RecordOutcome)?;
@@ -232,18 +295,6 @@ async fn apply_outcome(
             .await
             .map_err(StoreError::RecordOutcome)?);
     };
-    let attempt = attempt.map(|record| {
-        let of = AttemptOf {
-            event_id: row.id,
-            touchpoint_id: row.touchpoint_id,
-            generation,
-            trigger: if row.resynced_at.is_some() {
-                AttemptTrigger::Resync
-            } else {
-                AttemptTrigger::Auto
-            },
-        };
-        NewAttempt::new(of, record)
-    });
+    let attempt = change.attempt_row(&row);
     Ok((Event::try_from(row)?, attempt))
 }

@@ -27,6 +27,14 @@ impl Deferred {
         self.attempts.push(attempt);
     }
 
+    /// Everything added so far (attempts, then log entries), leaving the lists empty.
+    pub(super) fn take(&mut self) -> (Vec<NewAttempt>, Vec<LogEntry>) {
+        (
+            std::mem::take(&mut self.attempts),
+            std::mem::take(&mut self.logs),
+        )
+    }
+
     /// Inserts everything added so far on `txn` (attempts first: an attempt's error names
     /// the outcome) and empties the lists.
     pub(crate) async fn flush(&mut self, txn: &impl ConnectionTrait) -> Result<(), StoreError> {

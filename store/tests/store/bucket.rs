@@ -100,6 +100,10 @@ async fn concurrent_appends_share_transactions(h: &Harness) {
         events as f64 / transactions as f64
     );
     assert_eq!(events, (TASKS * PER_TASK) as u64);
+    assert_eq!(
+        after.careful_batches, before.careful_batches,
+        "every batch committed on the fast path"
+    );
     assert!(
         transactions < events,
         "group commit: {transactions} transactions for {events} events"

@@ -1,0 +1,709 @@
+//! The writer's fast path on a SQLite file: the whole batch on the writer's own `rusqlite`
+//! connection, in one blocking call.
+//!
+//! Through sqlx each statement is a hand-off to its SQLite worker thread and back, built by
+//! sea-query and decoded row by row into models; here a batch crosses threads once, each
+//! statement is prepared once and cached, and only what the batch needs is read back: a new
+//! event is built from the values it was inserted with; a duplicate's holder and an
+//! outcome's event are read back, because the change feed publishes them as they are now.
+//!
+//! Values are stored exactly as sqlx stores them (UUIDs as 16-byte blobs, times as RFC 3339
+//! text with `+00:00` and as many fraction digits as needed, JSON as text, booleans as 0/1),
+//! so the read side (sea-orm) cannot tell the paths apart: a test compares rows written both
+//! ways, column by column.
+//!
+//! Anything out of the ordinary (a statement failing, say for an unknown touchpoint; a key
+//! whose holder is older than the dedupe window; a lost lease or a missing event) rolls the
+//! whole transaction back and hands the batch back: the caller runs it on the careful path
+//! (sqlx, a savepoint per request), which answers each request with its own result. Nothing
+//! here answers a request; the caller does, after the commit.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+    types::{Type, ValueRef},
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{Context, Deferred, Job, Output, work::Received};
+use crate::{
+    LogEntry,
+    entity::event,
+    events::{
+        Appended, Event, NewEvent,
+        append::{judged, model},
+        attempts::NewAttempt,
+        outcome::{self, Recorded, Update},
+    },
+    logs, time,
+};
+
+/// Statements kept prepared (there are six).
+const STATEMENT_CACHE: usize = 16;
+
+/// Why a batch left the fast path (it then runs request by request).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Fallback {
+    #[error("a statement failed")]
+    Statement(#[from] rusqlite::Error),
+    #[error("a dedupe key's holder is older than the window and its key must be retired")]
+    RetireKey,
+    #[error("an outcome's event no longer holds its lease, or is gone")]
+    LeaseLostOrMissing,
+    #[error("an event's stored row could not be read")]
+    Decode(#[from] crate::StoreError),
+    #[error("the blocking task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The writer's own connection to the SQLite file.
+pub(crate) struct Direct {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl Direct {
+    /// Opens `path` (which the writer's sqlx pool has created and switched to WAL) with the
+    /// settings every connection of the store has: `synchronous=FULL`, foreign keys on, the
+    /// same busy timeout.
+    pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Self, rusqlite::Error> {
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(busy_timeout)?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    /// Runs `batch` in one transaction and commits it. The batch comes back with the outputs
+    /// of its requests in order, or with why the transaction was rolled back (nothing of the
+    /// batch is stored then).
+    pub(super) async fn commit(
+        &self,
+        batch: Vec<Job>,
+        context: &Context,
+    ) -> Result<(Vec<Job>, Vec<Output>), (Vec<Job>, Fallback)> {
+        let connection = Arc::clone(&self.connection);
+        let context = context.clone();
+        let ran = tokio::task::spawn_blocking(move || {
+            let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+            let result = run(&mut connection, &batch, &context);
+            (batch, result)
+        })
+        .await;
+        match ran {
+            Ok((batch, Ok(outputs))) => Ok((batch, outputs)),
+            Ok((batch, Err(fallback))) => Err((batch, fallback)),
+            // The batch went down with the task (its callers hear that the writer closed);
+            // the transaction was rolled back as it unwound.
+            Err(error) => Err((Vec::new(), Fallback::Task(error))),
+        }
+    }
+}
+
+/// The whole batch in one transaction; dropped uncommitted (rolled back) on any error.
+fn run(
+    connection: &mut Connection,
+    batch: &[Job],
+    context: &Context,
+) -> Result<Vec<Output>, Fallback> {
+    let txn = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = context.clock.now();
+    let mut deferred = Deferred::default();
+    let mut outputs = Vec::with_capacity(batch.len());
+    for job in batch {
+        outputs.push(match job {
+            Job::Events(r) => Output::Events(append(&txn, &r.work, context, now)?),
+            Job::Intake(r) => {
+                let appended = append(&txn, &r.work.events, context, now)?;
+                let received: Received = r.work.received(appended, context, &mut deferred);
+                Output::Intake(received)
+            }
+            Job::Logs(r) => {
+                let entries = logs::entries(r.work.clone(), now);
+                deferred.log(&entries);
+                Output::Logs(entries)
+            }
+            Job::Outcome(r) => {
+                let recorded = record(&txn, &r.work, now, &mut deferred)?;
+                Output::Outcome(Box::new(recorded))
+            }
+            Job::Shutdown => Output::Nothing,
+        });
+    }
+    let (attempts, entries) = deferred.take();
+    insert_attempts(&txn, &attempts)?;
+    insert_logs(&txn, &entries)?;
+    txn.commit()?;
+    Ok(outputs)
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (id, touchpoint_id, received_at, headers, \
+     raw_body, payload, dedupe_key, duplicates, status, attempts, next_attempt_at, last_error, \
+     updated_at, ordering_key, parked) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, ?3, ?9, ?3, ?10, ?11) \
+     ON CONFLICT (touchpoint_id, dedupe_key) DO UPDATE \
+     SET duplicates = events.duplicates + 1, updated_at = ?3 \
+     WHERE events.received_at >= ?12 RETURNING id";
+
+/// Every column of `events`, in the order [`event_model`] reads them.
+const EVENT_COLUMNS: &str = "id, touchpoint_id, received_at, headers, raw_body, payload, \
+     dedupe_key, duplicates, status, attempts, next_attempt_at, lease_until, mapped_output, \
+     last_error, response_status, published_generation, updated_at, lease_id, ordering_key, \
+     parked, retired_dedupe_key, last_attempt_at, resynced_at";
+
+/// Appends `events` in order: each new one is built from what was inserted; a duplicate
+/// comes back as its holder, read after the bump.
+fn append(
+    txn: &Transaction<'_>,
+    events: &[NewEvent],
+    context: &Context,
+    now: DateTime<Utc>,
+) -> Result<Vec<Appended>, Fallback> {
+    let cutoff = time::before(now, context.dedupe_window);
+    let mut insert = txn.prepare_cached(INSERT_EVENT)?;
+    let mut appended = Vec::with_capacity(events.len());
+    for new in events {
+        let id = Uuid::now_v7();
+        let row = model(id, new.clone(), now);
+        let stored: Option<Vec<u8>> = insert
+            .query_row(
+                rusqlite::params![
+                    id.as_bytes(),
+                    row.touchpoint_id.as_bytes(),
+                    text(row.received_at),
+                    json(&row.headers),
+                    row.raw_body,
+                    json(&row.payload),
+                    row.dedupe_key,
+                    row.status,
+                    row.last_error,
+                    row.ordering_key,
+                    row.parked,
+                    text(cutoff),
+                ],
+                |returned| returned.get(0),
+            )
+            .optional()?;
+        let stored = stored.ok_or(Fallback::RetireKey)?;
+        let event = if stored.as_slice() == id.as_bytes() {
+            Event::try_from(row)?
+        } else {
+            let holder = read_event(txn, &stored)?.ok_or(Fallback::RetireKey)?;
+            Event::try_from(holder)?
+        };
+        appended.push(judged(id, event));
+    }
+    Ok(appended)
+}
+
+fn read_event(txn: &Transaction<'_>, id: &[u8]) -> Result<Option<event::Model>, Fallback> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1");
+    let mut select = txn.prepare_cached(&sql)?;
+    Ok(select.query_row([id], event_model).optional()?)
+}
+
+const RECORD_OUTCOME: &str = "UPDATE events SET lease_until = NULL, lease_id = NULL, \
+     updated_at = ?1, attempts = attempts + ?2, \
+     next_attempt_at = COALESCE(?3, next_attempt_at), parked = COALESCE(?4, parked), \
+     last_attempt_at = COALESCE(?5, last_attempt_at), status = ?6, mapped_output = ?7, \
+     last_error = ?8, response_status = ?9, published_generation = ?10 \
+     WHERE id = ?11 AND lease_id = ?12";
+
+/// Applies an outcome (see `events::outcome`): the event, if it still holds the lease.
+fn record(
+    txn: &Transaction<'_>,
+    work: &outcome::Work,
+    now: DateTime<Utc>,
+    deferred: &mut Deferred,
+) -> Result<Recorded, Fallback> {
+    let mut update = Update::of(work.outcome.clone());
+    let sql = format!("{RECORD_OUTCOME} RETURNING {EVENT_COLUMNS}");
+    let mut statement = txn.prepare_cached(&sql)?;
+    let row = statement
+        .query_row(
+            rusqlite::params![
+                text(now),
+                i32::from(update.counts_attempt),
+                update.next_attempt_at.map(text),
+                update.park,
+                update
+                    .attempt
+                    .as_ref()
+                    .map(|attempt| text(time::stored(attempt.started_at))),
+                update.status.as_str(),
+                update.mapped.as_ref().map(json),
+                update.error,
+                update.response_status,
+                update.generation,
+                work.id.as_bytes(),
+                work.lease_id.as_bytes(),
+            ],
+            event_model,
+        )
+        .optional()?
+        .ok_or(Fallback::LeaseLostOrMissing)?;
+    let attempt = update.attempt_row(&row);
+    let event = Event::try_from(row)?;
+    Ok(outcome::recorded(
+        event,
+        attempt,
+        work.log.clone(),
+        now,
+        deferred,
+    ))
+}
+
+const INSERT_ATTEMPT: &str = "INSERT INTO attempts (id, event_id, touchpoint_id, number, \
+     started_at, duration_ms, response_status, error, response_snippet, generation, trigger) \
+     VALUES (?1, ?2, ?3, \
+     (SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE event_id = ?2), \
+     ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+/// See `attempts::insert_all`: each numbered after its event's last.
+fn insert_attempts(txn: &Transaction<'_>, attempts: &[NewAttempt]) -> Result<(), Fallback> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let mut insert = txn.prepare_cached(INSERT_ATTEMPT)?;
+    for attempt in attempts {
+        let row = attempt.row();
+        insert.execute(rusqlite::params![
+            Uuid::now_v7().as_bytes(),
+            row.event_id.as_bytes(),
+            row.touchpoint_id.as_bytes(),
+            text(row.started_at),
+            row.duration_ms,
+            row.response_status,
+            row.error,
+            row.response_snippet,
+            row.generation,
+            row.trigger,
+        ])?;
+    }
+    Ok(())
+}
+
+const INSERT_LOG: &str = "INSERT INTO logs (id, touchpoint_id, event_id, time, level, message, \
+     fields) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+fn insert_logs(txn: &Transaction<'_>, entries: &[LogEntry]) -> Result<(), Fallback> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut insert = txn.prepare_cached(INSERT_LOG)?;
+    for entry in entries {
+        insert.execute(rusqlite::params![
+            entry.id.as_bytes(),
+            entry.touchpoint_id.as_bytes(),
+            entry.event_id.as_ref().map(|id| id.as_bytes()),
+            text(entry.time),
+            entry.level.rank(),
+            entry.message,
+            json(&entry.fields),
+        ])?;
+    }
+    Ok(())
+}
+
+/// A time as sqlx stores a `DateTime<Utc>` on SQLite.
+fn text(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+/// JSON as sqlx stores it on SQLite.
+fn json(value: &Value) -> String {
+    value.to_string()
+}
+
+/// An `events` row read in [`EVENT_COLUMNS`] order.
+fn event_model(row: &Row<'_>) -> rusqlite::Result<event::Model> {
+    Ok(event::Model {
+        id: uuid_at(row, 0)?,
+        touchpoint_id: uuid_at(row, 1)?,
+        received_at: time_at(row, 2)?,
+        headers: json_at(row, 3)?,
+        raw_body: row.get(4)?,
+        payload: json_at(row, 5)?,
+        dedupe_key: row.get(6)?,
+        duplicates: row.get(7)?,
+        status: row.get(8)?,
+        attempts: row.get(9)?,
+        next_attempt_at: time_at(row, 10)?,
+        lease_until: optional(row, 11, time_at)?,
+        mapped_output: optional(row, 12, json_at)?,
+        last_error: row.get(13)?,
+        response_status: row.get(14)?,
+        published_generation: row.get(15)?,
+        updated_at: time_at(row, 16)?,
+        lease_id: optional(row, 17, uuid_at)?,
+        ordering_key: row.get(18)?,
+        parked: row.get(19)?,
+        retired_dedupe_key: row.get(20)?,
+        last_attempt_at: optional(row, 21, time_at)?,
+        resynced_at: optional(row, 22, time_at)?,
+    })
+}
+
+fn optional<T>(
+    row: &Row<'_>,
+    index: usize,
+    read: fn(&Row<'_>, usize) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    match row.get_ref(index)? {
+        ValueRef::Null => Ok(None),
+        _ => read(row, index).map(Some),
+    }
+}
+
+fn uuid_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
+    let bytes = row.get_ref(index)?.as_blob()?;
+    Uuid::from_slice(bytes).map_err(|error| conversion(index, Type::Blob, error))
+}
+
+fn time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let text = row.get_ref(index)?.as_str()?;
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%F %T%.f").map(|time| time.and_utc()))
+        .map_err(|error| conversion(index, Type::Text, error))
+}
+
+fn json_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Value> {
+    let text = match row.get_ref(index)? {
+        ValueRef::Text(text) | ValueRef::Blob(text) => text,
+        other => return Err(conversion(index, other.data_type(), InvalidJson)),
+    };
+    serde_json::from_slice(text).map_err(|error| conversion(index, Type::Text, error))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("not JSON text")]
+struct InvalidJson;
+
+fn conversion(
+    index: usize,
+    kind: Type,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, kind, Box::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeDelta, TimeZone};
+    use sea_orm::{
+        ConnectOptions, ConnectionTrait, Database, DatabaseConnection, EntityTrait,
+        TransactionTrait, Value as SqlValue,
+    };
+    use serde_json::json;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::{
+        LogLevel, ManualClock, Outcome, Store, StoreOptions,
+        events::{AttemptRecord, OutcomeLog, append},
+        writer::Request,
+    };
+
+    /// A migrated SQLite file, reached both ways with foreign keys off (no touchpoint rows).
+    struct Both {
+        _dir: tempfile::TempDir,
+        sqlx: DatabaseConnection,
+        direct: Direct,
+        context: Context,
+    }
+
+    async fn both() -> Both {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("store.db");
+        let url = format!("sqlite://{}", path.display());
+        let store = Store::open(&url, StoreOptions::default())
+            .await
+            .expect("open");
+        store.migrate().await.expect("migrate");
+        store.close().await;
+        let mut options = ConnectOptions::new(url);
+        options.max_connections(1).sqlx_logging(false);
+        let sqlx = Database::connect(options).await.expect("sqlx");
+        sqlx.execute_unprepared("PRAGMA foreign_keys = OFF")
+            .await
+            .expect("pragma");
+        let direct = Direct::open(&path, Duration::from_secs(5)).expect("rusqlite");
+        direct
+            .connection
+            .lock()
+            .expect("lock")
+            .execute_batch("PRAGMA foreign_keys = OFF")
+            .expect("pragma");
+        // Fraction digits that AutoSi would write as six.
+        let start =
+            Utc.with_ymd_and_hms(2026, 12, 4, 9, 0, 0).unwrap() + TimeDelta::microseconds(123_450);
+        let context = Context {
+            clock: ManualClock::new(start).into(),
+            dedupe_window: crate::DEFAULT_DEDUPE_WINDOW,
+            write_gate: None,
+        };
+        Both {
+            _dir: dir,
+            sqlx,
+            direct,
+            context,
+        }
+    }
+
+    fn new_event(touchpoint_id: Uuid, key: &str) -> NewEvent {
+        NewEvent {
+            touchpoint_id,
+            headers: json!({ "x-shopify-topic": "orders/create" }),
+            raw_body: "{\"id\":1,\"name\":\"Zoë\"}".as_bytes().to_vec(),
+            payload: json!({ "id": 1, "name": "Zoë", "total": 12.5 }),
+            dedupe_key: Some(key.to_owned()),
+            ordering_key: Some("customer-7".to_owned()),
+            intake_failure: None,
+        }
+    }
+
+    impl Both {
+        /// Every column of the rows `filter` selects, as SQLite quotes it (type and value),
+        /// without the columns named in `except`.
+        async fn quoted(&self, table: &str, filter: &str, except: &[&str]) -> Vec<Vec<String>> {
+            let columns = self
+                .sqlx
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"),
+                ))
+                .await
+                .expect("columns");
+            let columns: Vec<String> = columns
+                .iter()
+                .map(|row| row.try_get::<String>("", "name").expect("name"))
+                .filter(|name| !except.contains(&name.as_str()))
+                .collect();
+            let select = columns
+                .iter()
+                .map(|column| format!("quote({column}) AS {column}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let rows = self
+                .sqlx
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    format!("SELECT {select} FROM {table} WHERE {filter}"),
+                ))
+                .await
+                .expect("rows");
+            rows.iter()
+                .map(|row| {
+                    columns
+                        .iter()
+                        .map(|column| row.try_get::<String>("", column).expect("quoted"))
+                        .collect()
+                })
+                .collect()
+        }
+
+        async fn through_direct(&self, job: Job) -> Output {
+            let (_, mut outputs) = self
+                .direct
+                .commit(vec![job], &self.context)
+                .await
+                .map_err(|(_, fallback)| fallback)
+                .expect("the fast path takes it");
+            outputs.pop().expect("one output")
+        }
+
+        async fn lease(&self, id: Uuid, lease: Uuid) {
+            self.sqlx
+                .execute_raw(sea_orm::Statement::from_sql_and_values(
+                    sea_orm::DbBackend::Sqlite,
+                    "UPDATE events SET lease_id = ?, lease_until = ? WHERE id = ?",
+                    [
+                        SqlValue::from(lease),
+                        SqlValue::from(self.context.clock.now()),
+                        SqlValue::from(id),
+                    ],
+                ))
+                .await
+                .expect("lease");
+        }
+
+        async fn read(&self, id: Uuid) -> Event {
+            let row = event::Entity::find_by_id(id)
+                .one(&self.sqlx)
+                .await
+                .expect("read")
+                .expect("stored");
+            Event::try_from(row).expect("an event")
+        }
+    }
+
+    fn created(output: Output) -> Event {
+        match output {
+            Output::Events(mut appended) => match appended.pop() {
+                Some(Appended::Created(event)) => event,
+                other => panic!("expected a new event, got {other:?}"),
+            },
+            _ => panic!("expected appended events"),
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_written_directly_are_the_rows_sqlx_writes() {
+        let both = both().await;
+        let touchpoint = Uuid::now_v7();
+
+        let txn = both.sqlx.begin().await.expect("begin");
+        let through_sqlx = append::insert(&txn, vec![new_event(touchpoint, "a")], &both.context)
+            .await
+            .expect("sqlx append");
+        txn.commit().await.expect("commit");
+        let (reply, _answer) = oneshot::channel();
+        let work = vec![new_event(touchpoint, "b")];
+        let direct = created(
+            both.through_direct(Job::Events(Request { work, reply }))
+                .await,
+        );
+        assert_eq!(
+            direct,
+            both.read(direct.id).await,
+            "what it answers is what is stored"
+        );
+        let except = ["id", "dedupe_key"];
+        assert_eq!(
+            both.quoted("events", "dedupe_key = 'a'", &except).await,
+            both.quoted("events", "dedupe_key = 'b'", &except).await,
+        );
+
+        // A duplicate comes back as its holder, bumped.
+        let (reply, _answer) = oneshot::channel();
+        let work = vec![new_event(touchpoint, "a")];
+        match both
+            .through_direct(Job::Events(Request { work, reply }))
+            .await
+        {
+            Output::Events(appended) => match appended.as_slice() {
+                [Appended::Duplicate(holder)] => {
+                    assert_eq!(holder.id, through_sqlx[0].event().id);
+                    assert_eq!(holder.duplicates, 1);
+                    assert_eq!(*holder, both.read(holder.id).await);
+                }
+                other => panic!("expected a duplicate, got {other:?}"),
+            },
+            _ => panic!("expected appended events"),
+        }
+
+        // Outcomes: a retry with an attempt and a log entry, then a parked failure.
+        let later = both.context.clock.now() + TimeDelta::milliseconds(1500);
+        let outcomes = [
+            Outcome::Retry {
+                mapped: Some(json!({ "order": 1 })),
+                error: "HTTP 503".to_owned(),
+                response_status: Some(503),
+                next_attempt_at: later,
+                generation: 3,
+                attempt: Some(AttemptRecord {
+                    started_at: later - TimeDelta::milliseconds(700),
+                    duration_ms: 12,
+                    response_status: Some(503),
+                    error: Some("HTTP 503".to_owned()),
+                    response_snippet: Some("busy".to_owned()),
+                }),
+            },
+            Outcome::Failed {
+                park: true,
+                mapped: None,
+                error: "gave up".to_owned(),
+                response_status: None,
+                generation: 3,
+                attempt: None,
+            },
+        ];
+        let sqlx_id = through_sqlx[0].event().id;
+        for outcome in outcomes {
+            let log = OutcomeLog {
+                level: LogLevel::Warn,
+                message: "delivery failed".to_owned(),
+                fields: json!({ "status": 503 }),
+            };
+            let (sqlx_lease, direct_lease) = (Uuid::now_v7(), Uuid::now_v7());
+            both.lease(sqlx_id, sqlx_lease).await;
+            both.lease(direct.id, direct_lease).await;
+            let work = |id, lease_id| outcome::Work {
+                id,
+                lease_id,
+                outcome: outcome.clone(),
+                log: Some(log.clone()),
+            };
+            let txn = both.sqlx.begin().await.expect("begin");
+            let mut deferred = Deferred::default();
+            let now = both.context.clock.now();
+            outcome::apply(&txn, work(sqlx_id, sqlx_lease), now, &mut deferred)
+                .await
+                .expect("sqlx outcome");
+            deferred.flush(&txn).await.expect("flush");
+            txn.commit().await.expect("commit");
+            let (reply, _answer) = oneshot::channel();
+            let request = Request {
+                work: work(direct.id, direct_lease),
+                reply,
+            };
+            let Output::Outcome(recorded) = both.through_direct(Job::Outcome(request)).await else {
+                panic!("expected an outcome");
+            };
+            assert_eq!(recorded.event, both.read(direct.id).await);
+            let (a, b) = (
+                format!("x'{}'", sqlx_id.simple()),
+                format!("x'{}'", direct.id.simple()),
+            );
+            // `duplicates` differs: the sqlx row absorbed the duplicate above.
+            let except = ["id", "dedupe_key", "duplicates", "updated_at"];
+            assert_eq!(
+                both.quoted("events", &format!("id = {a}"), &except).await,
+                both.quoted("events", &format!("id = {b}"), &except).await,
+            );
+            let except = ["id", "event_id"];
+            let order = "ORDER BY number";
+            assert_eq!(
+                both.quoted("attempts", &format!("event_id = {a} {order}"), &except)
+                    .await,
+                both.quoted("attempts", &format!("event_id = {b} {order}"), &except)
+                    .await,
+            );
+            assert_eq!(
+                both.quoted("logs", &format!("event_id = {a} ORDER BY id"), &except)
+                    .await,
+                both.quoted("logs", &format!("event_id = {b} ORDER BY id"), &except)
+                    .await,
+            );
+        }
+        let attempts = both.quoted("attempts", "1 = 1", &[]).await.len();
+        assert_eq!(attempts, 2, "one attempt row each");
+
+        // A lease lost: the fast path gives up, nothing stored.
+        let (reply, _answer) = oneshot::channel();
+        let work = outcome::Work {
+            id: direct.id,
+            lease_id: Uuid::now_v7(),
+            outcome: Outcome::Skipped { generation: 3 },
+            log: None,
+        };
+        let gave_up = both
+            .direct
+            .commit(vec![Job::Outcome(Request { work, reply })], &both.context)
+            .await;
+        assert!(matches!(gave_up, Err((_, Fallback::LeaseLostOrMissing))));
+    }
+}
