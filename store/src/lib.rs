@@ -151,8 +151,6 @@ struct Inner {
     writer: Writer,
     feed: Feed,
     clock: Clock,
-    /// See `writer::Context::write_gate`.
-    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// PostgreSQL: the tasks relaying changes to and from other processes.
     relay: Option<RelayTasks>,
     /// See [`StoreOptions::secret_key`].
@@ -187,8 +185,6 @@ impl Store {
             Some(queue) => Some(start_relay(&pools.db, origin, queue, &feed).await),
             None => None,
         };
-        let write_gate =
-            (pools.backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         let writer = Writer::spawn(
             pools.writer.clone(),
             pools.direct,
@@ -197,7 +193,6 @@ impl Store {
             writer::Context {
                 clock: options.clock.clone(),
                 dedupe_window: options.dedupe_window,
-                write_gate: write_gate.clone(),
             },
         );
         tracing::debug!(backend = ?pools.backend, "store opened");
@@ -209,7 +204,6 @@ impl Store {
                 writer,
                 feed,
                 clock: options.clock,
-                write_gate,
                 relay,
                 secret_key: options.secret_key,
             }),

@@ -86,51 +86,44 @@ impl Store {
             )
             .col_expr(event::Column::LeaseId, Expr::val(Uuid::now_v7()))
             .filter(event::Column::Id.in_subquery(due.clone()));
-        let rows = match self.backend() {
-            // SQLite runs one writing statement at a time: claims are serialized already; the
-            // gate makes them wait their turn in-process rather than in the busy handler.
-            Backend::Sqlite => {
-                // Most wake-ups find nothing due; a read (no write lock) says so cheaply.
-                let mut probe = due.clone();
-                probe.limit(1);
-                let any = self
-                    .db()
-                    .query_one(&probe)
-                    .await
-                    .map_err(StoreError::ClaimEvents)?;
-                if any.is_none() {
-                    return Ok(Vec::new());
-                }
-                let _gate = match &self.inner.write_gate {
-                    Some(gate) => Some(gate.lock().await),
-                    None => None,
-                };
-                claim.exec_with_returning(self.db()).await
-            }
-            Backend::Postgres => {
-                // Serialize claims (see `ordering`): the lock first, then the UPDATE, whose
-                // snapshot sees every earlier claim's leases.
-                async {
-                    let txn = self.db().begin().await?;
-                    txn.execute_unprepared(&format!(
-                        "SELECT pg_advisory_xact_lock({})",
-                        ordering::CLAIM_LOCK
-                    ))
-                    .await?;
-                    let rows = claim.exec_with_returning(&txn).await?;
-                    txn.commit().await?;
-                    Ok(rows)
-                }
+        if self.backend() == Backend::Sqlite {
+            // Most wake-ups find nothing due; a read (no write lock) says so cheaply.
+            let mut probe = due.clone();
+            probe.limit(1);
+            let any = self
+                .db()
+                .query_one(&probe)
                 .await
+                .map_err(StoreError::ClaimEvents)?;
+            if any.is_none() {
+                return Ok(Vec::new());
             }
+            // SQLite runs one writing statement at a time: the claim takes its turn in the
+            // group-commit writer's batch, sharing its commit with the intake and outcomes
+            // around it.
+            let claimed = self.inner.writer.claim(Claim { update: claim }).await?;
+            return Ok(sorted(claimed));
         }
+        // PostgreSQL: serialize claims (see `ordering`): the lock first, then the UPDATE,
+        // whose snapshot sees every earlier claim's leases.
+        let rows = async {
+            let txn = self.db().begin().await?;
+            txn.execute_unprepared(&format!(
+                "SELECT pg_advisory_xact_lock({})",
+                ordering::CLAIM_LOCK
+            ))
+            .await?;
+            let rows = claim.exec_with_returning(&txn).await?;
+            txn.commit().await?;
+            Ok(rows)
+        }
+        .await
         .map_err(StoreError::ClaimEvents)?;
-        let mut events = rows
+        let events = rows
             .into_iter()
             .map(Event::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        events.sort_by_key(|event| event.id);
-        Ok(events)
+        Ok(sorted(events))
     }
 
     /// Hands a leased event back without an outcome (the worker is shutting down, the
@@ -252,6 +245,31 @@ impl Store {
 /// The ids of up to `limit` events due at `now` that `filter` lets a claim take, oldest first
 /// (`idx_events_claim` hands UNPROCESSED events over in id order, so the scan stops at
 /// `limit` instead of reading and sorting the whole backlog).
+/// Claimed events oldest first.
+fn sorted(mut events: Vec<Event>) -> Vec<Event> {
+    events.sort_by_key(|event| event.id);
+    events
+}
+
+/// A claim on SQLite, run by the group-commit writer: the lease update of the due events.
+#[derive(Clone)]
+pub(crate) struct Claim {
+    pub(crate) update: sea_orm::UpdateMany<event::Entity>,
+}
+
+impl Claim {
+    /// Leases the due events on `txn`; returns them as updated.
+    pub(crate) async fn lease(self, txn: &impl ConnectionTrait) -> Result<Vec<Event>, StoreError> {
+        self.update
+            .exec_with_returning(txn)
+            .await
+            .map_err(StoreError::ClaimEvents)?
+            .into_iter()
+            .map(Event::try_from)
+            .collect()
+    }
+}
+
 fn due_events(now: DateTime<Utc>, limit: u64, filter: &ClaimFilter) -> SelectStatement {
     let e = ordering::candidate();
     Query::select()

@@ -27,12 +27,16 @@ use std::{
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
-    types::{Type, ValueRef},
+    types::{Type, Value as SqlValue, ValueRef},
 };
+use sea_orm::{DbBackend, QueryTrait};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Context, Deferred, Job, Output, work::Received};
+use super::{
+    Context, Deferred, Job, Output,
+    work::{Claim, Received},
+};
 use crate::{
     LogEntry,
     entity::event,
@@ -59,6 +63,8 @@ pub(super) enum Fallback {
     LeaseLostOrMissing,
     #[error("an event's stored row could not be read")]
     Decode(#[from] crate::StoreError),
+    #[error("a statement's value has no direct binding: {0}")]
+    Value(&'static str),
     #[error("the blocking task failed")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -139,6 +145,7 @@ fn run(
                 let recorded = record(&txn, &r.work, now, &mut deferred)?;
                 Output::Outcome(Box::new(recorded))
             }
+            Job::Claim(r) => Output::Claimed(claim(&txn, &r.work)?),
             Job::Shutdown => Output::Nothing,
         });
     }
@@ -263,6 +270,62 @@ fn record(
         now,
         deferred,
     ))
+}
+
+/// Runs a claim's lease update (built by `events::queue`, rendered for SQLite).
+fn claim(txn: &Transaction<'_>, claim: &Claim) -> Result<Vec<Event>, Fallback> {
+    let statement = claim.update.build(DbBackend::Sqlite);
+    let values = statement
+        .values
+        .map(|values| values.0)
+        .unwrap_or_default()
+        .into_iter()
+        .map(sql_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    let sql = format!("{} RETURNING {EVENT_COLUMNS}", statement.sql);
+    let mut update = txn.prepare_cached(&sql)?;
+    let rows = update
+        .query_map(rusqlite::params_from_iter(values), event_model)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .map(Event::try_from)
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A statement's value as sqlx binds it on SQLite; the kinds a claim uses.
+fn sql_value(value: sea_orm::Value) -> Result<SqlValue, Fallback> {
+    use sea_orm::Value as V;
+    Ok(match value {
+        V::Bool(value) => value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into())),
+        V::TinyInt(value) => value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into())),
+        V::SmallInt(value) => value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into())),
+        V::Int(value) => value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into())),
+        V::BigInt(value) => value.map_or(SqlValue::Null, SqlValue::Integer),
+        V::TinyUnsigned(value) => {
+            value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into()))
+        }
+        V::SmallUnsigned(value) => {
+            value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into()))
+        }
+        V::Unsigned(value) => value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into())),
+        V::BigUnsigned(value) => match value {
+            None => SqlValue::Null,
+            Some(value) => SqlValue::Integer(
+                i64::try_from(value)
+                    .map_err(|_| Fallback::Value("an unsigned integer beyond i64"))?,
+            ),
+        },
+        V::String(value) => value.map_or(SqlValue::Null, |value| SqlValue::Text(value.to_string())),
+        V::Uuid(value) => value.map_or(SqlValue::Null, |value| {
+            SqlValue::Blob(value.as_bytes().to_vec())
+        }),
+        V::ChronoDateTimeUtc(value) => {
+            value.map_or(SqlValue::Null, |value| SqlValue::Text(text(value)))
+        }
+        V::Json(value) => value.map_or(SqlValue::Null, |value| SqlValue::Text(json(&value))),
+        _ => return Err(Fallback::Value("a kind of value claims do not use")),
+    })
 }
 
 const INSERT_ATTEMPT: &str = "INSERT INTO attempts (id, event_id, touchpoint_id, number, \
@@ -453,7 +516,6 @@ mod tests {
         let context = Context {
             clock: ManualClock::new(start).into(),
             dedupe_window: crate::DEFAULT_DEDUPE_WINDOW,
-            write_gate: None,
         };
         Both {
             _dir: dir,

@@ -43,12 +43,14 @@ use tokio::{
 use tracing::Instrument;
 use uuid::Uuid;
 
-use self::work::{IntakeWork, OutcomeWork, Received, Work};
+use self::work::{Claim, IntakeWork, OutcomeWork, Received, Work};
 pub(crate) use self::{deferred::Deferred, direct::Direct, work::Context};
 use crate::{
     Backend, StoreError, begin_immediate,
     change::Feed,
-    events::{Appended, IntakeLog, NewEvent, Outcome, OutcomeLog, append, outcome::Recorded},
+    events::{
+        Appended, Event, IntakeLog, NewEvent, Outcome, OutcomeLog, append, outcome::Recorded,
+    },
     logs::{LogEntry, NewLog},
 };
 
@@ -80,6 +82,10 @@ pub struct WriterStats {
     pub logs: u64,
     /// Outcomes recorded.
     pub outcomes: u64,
+    /// Claims run in the writer's batches (SQLite).
+    pub claims: u64,
+    /// Events those claims leased.
+    pub claimed: u64,
 }
 
 #[derive(Default)]
@@ -91,6 +97,8 @@ struct Counters {
     events: AtomicU64,
     logs: AtomicU64,
     outcomes: AtomicU64,
+    claims: AtomicU64,
+    claimed: AtomicU64,
 }
 
 /// The handle the store keeps.
@@ -175,6 +183,13 @@ impl Writer {
             .await
     }
 
+    /// Runs a claim in the next batch (SQLite); the leased events, after its commit.
+    pub(crate) async fn claim(&self, claim: Claim) -> Result<Vec<Event>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Claim(Box::new(Request { work: claim, reply })), answer)
+            .await
+    }
+
     async fn submit<T>(
         &self,
         job: Job,
@@ -214,6 +229,8 @@ impl Writer {
             events: c.events.load(Ordering::Relaxed),
             logs: c.logs.load(Ordering::Relaxed),
             outcomes: c.outcomes.load(Ordering::Relaxed),
+            claims: c.claims.load(Ordering::Relaxed),
+            claimed: c.claimed.load(Ordering::Relaxed),
         }
     }
 }
@@ -236,6 +253,8 @@ enum Job {
     Intake(Request<IntakeWork>),
     Logs(Request<Vec<NewLog>>),
     Outcome(Request<OutcomeWork>),
+    // Boxed: a claim's statement is much bigger than the other requests.
+    Claim(Box<Request<Claim>>),
     Shutdown,
 }
 
@@ -245,6 +264,7 @@ enum StagedJob {
     Logs(Staged<Vec<NewLog>>),
     // Boxed: an `Event` (in `Recorded`) is much bigger than the other variants.
     Outcome(Box<Staged<OutcomeWork>>),
+    Claim(Staged<Claim>),
 }
 
 impl<W: Work> Request<W> {
@@ -311,6 +331,7 @@ impl Job {
             Self::Intake(request) => request.refuse(StoreError::AppendEvents(error.clone())),
             Self::Logs(request) => request.refuse(StoreError::AppendLogs(error.clone())),
             Self::Outcome(request) => request.refuse(StoreError::RecordOutcome(error.clone())),
+            Self::Claim(request) => request.refuse(StoreError::ClaimEvents(error.clone())),
             Self::Shutdown => {}
         }
     }
@@ -328,6 +349,7 @@ impl Job {
             (Self::Intake(r), Output::Intake(o)) => staged(r, o).committed(feed, counters),
             (Self::Logs(r), Output::Logs(o)) => staged(r, o).committed(feed, counters),
             (Self::Outcome(r), Output::Outcome(o)) => staged(r, *o).committed(feed, counters),
+            (Self::Claim(r), Output::Claimed(o)) => staged(*r, o).committed(feed, counters),
             (Self::Shutdown, _) => {}
             _ => unreachable!("each job's output has its own kind"),
         }
@@ -339,6 +361,7 @@ impl Job {
             Self::Intake(request) => request.refuse(StoreError::WriterClosed),
             Self::Logs(request) => request.refuse(StoreError::WriterClosed),
             Self::Outcome(request) => request.refuse(StoreError::WriterClosed),
+            Self::Claim(request) => request.refuse(StoreError::WriterClosed),
             Self::Shutdown => {}
         }
     }
@@ -351,6 +374,7 @@ impl StagedJob {
             Self::Intake(staged) => staged.committed(feed, counters),
             Self::Logs(staged) => staged.committed(feed, counters),
             Self::Outcome(staged) => staged.committed(feed, counters),
+            Self::Claim(staged) => staged.committed(feed, counters),
         }
     }
 
@@ -360,6 +384,7 @@ impl StagedJob {
             Self::Intake(staged) => staged.aborted(error),
             Self::Logs(staged) => staged.aborted(error),
             Self::Outcome(staged) => staged.aborted(error),
+            Self::Claim(staged) => staged.aborted(error),
         }
     }
 }
@@ -412,10 +437,6 @@ async fn commit_batch(
 ) {
     let started = Instant::now();
     let requests = batch.len();
-    let _gate = match &context.write_gate {
-        Some(gate) => Some(gate.lock().await),
-        None => None,
-    };
     let db = &connections.db;
     let fast = match &connections.direct {
         Some(direct) => commit_direct(direct, batch, feed, context, counters).await,
@@ -444,6 +465,7 @@ enum Output {
     Intake(Received),
     Logs(Vec<LogEntry>),
     Outcome(Box<Recorded>),
+    Claimed(Vec<Event>),
     Nothing,
 }
 
@@ -534,6 +556,12 @@ async fn commit_directly(
                 .apply(&txn, context, &mut deferred)
                 .await
                 .map(|recorded| Output::Outcome(Box::new(recorded))),
+            Job::Claim(r) => r
+                .work
+                .clone()
+                .apply(&txn, context, &mut deferred)
+                .await
+                .map(Output::Claimed),
             Job::Shutdown => Ok(Output::Nothing),
         };
         match output {
@@ -659,6 +687,14 @@ async fn commit_with_savepoints(
                 .map(|staged| StagedJob::Outcome(Box::new(staged)))
                 .map_err(|(reply, error)| {
                     let _ = reply.send(Err(StoreError::RecordOutcome(error.clone())));
+                    error
+                }),
+            Job::Claim(request) => request
+                .stage(&txn, context)
+                .await
+                .map(StagedJob::Claim)
+                .map_err(|(reply, error)| {
+                    let _ = reply.send(Err(StoreError::ClaimEvents(error.clone())));
                     error
                 }),
             Job::Shutdown => continue,

@@ -9,7 +9,7 @@ use sea_orm::{DatabaseTransaction, DbErr};
 use super::{Counters, deferred::Deferred};
 use crate::{
     Change, ChangeKind, ChangedRow, Clock, StoreError,
-    events::{self, Appended, IntakeLog, NewEvent, outcome::Recorded},
+    events::{self, Appended, Event, IntakeLog, NewEvent, outcome::Recorded},
     logs::{self, LogEntry, NewLog},
 };
 
@@ -20,10 +20,6 @@ pub(crate) struct Context {
     pub(crate) clock: Clock,
     /// [`crate::StoreOptions::dedupe_window`].
     pub(crate) dedupe_window: std::time::Duration,
-    /// On SQLite, held by every write transaction of this process (the writer's batches and
-    /// the worker's claims), so they queue here instead of in SQLite's busy handler, whose
-    /// back-off sleeps (up to 100 ms) would stall intake under load.
-    pub(crate) write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// One kind of write the task runs.
@@ -223,5 +219,37 @@ impl Work for OutcomeWork {
         if recorded.log.is_some() {
             counters.logs.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// A claim (SQLite): the due events leased, in the batch's transaction.
+pub(super) use crate::events::queue::Claim;
+
+impl Work for Claim {
+    type Output = Vec<Event>;
+
+    async fn apply(
+        self,
+        txn: &DatabaseTransaction,
+        _context: &Context,
+        _deferred: &mut Deferred,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.lease(txn).await
+    }
+
+    /// A lease is not a change of the bucket.
+    fn changes(_claimed: &Vec<Event>) -> Vec<Change> {
+        Vec::new()
+    }
+
+    fn batch_failed(error: DbErr) -> StoreError {
+        StoreError::ClaimEvents(error)
+    }
+
+    fn count(counters: &Counters, claimed: &Vec<Event>) {
+        counters.claims.fetch_add(1, Ordering::Relaxed);
+        counters
+            .claimed
+            .fetch_add(claimed.len() as u64, Ordering::Relaxed);
     }
 }

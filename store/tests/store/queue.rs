@@ -3,7 +3,7 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use hookplane_store::{ClaimFilter, EventStatus, Outcome, StoreError};
+use hookplane_store::{Backend, ClaimFilter, EventStatus, Outcome, StoreError};
 use serde_json::json;
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -150,6 +150,7 @@ async fn concurrent_claimers_never_share_an_event(h: &Harness) {
         .map(|n| crate::common::new_event(touchpoint.id, n))
         .collect();
     h.store.append_events(batch).await.expect("append");
+    let before = h.store.writer_stats();
     let now = Utc::now() + secs(1);
     let start = Arc::new(Barrier::new(CLAIMERS));
     let claimers: Vec<_> = (0..CLAIMERS)
@@ -179,6 +180,13 @@ async fn concurrent_claimers_never_share_an_event(h: &Harness) {
         }
     }
     assert_eq!(seen.len(), EVENTS);
+    let after = h.store.writer_stats();
+    if h.backend == Backend::Sqlite {
+        // SQLite claims take their turn in the writer's batches, on its fast path.
+        assert_eq!(after.claimed - before.claimed, EVENTS as u64);
+        assert!(after.claims > before.claims);
+    }
+    assert_eq!(after.careful_batches, before.careful_batches);
 }
 
 async fn outcomes_are_recorded(h: &Harness) {
