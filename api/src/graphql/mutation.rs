@@ -428,7 +428,7 @@ impl MutationRoot {
             )
             .await;
         }
-        Ok(events.into_iter().map(BucketEntry).collect())
+        Ok(events.into_iter().map(BucketEntry::from).collect())
     }
 
     /// Resync every event of a touchpoint with a status, optionally received within a time

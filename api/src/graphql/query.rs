@@ -190,7 +190,7 @@ impl QueryRoot {
     /// One resync-bucket entry.
     async fn bucket_entry(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<BucketEntry>> {
         let id = parse_id(&id, "event")?;
-        Ok(authz::found(authz::event(ctx, id, Role::Viewer).await)?.map(BucketEntry))
+        Ok(authz::found(authz::event(ctx, id, Role::Viewer).await)?.map(BucketEntry::from))
     }
 
     /// A touchpoint's resync bucket, newest first, optionally only events received within
@@ -225,7 +225,7 @@ impl QueryRoot {
             page,
             after.is_some(),
             |e| e.id,
-            BucketEntry,
+            BucketEntry::from,
         ))
     }
 

@@ -95,9 +95,9 @@ async fn load_bucket_change(store: Store, change: Change) -> Option<ApiResult<Bu
         ChangeKind::LogCreated => return None,
     };
     let event = match change.row {
-        Some(ChangedRow::Event(event)) => Arc::unwrap_or_clone(event),
+        Some(ChangedRow::Event(event)) => event,
         _ => match store.event(change.id).await {
-            Ok(Some(event)) => event,
+            Ok(Some(event)) => Arc::new(event),
             Ok(None) => return None,
             Err(error) => return Some(Err(error.into())),
         },

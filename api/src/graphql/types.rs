@@ -548,8 +548,15 @@ impl Touchpoint {
     }
 }
 
-/// One entry of a resync bucket: an event and where it stands.
-pub struct BucketEntry(pub store::Event);
+/// One entry of a resync bucket: an event and where it stands. Shared: every subscriber of
+/// a change resolves the one copy the change carries.
+pub struct BucketEntry(pub std::sync::Arc<store::Event>);
+
+impl From<store::Event> for BucketEntry {
+    fn from(event: store::Event) -> Self {
+        Self(std::sync::Arc::new(event))
+    }
+}
 
 #[Object]
 impl BucketEntry {
