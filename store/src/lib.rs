@@ -9,9 +9,10 @@
 //! - Only a verified, parsed event gets in: a [`NewEvent`] is made only from a
 //!   `hookplane_sources::ParsedEvent`, which only that crate's verify-then-parse chain makes.
 //! - [`Store::append_events`] returns only after the events are committed (SQLite:
-//!   `synchronous=FULL` in WAL mode, so committed means on disk). Appends, log appends and
-//!   outcome records go through one group-commit writer (module `writer`): concurrent callers share
-//!   a transaction and its fsync, and each caller's request is applied all or nothing.
+//!   `synchronous=FULL` in WAL mode, so committed means on disk). Appends, log appends,
+//!   outcome records and (on SQLite) claims go through one group-commit writer (module
+//!   `writer`; on a SQLite file it runs on its own `rusqlite` connection): concurrent callers
+//!   share a transaction and its fsync, and each caller's request is applied all or nothing.
 //! - [`Store::claim_due_events`] never hands the same event to two claimers while a lease holds,
 //!   and [`Store::record_outcome`] applies only under the lease the claim handed out
 //!   ([`StoreError::LeaseLost`] otherwise): a worker that lost its event cannot overwrite newer
