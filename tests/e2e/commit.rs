@@ -38,7 +38,9 @@ const POSTGRES_DISARM: [&str; 2] = [
 ];
 
 async fn a_batch_whose_commit_fails_is_not_acknowledged_and_not_stored(backend: Backend) {
-    let server = Server::start(&backend).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let log = dir.path().join("server.log");
+    let server = Server::start_logging_to(&backend, &[], &log).await;
     let connection = flows::connection(&server).await;
     let touchpoint = flows::published_touchpoint(
         &server,
@@ -75,6 +77,20 @@ async fn a_batch_whose_commit_fails_is_not_acknowledged_and_not_stored(backend: 
         assert_eq!(*status, 503, "{body}");
         assert_eq!(body["code"], "STORAGE_UNAVAILABLE", "{body}");
     }
+
+    // The operator's log tells why, not only that storing failed.
+    let cause = if postgres {
+        "injected commit failure"
+    } else {
+        "FOREIGN KEY constraint failed"
+    };
+    let logged = std::fs::read_to_string(&log).expect("the server's log");
+    assert!(
+        logged
+            .lines()
+            .any(|line| line.contains("storing webhook") && line.contains(cause)),
+        "the log names the database's cause ({cause}):\n{logged}"
+    );
 
     for statement in disarm {
         db.execute_unprepared(statement).await.expect(statement);

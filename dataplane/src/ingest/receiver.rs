@@ -279,7 +279,8 @@ async fn intake(
         .receive_events(new_events, intake_log)
         .await
         .map_err(|error| {
-            warn!(%error, "storing webhook");
+            // With its causes: "could not append events" alone does not tell an operator why.
+            warn!(error = &error as &dyn std::error::Error, "storing webhook");
             let error = HttpError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "STORAGE_UNAVAILABLE",

@@ -108,7 +108,10 @@ impl Processor {
             None => {
                 debug!("shutting down before the request started; handing the event back");
                 if let Err(error) = self.store.release_lease(event.id, lease_id).await {
-                    warn!(%error, "releasing the lease; it will expire instead");
+                    warn!(
+                        error = &error as &dyn std::error::Error,
+                        "releasing the lease; it will expire instead"
+                    );
                 }
             }
         }
@@ -294,7 +297,10 @@ impl Processor {
             .await;
         if let Err(error) = recorded {
             // The lease expires and the event is processed again: at least once, never lost.
-            warn!(%error, "recording the outcome; the event will be retried after its lease");
+            warn!(
+                error = &error as &dyn std::error::Error,
+                "recording the outcome; the event will be retried after its lease"
+            );
         }
     }
 

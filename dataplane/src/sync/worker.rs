@@ -451,7 +451,7 @@ impl Worker {
             return;
         };
         if let Err(error) = self.store.release_lease(event.id, lease_id).await {
-            warn!(event = %event.id, %error, "handing an event back; its lease will expire instead");
+            warn!(event = %event.id, error = &error as &dyn std::error::Error, "handing an event back; its lease will expire instead");
         }
     }
 
