@@ -381,6 +381,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
         Err(error) => tracing::warn!(%error, "counting bucket events for /metrics"),
     }
+    state.metrics.observe_writer(&state.store.writer_stats());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -33,6 +33,11 @@ pub struct Metrics {
     /// event was handed back because its destination had no room (`concurrency`, `rate`,
     /// `held`).
     pub delivery_throttled: IntCounterVec,
+    /// The store's group-commit writer, by kind: `transactions`, `failed_transactions`,
+    /// `careful_batches` (batches its fast path handed to request-by-request), `requests`,
+    /// `events`, `logs`, `outcomes`, `claims` and `claimed` (events leased by those claims).
+    /// Read from the store when metrics are scraped.
+    pub store_writer: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +102,14 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric definition");
+        let store_writer = IntCounterVec::new(
+            Opts::new(
+                "store_writer_total",
+                "The store's group-commit writer: transactions, requests and rows, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric definition");
         for collector in [
             Box::new(http_request_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(webhooks_received.clone()),
@@ -107,6 +120,7 @@ impl Metrics {
             Box::new(purged.clone()),
             Box::new(delivery_retries.clone()),
             Box::new(delivery_throttled.clone()),
+            Box::new(store_writer.clone()),
         ] {
             registry
                 .register(collector)
@@ -123,6 +137,25 @@ impl Metrics {
             purged,
             delivery_retries,
             delivery_throttled,
+            store_writer,
+        }
+    }
+
+    /// Brings `store_writer` up to the writer's own counts (which only grow).
+    pub fn observe_writer(&self, stats: &hookplane_store::WriterStats) {
+        for (kind, value) in [
+            ("transactions", stats.transactions),
+            ("failed_transactions", stats.failed_transactions),
+            ("careful_batches", stats.careful_batches),
+            ("requests", stats.requests),
+            ("events", stats.events),
+            ("logs", stats.logs),
+            ("outcomes", stats.outcomes),
+            ("claims", stats.claims),
+            ("claimed", stats.claimed),
+        ] {
+            let counter = self.store_writer.with_label_values(&[kind]);
+            counter.inc_by(value.saturating_sub(counter.get()));
         }
     }
 

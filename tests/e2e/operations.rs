@@ -215,6 +215,18 @@ async fn preview_maps_without_delivering(backend: Backend) {
         "{metrics}"
     );
     assert!(metrics.contains("hookplane_http_request_duration_seconds_bucket"));
+    // The writer's counts: the accepted webhook was committed, on the fast path.
+    let writer = |kind: &str| -> u64 {
+        let name = format!("hookplane_store_writer_total{{kind=\"{kind}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name.as_str()))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(writer("transactions") >= 1);
+    assert!(writer("events") >= 1);
+    assert_eq!(writer("careful_batches"), 0);
     server.stop().await;
 }
 
