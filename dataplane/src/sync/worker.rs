@@ -7,8 +7,8 @@
 //!
 //! A destination whose requests are all in flight may have up to `maxConcurrency` more events
 //! claimed and *waiting* at this worker, started as its requests finish: claims are the
-//! worker's serial cost (one write transaction each), so a busy destination is fed in claims
-//! of many events rather than one per finished request. Waiting events start oldest first;
+//! worker's serial cost (a write each), so a busy destination is fed in claims of many events
+//! rather than one per finished request. Waiting events start oldest first;
 //! they are handed back (`release_lease`) when their destination is throttled or held, when
 //! they waited half their lease, and on shutdown. Any other event that was claimed but cannot
 //! start (its touchpoint is not in this worker's snapshot, no room to wait) is handed back at
@@ -500,9 +500,10 @@ impl Worker {
                     .as_ref()
                     .is_none_or(|only| only.contains(&running.id))
         });
-        let due = match any_open || closed.is_empty() {
-            true => self.store.next_due_at_where(&waiting).await,
-            false => Ok(None),
+        let due = if any_open || closed.is_empty() {
+            self.store.next_due_at_where(&waiting).await
+        } else {
+            Ok(None)
         };
         if let Ok(Some(due)) = due {
             // Due already but not claimed (a race with intake, or another worker's claim):

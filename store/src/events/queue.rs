@@ -106,24 +106,16 @@ impl Store {
         }
         // PostgreSQL: serialize claims (see `ordering`): the lock first, then the UPDATE,
         // whose snapshot sees every earlier claim's leases.
-        let rows = async {
-            let txn = self.db().begin().await?;
-            txn.execute_unprepared(&format!(
-                "SELECT pg_advisory_xact_lock({})",
-                ordering::CLAIM_LOCK
-            ))
-            .await?;
-            let rows = claim.exec_with_returning(&txn).await?;
-            txn.commit().await?;
-            Ok(rows)
-        }
+        let txn = self.db().begin().await.map_err(StoreError::ClaimEvents)?;
+        txn.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({})",
+            ordering::CLAIM_LOCK
+        ))
         .await
         .map_err(StoreError::ClaimEvents)?;
-        let events = rows
-            .into_iter()
-            .map(Event::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(sorted(events))
+        let claimed = Claim { update: claim }.lease(&txn).await?;
+        txn.commit().await.map_err(StoreError::ClaimEvents)?;
+        Ok(sorted(claimed))
     }
 
     /// Hands a leased event back without an outcome (the worker is shutting down, the
@@ -242,16 +234,14 @@ impl Store {
     }
 }
 
-/// The ids of up to `limit` events due at `now` that `filter` lets a claim take, oldest first
-/// (`idx_events_claim` hands UNPROCESSED events over in id order, so the scan stops at
-/// `limit` instead of reading and sorting the whole backlog).
 /// Claimed events oldest first.
 fn sorted(mut events: Vec<Event>) -> Vec<Event> {
     events.sort_by_key(|event| event.id);
     events
 }
 
-/// A claim on SQLite, run by the group-commit writer: the lease update of the due events.
+/// A claim: the lease update of the due events (on SQLite a request of the group-commit
+/// writer's batch; on PostgreSQL run in its own transaction, after the claim lock).
 #[derive(Clone)]
 pub(crate) struct Claim {
     pub(crate) update: sea_orm::UpdateMany<event::Entity>,
@@ -270,6 +260,9 @@ impl Claim {
     }
 }
 
+/// The ids of up to `limit` events due at `now` that `filter` lets a claim take, oldest first
+/// (`idx_events_claim` hands UNPROCESSED events over in id order, so the scan stops at
+/// `limit` instead of reading and sorting the whole backlog).
 fn due_events(now: DateTime<Utc>, limit: u64, filter: &ClaimFilter) -> SelectStatement {
     let e = ordering::candidate();
     Query::select()

@@ -297,33 +297,23 @@ fn claim(txn: &Transaction<'_>, claim: &Claim) -> Result<Vec<Event>, Fallback> {
 fn sql_value(value: sea_orm::Value) -> Result<SqlValue, Fallback> {
     use sea_orm::Value as V;
     Ok(match value {
-        V::Bool(value) => value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into())),
-        V::TinyInt(value) => value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into())),
-        V::SmallInt(value) => value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into())),
-        V::Int(value) => value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into())),
-        V::BigInt(value) => value.map_or(SqlValue::Null, SqlValue::Integer),
-        V::TinyUnsigned(value) => {
-            value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into()))
-        }
-        V::SmallUnsigned(value) => {
-            value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into()))
-        }
-        V::Unsigned(value) => value.map_or(SqlValue::Null, |value| SqlValue::Integer(value.into())),
-        V::BigUnsigned(value) => match value {
-            None => SqlValue::Null,
-            Some(value) => SqlValue::Integer(
-                i64::try_from(value)
-                    .map_err(|_| Fallback::Value("an unsigned integer beyond i64"))?,
-            ),
-        },
-        V::String(value) => value.map_or(SqlValue::Null, |value| SqlValue::Text(value.to_string())),
-        V::Uuid(value) => value.map_or(SqlValue::Null, |value| {
-            SqlValue::Blob(value.as_bytes().to_vec())
-        }),
-        V::ChronoDateTimeUtc(value) => {
-            value.map_or(SqlValue::Null, |value| SqlValue::Text(text(value)))
-        }
-        V::Json(value) => value.map_or(SqlValue::Null, |value| SqlValue::Text(json(&value))),
+        V::Bool(value) => value.into(),
+        V::TinyInt(value) => value.into(),
+        V::SmallInt(value) => value.into(),
+        V::Int(value) => value.into(),
+        V::BigInt(value) => value.into(),
+        V::TinyUnsigned(value) => value.into(),
+        V::SmallUnsigned(value) => value.into(),
+        V::Unsigned(value) => value.into(),
+        V::BigUnsigned(value) => value
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| Fallback::Value("an unsigned integer beyond i64"))?
+            .into(),
+        V::String(value) => value.map(|value| value.to_string()).into(),
+        V::Uuid(value) => value.map(|value| value.as_bytes().to_vec()).into(),
+        V::ChronoDateTimeUtc(value) => value.map(text).into(),
+        V::Json(value) => value.map(|value| json(&value)).into(),
         _ => return Err(Fallback::Value("a kind of value claims do not use")),
     })
 }

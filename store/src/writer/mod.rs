@@ -469,6 +469,14 @@ enum Output {
     Nothing,
 }
 
+/// Counts a fast-path transaction that committed and answers its requests, in order.
+fn answer_committed(batch: Vec<Job>, outputs: Vec<Output>, feed: &Feed, counters: &Counters) {
+    counters.transactions.fetch_add(1, Ordering::Relaxed);
+    for (job, output) in batch.into_iter().zip(outputs) {
+        job.committed(output, feed, counters);
+    }
+}
+
 /// The fast path on the writer's own SQLite connection; `Err(batch)` when the batch must run
 /// request by request (nothing of it was stored and nobody was answered).
 async fn commit_direct(
@@ -480,10 +488,7 @@ async fn commit_direct(
 ) -> Result<(), Vec<Job>> {
     match direct.commit(batch, context).await {
         Ok((batch, outputs)) => {
-            counters.transactions.fetch_add(1, Ordering::Relaxed);
-            for (job, output) in batch.into_iter().zip(outputs) {
-                job.committed(output, feed, counters);
-            }
+            answer_committed(batch, outputs, feed, counters);
             Ok(())
         }
         Err((batch, fallback)) => {
@@ -573,12 +578,7 @@ async fn commit_directly(
         return rolled_back(txn, batch).await;
     }
     match txn.commit().await {
-        Ok(()) => {
-            counters.transactions.fetch_add(1, Ordering::Relaxed);
-            for (job, output) in batch.into_iter().zip(outputs) {
-                job.committed(output, feed, counters);
-            }
-        }
+        Ok(()) => answer_committed(batch, outputs, feed, counters),
         Err(error) => {
             tracing::warn!(error = %error, requests = batch.len(), "could not commit a write batch");
             counters.failed_transactions.fetch_add(1, Ordering::Relaxed);
