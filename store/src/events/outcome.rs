@@ -298,3 +298,99 @@ async fn apply_outcome(
     let attempt = change.attempt_row(&row);
     Ok((Event::try_from(row)?, attempt))
 }
+
+/// The columns of one outcome in [`apply_many`]'s `VALUES` list, with the type each is cast
+/// to (a `NULL` in a `VALUES` list has no type of its own).
+const MANY_COLUMNS: [(&str, &str); 11] = [
+    ("id", "uuid"),
+    ("lease_id", "uuid"),
+    ("attempted", "integer"),
+    ("next_attempt_at", "timestamptz"),
+    ("parked", "boolean"),
+    ("last_attempt_at", "timestamptz"),
+    ("status", "text"),
+    ("mapped_output", "jsonb"),
+    ("last_error", "text"),
+    ("response_status", "integer"),
+    ("published_generation", "bigint"),
+];
+
+/// Outcomes applied in one statement on PostgreSQL, each as [`apply`] would: their events,
+/// in `works`' order. `Ok(None)` when one of them no longer carries its lease, is gone or is
+/// named twice (nothing is answered: the caller rolls back and applies them one by one,
+/// which says which). Attempt rows and log entries go to `deferred`.
+pub(crate) async fn apply_many(
+    txn: &impl ConnectionTrait,
+    works: Vec<Work>,
+    now: DateTime<Utc>,
+    deferred: &mut Deferred,
+) -> Result<Option<Vec<Recorded>>, StoreError> {
+    use sea_orm::{DbBackend, FromQueryResult, Statement, Value as SqlValue};
+
+    let mut values: Vec<SqlValue> = Vec::with_capacity(works.len() * MANY_COLUMNS.len());
+    let mut rows = Vec::with_capacity(works.len());
+    let mut changes = Vec::with_capacity(works.len());
+    for (index, work) in works.into_iter().enumerate() {
+        let mut change = Update::of(work.outcome);
+        let first = index * MANY_COLUMNS.len();
+        let placeholders: Vec<String> = MANY_COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(at, (_, cast))| format!("${}::{cast}", first + at + 1))
+            .collect();
+        rows.push(format!("({})", placeholders.join(", ")));
+        values.extend([
+            work.id.into(),
+            work.lease_id.into(),
+            i32::from(change.counts_attempt).into(),
+            change.next_attempt_at.into(),
+            change.park.into(),
+            change
+                .attempt
+                .as_ref()
+                .map(|attempt| time::stored(attempt.started_at))
+                .into(),
+            change.status.as_str().into(),
+            change.mapped.take().into(),
+            change.error.take().into(),
+            change.response_status.into(),
+            change.generation.into(),
+        ]);
+        changes.push((work.id, change, work.log));
+    }
+    let names: Vec<&str> = MANY_COLUMNS.iter().map(|(name, _)| *name).collect();
+    let now_at = values.len() + 1;
+    values.push(now.into());
+    let sql = format!(
+        "UPDATE events AS e SET lease_until = NULL, lease_id = NULL, updated_at = ${now_at}, \
+         attempts = e.attempts + v.attempted, \
+         next_attempt_at = COALESCE(v.next_attempt_at, e.next_attempt_at), \
+         parked = COALESCE(v.parked, e.parked), \
+         last_attempt_at = COALESCE(v.last_attempt_at, e.last_attempt_at), \
+         status = v.status, mapped_output = v.mapped_output, last_error = v.last_error, \
+         response_status = v.response_status, published_generation = v.published_generation \
+         FROM (VALUES {}) AS v({}) \
+         WHERE e.id = v.id AND e.lease_id = v.lease_id RETURNING e.*",
+        rows.join(", "),
+        names.join(", "),
+    );
+    let updated = event::Model::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .all(txn)
+    .await
+    .map_err(StoreError::RecordOutcome)?;
+    let mut by_id: std::collections::HashMap<Uuid, event::Model> =
+        updated.into_iter().map(|row| (row.id, row)).collect();
+    let mut recorded_all = Vec::with_capacity(changes.len());
+    for (id, mut change, log) in changes {
+        let Some(row) = by_id.remove(&id) else {
+            return Ok(None);
+        };
+        let attempt = change.attempt_row(&row);
+        recorded_all.push(recorded(Event::try_from(row)?, attempt, log, now, deferred));
+    }
+    Ok(Some(recorded_all))
+}

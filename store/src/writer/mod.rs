@@ -9,13 +9,14 @@
 //! A batch first runs every request straight in the transaction (one statement for a
 //! webhook, instead of three with a savepoint around it); the rows nothing reads back (log
 //! entries, attempt rows) are kept aside and inserted for the whole batch in a few
-//! multi-row statements before the commit ([`Deferred`]). If any request fails, that
-//! transaction is rolled back, nothing of it is answered, and the batch runs again with each
-//! request inside its own savepoint: a request that fails on its own (an unknown touchpoint,
-//! a missing event) is rolled back to its savepoint and answered with its error; the rest of
-//! the batch still commits. If the transaction itself fails (begin, a savepoint,
-//! the commit), every request of the batch gets the error and nothing of the batch is
-//! stored. No caller is answered before the commit that holds its request, and changes are
+//! multi-row statements before the commit ([`Deferred`]); on PostgreSQL the batch's
+//! outcomes are one `UPDATE … FROM (VALUES …)` too, instead of a round trip each. If any
+//! request fails, that transaction is rolled back, nothing of it is answered, and the batch
+//! runs again with each request inside its own savepoint: a request that fails on its own
+//! (an unknown touchpoint, a missing event) is rolled back to its savepoint and answered with
+//! its error; the rest of the batch still commits. If the transaction itself fails (begin, a
+//! savepoint, the commit), every request of the batch gets the error and nothing of the
+//! batch is stored. No caller is answered before the commit that holds its request, and changes are
 //! published to the feed only after that commit.
 //!
 //! On a SQLite file the fast path runs on the writer's own `rusqlite` connection instead
@@ -34,7 +35,7 @@ use std::{
     time::Instant,
 };
 
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use serde::Serialize;
 use tokio::{
     sync::{mpsc, oneshot},
@@ -49,7 +50,8 @@ use crate::{
     Backend, StoreError, begin_immediate,
     change::Feed,
     events::{
-        Appended, Event, IntakeLog, NewEvent, Outcome, OutcomeLog, append, outcome::Recorded,
+        Appended, Event, IntakeLog, NewEvent, Outcome, OutcomeLog, append,
+        outcome::{self, Recorded},
     },
     logs::{LogEntry, NewLog},
 };
@@ -522,6 +524,10 @@ async fn commit_directly(
         Ok(appended) => appended,
         Err(()) => return rolled_back(txn, batch).await,
     };
+    let mut recorded = match recorded_together(&txn, &batch, context, &mut deferred).await {
+        Ok(recorded) => recorded,
+        Err(()) => return rolled_back(txn, batch).await,
+    };
     for job in &batch {
         let output = match job {
             Job::Events(r) => match appended.as_mut() {
@@ -555,12 +561,19 @@ async fn commit_directly(
                 .apply(&txn, context, &mut deferred)
                 .await
                 .map(Output::Logs),
-            Job::Outcome(r) => r
-                .work
-                .clone()
-                .apply(&txn, context, &mut deferred)
-                .await
-                .map(|recorded| Output::Outcome(Box::new(recorded))),
+            Job::Outcome(r) => match recorded.as_mut() {
+                Some(recorded) => Ok(Output::Outcome(Box::new(
+                    recorded
+                        .pop_front()
+                        .expect("one recorded outcome per outcome of the batch"),
+                ))),
+                None => r
+                    .work
+                    .clone()
+                    .apply(&txn, context, &mut deferred)
+                    .await
+                    .map(|recorded| Output::Outcome(Box::new(recorded))),
+            },
             Job::Claim(r) => r
                 .work
                 .clone()
@@ -612,6 +625,40 @@ async fn appended_together(
         Ok(appended) => Ok(Some(AppendedQueue(appended.into()))),
         Err(error) => {
             tracing::debug!(error = %error, "a batch's events go one by one");
+            Err(())
+        }
+    }
+}
+
+/// The outcomes of every request of `batch` recorded in one statement on PostgreSQL, in batch
+/// order; `Ok(None)` when there are fewer than two or another backend (each request runs on
+/// its own), and `Err` when they cannot all be recorded together (a lost lease, a missing
+/// event, a failed statement: the caller rolls back and runs the batch carefully, which
+/// answers each with its own error).
+async fn recorded_together(
+    txn: &DatabaseTransaction,
+    batch: &[Job],
+    context: &Context,
+    deferred: &mut Deferred,
+) -> Result<Option<std::collections::VecDeque<Recorded>>, ()> {
+    if txn.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(None);
+    }
+    let works: Vec<OutcomeWork> = batch
+        .iter()
+        .filter_map(|job| match job {
+            Job::Outcome(r) => Some(r.work.clone()),
+            _ => None,
+        })
+        .collect();
+    if works.len() < 2 {
+        return Ok(None);
+    }
+    match outcome::apply_many(txn, works, context.clock.now(), deferred).await {
+        Ok(Some(recorded)) => Ok(Some(recorded.into())),
+        Ok(None) => Err(()),
+        Err(error) => {
+            tracing::debug!(error = %error, "a batch's outcomes go one by one");
             Err(())
         }
     }

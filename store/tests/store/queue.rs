@@ -3,7 +3,9 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use hookplane_store::{Backend, ClaimFilter, EventStatus, Outcome, StoreError};
+use hookplane_store::{
+    AttemptRecord, Backend, ClaimFilter, EventStatus, LogLevel, Outcome, OutcomeLog, StoreError,
+};
 use serde_json::json;
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -14,6 +16,7 @@ backend_tests!(
     claims_take_only_due_events_of_running_touchpoints,
     concurrent_claimers_never_share_an_event,
     outcomes_are_recorded,
+    concurrent_outcomes_are_recorded_together,
     failed_events_are_resynced,
     next_due_time_and_subsecond_order,
     claim_filters_include_and_exclude_touchpoints,
@@ -283,6 +286,177 @@ async fn outcomes_are_recorded(h: &Harness) {
         )
         .await;
     assert!(matches!(missing, Err(StoreError::EventNotFound)));
+}
+
+/// The outcome for the `n`th of [`concurrent_outcomes_are_recorded_together`]'s events, and
+/// what the event must look like after it.
+fn nth_outcome(n: usize, at: DateTime<Utc>) -> (Outcome, EventStatus, i32) {
+    let attempt = Some(AttemptRecord {
+        started_at: at,
+        duration_ms: n as u64,
+        response_status: Some(200),
+        error: None,
+        response_snippet: Some(format!("reply {n}")),
+    });
+    match n % 4 {
+        0 => (
+            Outcome::Success {
+                mapped: json!({"n": n}),
+                response_status: 201,
+                generation: 2,
+                attempt,
+            },
+            EventStatus::Success,
+            1,
+        ),
+        1 => (
+            Outcome::Retry {
+                mapped: Some(json!({"n": n})),
+                error: format!("busy {n}"),
+                response_status: Some(503),
+                next_attempt_at: at + secs(600),
+                generation: 2,
+                attempt,
+            },
+            EventStatus::Unprocessed,
+            1,
+        ),
+        2 => (
+            Outcome::Failed {
+                park: true,
+                mapped: None,
+                error: format!("refused {n}"),
+                response_status: Some(400),
+                generation: 2,
+                attempt,
+            },
+            EventStatus::Failed,
+            1,
+        ),
+        _ => (Outcome::Skipped { generation: 2 }, EventStatus::Skipped, 0),
+    }
+}
+
+/// Outcomes recorded at once share the writer's batches (on PostgreSQL, one statement for
+/// all of them): each is recorded exactly as alone, with its attempt row and log entry, and
+/// one with a stale lease or a missing event is refused without costing the others.
+async fn concurrent_outcomes_are_recorded_together(h: &Harness) {
+    const EVENTS: usize = 40;
+    let touchpoint = h.running_touchpoint("orders").await;
+    let events = append(&h.store, touchpoint.id, EVENTS).await;
+    let now = Utc::now().trunc_subsecs(6) + secs(1);
+    let claimed = h
+        .store
+        .claim_due_events(now, LEASE, EVENTS as u64)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), EVENTS);
+    let lease_id = claimed[0].lease_id.expect("leased");
+    let before = h.store.writer_stats();
+
+    for round in 0..2 {
+        // Round 0: every outcome is good. Round 1 (the events are settled by then, so leases
+        // are gone): stale leases and a missing event among good ones for fresh events.
+        let leases: Vec<(Uuid, Uuid)> = match round {
+            0 => events.iter().map(|id| (*id, lease_id)).collect(),
+            _ => {
+                let more = append(&h.store, touchpoint.id, 6).await;
+                let claimed = h
+                    .store
+                    .claim_due_events(now, LEASE, 100)
+                    .await
+                    .expect("claim");
+                assert_eq!(ids(&claimed), more, "only the new events are due");
+                claimed
+                    .iter()
+                    .map(|event| (event.id, event.lease_id.expect("leased")))
+                    .collect()
+            }
+        };
+        let start = Arc::new(Barrier::new(leases.len() + 2 * round));
+        let mut tasks = Vec::new();
+        for (n, (id, lease)) in leases.iter().copied().enumerate() {
+            let store = h.store.clone();
+            let start = start.clone();
+            tasks.push(tokio::spawn(async move {
+                let (outcome, status, attempts) = nth_outcome(n, now);
+                start.wait().await;
+                let answer = if n % 3 == 0 {
+                    let log = OutcomeLog {
+                        level: LogLevel::Info,
+                        message: format!("outcome {n}"),
+                        fields: json!({"n": n}),
+                    };
+                    store
+                        .record_outcome_with_log(id, lease, outcome, log)
+                        .await
+                        .map(|(event, entry)| (event, Some(entry)))
+                } else {
+                    store
+                        .record_outcome(id, lease, outcome)
+                        .await
+                        .map(|event| (event, None))
+                };
+                (n, id, status, attempts, answer)
+            }));
+        }
+        let mut refused = Vec::new();
+        if round == 1 {
+            // A stale lease on a settled event, and an event that does not exist.
+            for (id, lease) in [(events[0], lease_id), (Uuid::now_v7(), Uuid::now_v7())] {
+                let store = h.store.clone();
+                let start = start.clone();
+                refused.push(tokio::spawn(async move {
+                    start.wait().await;
+                    store
+                        .record_outcome(id, lease, Outcome::Skipped { generation: 9 })
+                        .await
+                }));
+            }
+        }
+        for task in tasks {
+            let (n, id, status, attempts, answer) = task.await.expect("task");
+            let (event, entry) = answer.unwrap_or_else(|error| panic!("outcome {n}: {error}"));
+            assert_eq!(event.id, id);
+            assert_eq!(event.status, status, "outcome {n}");
+            assert_eq!(event.attempts, attempts, "outcome {n}");
+            assert_eq!(event.lease_id, None);
+            assert_eq!(event.lease_until, None);
+            assert_eq!(event.published_generation, Some(2));
+            assert_eq!(event.parked, n % 4 == 2, "outcome {n}");
+            match n % 4 {
+                1 => assert_eq!(event.next_attempt_at, now + secs(600), "outcome {n}"),
+                3 => assert_eq!(event.last_attempt_at, None, "outcome {n}"),
+                _ => assert_eq!(event.last_attempt_at, Some(now), "outcome {n}"),
+            }
+            assert_eq!(
+                h.store.event(id).await.expect("read"),
+                Some(event.clone()),
+                "what the outcome answered is what is stored"
+            );
+            let rows = h.store.attempts(id).await.expect("attempts");
+            assert_eq!(rows.len(), usize::from(n % 4 != 3), "outcome {n}");
+            if let Some(entry) = entry {
+                assert_eq!(entry.message, format!("outcome {n}"));
+                assert_eq!(entry.event_id, Some(id));
+                assert!(h.store.log_entry(entry.id).await.expect("log").is_some());
+            }
+        }
+        let settled = h.store.event(events[0]).await.expect("read");
+        for task in refused {
+            match task.await.expect("task") {
+                Err(StoreError::LeaseLost | StoreError::EventNotFound) => {}
+                other => panic!("a stale lease or a missing event is refused: {other:?}"),
+            }
+        }
+        assert_eq!(
+            h.store.event(events[0]).await.expect("read"),
+            settled,
+            "a refused outcome changes nothing"
+        );
+    }
+    let after = h.store.writer_stats();
+    assert_eq!(after.outcomes - before.outcomes, (EVENTS + 6) as u64);
 }
 
 async fn failed_events_are_resynced(h: &Harness) {
