@@ -106,9 +106,15 @@ impl Store {
         }
         // PostgreSQL: serialize claims (see `ordering`): the lock first, then the UPDATE,
         // whose snapshot sees every earlier claim's leases.
+        //
+        // A lease is not worth waiting for the disk: its commit does not wait for the WAL
+        // flush, so the next claim gets the lock without waiting for this one's fsync. A crash
+        // that loses the lease loses nothing else: the event is due again, as when a worker
+        // dies holding it, and every outcome (a synchronous commit, later in the WAL) still
+        // flushes the lease before it.
         let txn = self.db().begin().await.map_err(StoreError::ClaimEvents)?;
         txn.execute_unprepared(&format!(
-            "SELECT pg_advisory_xact_lock({})",
+            "SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock({})",
             ordering::CLAIM_LOCK
         ))
         .await
