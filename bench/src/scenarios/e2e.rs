@@ -129,6 +129,13 @@ impl Run {
         let (steps, step, max_sustained) = ramp?;
 
         let p99 = fixed.latency.p99;
+        // The targets of issue 14: p99 under 10 ms on SQLite, under 20 ms on PostgreSQL (its
+        // commits cross a socket and it shares the two cores with three processes).
+        let p99_max = if database.backend() == "sqlite" {
+            10.0
+        } else {
+            20.0
+        };
         Ok(json!({
             "scenario": if database.backend() == "sqlite" { "e2e" } else { "postgres-e2e" },
             "backend": database.backend(),
@@ -151,8 +158,8 @@ impl Run {
                 "max_sustained_per_s": max_sustained,
             },
             "repeated_deliveries": repeats,
-            "target": { "p99_ms_max": 10.0, "at_rate_per_s": 2000.0 },
-            "met": { "p99": fixed.complete() && p99 < 10.0 && rate >= 2000.0 },
+            "target": { "p99_ms_max": p99_max, "at_rate_per_s": 2000.0 },
+            "met": { "p99": fixed.complete() && p99 < p99_max && rate >= 2000.0 },
         }))
     }
 }
