@@ -283,7 +283,10 @@ async fn jwts_from_the_configured_issuer_map_to_roles_and_nothing_else_passes(ba
         }),
     )
     .await;
-    let short = key.sign(&claims("carol", json!({ "acme": "viewer" }), now() + 3));
+    // Five to six seconds to live (`exp` is in whole seconds): long enough for the
+    // subscription and a webhook's log entry on a loaded CI machine (three seconds were not:
+    // the JWT once expired before the first entry arrived), short enough to watch it end.
+    let short = key.sign(&claims("carol", json!({ "acme": "viewer" }), now() + 6));
     let mut subscription = Subscription::start_as(
         &server,
         &short,
@@ -312,7 +315,7 @@ async fn jwts_from_the_configured_issuer_map_to_roles_and_nothing_else_passes(ba
     .await;
     assert!(ended.is_ok(), "the subscription outlived its JWT");
     assert!(
-        signed.elapsed() >= Duration::from_millis(1500),
+        signed.elapsed() >= Duration::from_millis(2500),
         "ended after {:?}, before its JWT expired",
         signed.elapsed()
     );
