@@ -270,16 +270,17 @@ enum StagedJob {
 }
 
 impl<W: Work> Request<W> {
-    /// Runs the request in a savepoint of `txn`. `Err` means the transaction itself failed.
-    async fn stage(
-        self,
-        txn: &DatabaseTransaction,
-        context: &Context,
-    ) -> Result<Staged<W>, (Reply<W::Output>, DbErr)> {
+    /// Runs the request in a savepoint of `txn`. `Err` means the transaction itself failed;
+    /// the request is answered with that error.
+    async fn stage(self, txn: &DatabaseTransaction, context: &Context) -> Result<Staged<W>, DbErr> {
         let Self { work, reply } = self;
+        let failed = |reply: Reply<W::Output>, error: DbErr| {
+            let _ = reply.send(Err(W::batch_failed(error.clone())));
+            error
+        };
         let savepoint = match txn.begin().await {
             Ok(savepoint) => savepoint,
-            Err(error) => return Err((reply, error)),
+            Err(error) => return Err(failed(reply, error)),
         };
         let mut deferred = Deferred::default();
         let mut result = work.apply(&savepoint, context, &mut deferred).await;
@@ -295,12 +296,17 @@ impl<W: Work> Request<W> {
         };
         match closed {
             Ok(()) => Ok(Staged { reply, result }),
-            Err(error) => Err((reply, error)),
+            Err(error) => Err(failed(reply, error)),
         }
     }
 
     fn refuse(self, error: StoreError) {
         let _ = self.reply.send(Err(error));
+    }
+
+    /// Answers that the transaction holding the request failed.
+    fn abort(self, error: &DbErr) {
+        self.refuse(W::batch_failed(error.clone()));
     }
 }
 
@@ -329,11 +335,11 @@ impl<W: Work> Staged<W> {
 impl Job {
     fn abort(self, error: &DbErr) {
         match self {
-            Self::Events(request) => request.refuse(StoreError::AppendEvents(error.clone())),
-            Self::Intake(request) => request.refuse(StoreError::AppendEvents(error.clone())),
-            Self::Logs(request) => request.refuse(StoreError::AppendLogs(error.clone())),
-            Self::Outcome(request) => request.refuse(StoreError::RecordOutcome(error.clone())),
-            Self::Claim(request) => request.refuse(StoreError::ClaimEvents(error.clone())),
+            Self::Events(request) => request.abort(error),
+            Self::Intake(request) => request.abort(error),
+            Self::Logs(request) => request.abort(error),
+            Self::Outcome(request) => request.abort(error),
+            Self::Claim(request) => request.abort(error),
             Self::Shutdown => {}
         }
     }
@@ -704,46 +710,14 @@ async fn commit_with_savepoints(
     let mut jobs = batch.into_iter();
     while let Some(job) = jobs.next() {
         let failure = match job {
-            Job::Events(request) => request
-                .stage(&txn, context)
-                .await
-                .map(StagedJob::Events)
-                .map_err(|(reply, error)| {
-                    let _ = reply.send(Err(StoreError::AppendEvents(error.clone())));
-                    error
-                }),
-            Job::Intake(request) => request
-                .stage(&txn, context)
-                .await
-                .map(StagedJob::Intake)
-                .map_err(|(reply, error)| {
-                    let _ = reply.send(Err(StoreError::AppendEvents(error.clone())));
-                    error
-                }),
-            Job::Logs(request) => request
-                .stage(&txn, context)
-                .await
-                .map(StagedJob::Logs)
-                .map_err(|(reply, error)| {
-                    let _ = reply.send(Err(StoreError::AppendLogs(error.clone())));
-                    error
-                }),
+            Job::Events(request) => request.stage(&txn, context).await.map(StagedJob::Events),
+            Job::Intake(request) => request.stage(&txn, context).await.map(StagedJob::Intake),
+            Job::Logs(request) => request.stage(&txn, context).await.map(StagedJob::Logs),
             Job::Outcome(request) => request
                 .stage(&txn, context)
                 .await
-                .map(|staged| StagedJob::Outcome(Box::new(staged)))
-                .map_err(|(reply, error)| {
-                    let _ = reply.send(Err(StoreError::RecordOutcome(error.clone())));
-                    error
-                }),
-            Job::Claim(request) => request
-                .stage(&txn, context)
-                .await
-                .map(StagedJob::Claim)
-                .map_err(|(reply, error)| {
-                    let _ = reply.send(Err(StoreError::ClaimEvents(error.clone())));
-                    error
-                }),
+                .map(|staged| StagedJob::Outcome(Box::new(staged))),
+            Job::Claim(request) => request.stage(&txn, context).await.map(StagedJob::Claim),
             Job::Shutdown => continue,
         };
         match failure {
