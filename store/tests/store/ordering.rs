@@ -333,6 +333,17 @@ async fn concurrent_workers_never_overlap_a_key(h: &Harness) {
                         tokio::task::yield_now().await;
                         let fail = (event.payload["n"].as_u64().unwrap_or(0) % 4 == 0)
                             && failed_once.lock().expect("lock").insert(event.id);
+                        // Delivered while the key is still held: noted here, not after the
+                        // outcome's commit, which lets another worker claim, deliver and note
+                        // the next event of the key before this task runs again.
+                        if !fail && let Some(key) = &key {
+                            delivered
+                                .lock()
+                                .expect("lock")
+                                .entry(key.clone())
+                                .or_default()
+                                .push(event.id);
+                        }
                         // Out of the in-flight set before the outcome commits: the next
                         // event of the key can only be claimed after that.
                         if let Some(key) = &key {
@@ -352,14 +363,6 @@ async fn concurrent_workers_never_overlap_a_key(h: &Harness) {
                         };
                         finish(&store, &event, outcome).await;
                         if !fail {
-                            if let Some(key) = key {
-                                delivered
-                                    .lock()
-                                    .expect("lock")
-                                    .entry(key)
-                                    .or_default()
-                                    .push(event.id);
-                            }
                             done.fetch_add(1, Ordering::SeqCst);
                         }
                     }
