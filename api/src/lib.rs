@@ -11,3 +11,4 @@ pub mod portal;
 pub mod server;
 pub mod sink;
 pub mod telemetry;
+pub mod web;

@@ -169,6 +169,7 @@ pub fn router(state: AppState, role: Role) -> Router {
             limits.websockets,
             &limits.cors_origins,
         ));
+        router = router.merge(crate::web::routes());
     }
     let mut router: Router = router
         .route("/healthz", get(healthz))
@@ -184,7 +185,15 @@ pub fn router(state: AppState, role: Role) -> Router {
             config: Arc::clone(&state.ingest),
         }));
     }
-    router.layer(middleware::from_fn_with_state(state, observe))
+    router
+        .fallback(|| async {
+            hookplane_dataplane::http_error::HttpError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "nothing is served at this path",
+            )
+        })
+        .layer(middleware::from_fn_with_state(state, observe))
 }
 
 /// Run until `shutdown` is cancelled. `on_listening` learns the bound address (useful with

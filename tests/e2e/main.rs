@@ -17,6 +17,7 @@ mod newcomer;
 mod node_client;
 mod oidc;
 mod operations;
+mod portal;
 mod readme;
 mod rejections;
 mod restart;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
     flows::{self, order, order_mapping, post_webhook},
@@ -136,7 +136,7 @@ async fn preview_maps_without_delivering(backend: Backend) {
     )
     .await;
     let preview = "mutation($id: ID!, $event: ID, $payload: JSON) {
-        previewMapping(touchpointId: $id, eventId: $event, payload: $payload) { generation skipped output orderingKey error } }";
+        previewMapping(touchpointId: $id, eventId: $event, payload: $payload) { generation skipped output orderingKey error errorField } }";
     let data = gql_ok(
         &server,
         preview,
@@ -166,6 +166,11 @@ async fn preview_maps_without_delivering(backend: Backend) {
         error.contains("tonumber") || error.contains("Total"),
         "{error}"
     );
+    assert_eq!(
+        data["previewMapping"]["errorField"], "mapping.rules[2].expr",
+        "the error names the rule it came from, as validation errors name fields"
+    );
+    assert_eq!(data["previewMapping"]["output"], Value::Null);
 
     // A stored event can be previewed too; nothing is delivered either way.
     flows::publish(&server, &touchpoint).await;

@@ -176,7 +176,7 @@ impl GraphqlHttp {
             );
         };
         let mut response = self.schema.execute(request.data(principal)).await;
-        name_limit_errors(&mut response.errors);
+        code_uncoded_errors(&mut response.errors);
         // Serializing a large answer is CPU work: off the async workers.
         let serialized = tokio::task::spawn_blocking(move || serde_json::to_vec(&response)).await;
         let body = match serialized {
@@ -216,18 +216,28 @@ impl GraphqlHttp {
     }
 }
 
-/// async-graphql refuses a query over the depth or complexity limit with a message and no
-/// code: give those the code `QUERY_TOO_COMPLEX`.
-fn name_limit_errors(errors: &mut [async_graphql::ServerError]) {
+/// async-graphql refuses some requests with a message and no code: a query over the depth or
+/// complexity limit gets `QUERY_TOO_COMPLEX`; every other error without a code (an unknown
+/// field, a missing or out-of-range argument) is the request's fault: `INVALID_INPUT`.
+fn code_uncoded_errors(errors: &mut [async_graphql::ServerError]) {
     for error in errors {
+        let coded = error
+            .extensions
+            .as_ref()
+            .is_some_and(|extensions| extensions.get("code").is_some());
+        if coded {
+            continue;
+        }
         let message = error.message.to_ascii_lowercase();
         let over = message.contains("too complex") || message.contains("nested too deep");
-        if over {
-            error
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", "QUERY_TOO_COMPLEX");
-        }
+        error.extensions.get_or_insert_with(Default::default).set(
+            "code",
+            if over {
+                "QUERY_TOO_COMPLEX"
+            } else {
+                "INVALID_INPUT"
+            },
+        );
     }
 }
 

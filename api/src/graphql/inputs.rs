@@ -47,6 +47,16 @@ pub enum TokenRole {
     Admin,
 }
 
+impl From<crate::auth::Role> for TokenRole {
+    fn from(role: crate::auth::Role) -> Self {
+        match role {
+            crate::auth::Role::Viewer => Self::Viewer,
+            crate::auth::Role::Operator => Self::Operator,
+            crate::auth::Role::Admin => Self::Admin,
+        }
+    }
+}
+
 impl From<TokenRole> for crate::auth::Role {
     fn from(role: TokenRole) -> Self {
         match role {

@@ -14,16 +14,13 @@ mod subscription;
 mod types;
 
 use async_graphql::ErrorExtensions;
-use async_graphql::{
-    Schema,
-    http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
-};
+use async_graphql::{Schema, http::ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     Router,
     extract::WebSocketUpgrade,
     http::{HeaderMap, header},
-    response::{Html, IntoResponse},
+    response::IntoResponse,
     routing::get,
 };
 use hookplane_store::Store;
@@ -129,11 +126,6 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
     websockets: WebSocketLimits,
     cors_origins: &[String],
 ) -> Router<S> {
-    let graphiql = GraphiQLSource::build()
-        .endpoint("/graphql")
-        .subscription_endpoint("/graphql/ws")
-        .title("Hookplane")
-        .finish();
     let slots = slots::Slots::new(websockets.subscriptions);
     let subscriptions = (
         schema.clone(),
@@ -145,7 +137,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
     let router = Router::new()
         .route(
             "/graphql",
-            get(move || async move { Html(graphiql) })
+            get(|headers: HeaderMap| async move { crate::web::graphiql_page(&headers) })
                 .post(move |headers: HeaderMap, body: axum::body::Body| {
                     let http = http.clone();
                     async move { http.handle(headers, body).await }

@@ -41,6 +41,10 @@ pub struct MappingPreview {
     /// Its code: `MAPPING_LIMIT_EXCEEDED` (an expression exceeded its limits) or
     /// `MAPPING_FAILED`.
     error_code: Option<String>,
+    /// Where in the spec the error is, named as validation errors (`extensions.errors`)
+    /// name fields: `filter`, `ordering.key`, `mapping.program`, `mapping.rules[2].expr`, or
+    /// `mapping` when no one part is to blame.
+    error_field: Option<String>,
 }
 
 impl From<Preview> for MappingPreview {
@@ -52,6 +56,8 @@ impl From<Preview> for MappingPreview {
             ordering_key,
             error,
             error_code,
+            error_field,
+            ..
         } = preview;
         Self {
             generation,
@@ -60,6 +66,7 @@ impl From<Preview> for MappingPreview {
             ordering_key: ordering_key.map(Json),
             error,
             error_code: error_code.map(str::to_owned),
+            error_field,
         }
     }
 }

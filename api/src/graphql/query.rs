@@ -204,7 +204,8 @@ impl QueryRoot {
         status: Option<EventStatus>,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
-        #[graphql(default = 50, validator(minimum = 1, maximum = 500))] first: u64,
+        #[graphql(validator(max_length = 512))] search: Option<String>,
+        #[graphql(default = 50, validator(minimum = 1, maximum = 1000))] first: u64,
         after: Option<String>,
     ) -> ApiResult<Page<String, BucketEntry>> {
         let api = context(ctx)?;
@@ -219,6 +220,7 @@ impl QueryRoot {
                 after,
                 received_from: from,
                 received_to: to,
+                search,
             })
             .await?;
         Ok(page_connection(

@@ -74,6 +74,13 @@ impl Organization {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// Your role in it (the instance owner is admin in every organization): what a portal
+    /// shows and which controls it offers. The server checks every call regardless.
+    async fn role(&self, ctx: &Context<'_>) -> ApiResult<super::inputs::TokenRole> {
+        super::authz::role(ctx, Some(self.0.id))?
+            .map(super::inputs::TokenRole::from)
+            .ok_or_else(|| ApiError::invalid("ORGANIZATION_NOT_FOUND", "no such organization"))
+    }
 }
 
 /// Who manages a connection or touchpoint.
@@ -118,6 +125,11 @@ pub struct Connection(pub store::Connection);
 impl Connection {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
+    }
+    /// The organization it belongs to (null only for one made before organizations
+    /// existed, which only the instance owner sees).
+    async fn organization_id(&self) -> Option<ID> {
+        self.0.organization_id.map(|id| ID(id.to_string()))
     }
     async fn name(&self) -> &str {
         &self.0.spec.name
@@ -365,8 +377,18 @@ pub struct TouchpointSpec {
     mapping: MappingConfig,
     filter: Option<String>,
     delivery: DeliveryPolicy,
+    /// Per-key ordering, when events with the same key are delivered one at a time.
+    ordering: Option<Ordering>,
     /// The touchpoint's own limits on evaluating its jq, if any (see `ExpressionLimitsInput`).
     expression_limits: Option<ExpressionLimits>,
+}
+
+/// Events with the same key are delivered one at a time, in arrival order.
+#[derive(SimpleObject)]
+pub struct Ordering {
+    /// jq expression computing the key from the source payload.
+    key: String,
+    on_failure: OrderingFailure,
 }
 
 /// Limits on one evaluation of a touchpoint's jq.
@@ -383,6 +405,10 @@ impl From<&hookplane_crds::TouchpointSpec> for TouchpointSpec {
             name: spec.name.clone(),
             help_url: spec.help_url.clone(),
             show_in_agent: spec.show_in_agent,
+            ordering: spec.ordering.as_ref().map(|ordering| Ordering {
+                key: ordering.key.clone(),
+                on_failure: ordering.on_failure.into(),
+            }),
             source: SourceConfig {
                 app: spec.source.app.clone(),
                 endpoint: spec.source.endpoint.clone(),
@@ -579,6 +605,14 @@ impl BucketEntry {
     }
     async fn next_attempt_at(&self) -> DateTime<Utc> {
         self.0.next_attempt_at
+    }
+    /// What de-duplicates the webhook (the app's delivery id), if it has one.
+    async fn dedupe_key(&self) -> Option<&str> {
+        self.0.dedupe_key.as_deref()
+    }
+    /// The key events are delivered in order by, when the touchpoint orders per key.
+    async fn ordering_key(&self) -> Option<&str> {
+        self.0.ordering_key.as_deref()
     }
     /// Set while a worker holds the event; a lease that passes without an outcome (the
     /// worker died) makes the event claimable again.

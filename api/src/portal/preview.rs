@@ -31,6 +31,34 @@ pub struct Preview {
     pub error: Option<String>,
     /// Its code: `MAPPING_LIMIT_EXCEEDED` or `MAPPING_FAILED`.
     pub error_code: Option<&'static str>,
+    /// Where in the spec it is, named as validation errors name fields: `filter`,
+    /// `ordering.key`, `mapping.program`, `mapping.rules[2].expr` or `mapping`.
+    pub error_field: Option<String>,
+    /// Which part of the mapping failed, until `error_field` names it.
+    failed_rule: Option<FailedRule>,
+}
+
+/// The part of a mapping an error came from.
+#[derive(Debug, PartialEq)]
+enum FailedRule {
+    Program,
+    Index(usize),
+    Target(String),
+}
+
+/// The field a mapping error names: its rule by index (a rule's error names its target; the
+/// first rule with that target is the one that ran), or the program.
+fn mapping_field(failed: Option<FailedRule>, targets: &[&str]) -> String {
+    let index = match failed {
+        Some(FailedRule::Program) => return "mapping.program".to_owned(),
+        Some(FailedRule::Index(index)) => Some(index),
+        Some(FailedRule::Target(target)) => targets.iter().position(|t| *t == target),
+        None => None,
+    };
+    index.map_or_else(
+        || "mapping".to_owned(),
+        |index| format!("mapping.rules[{index}].expr"),
+    )
 }
 
 impl Portal {
@@ -74,7 +102,17 @@ impl Portal {
         let draft = hookplane_validation::check_draft(&spec, &connection)?;
         let sandbox = self.runtime.sandbox();
         let limits = limits_of(&spec, sandbox);
-        preview(&draft, generation, &payload, sandbox, &limits).await
+        let targets: Vec<&str> = spec
+            .mapping
+            .rules
+            .iter()
+            .map(|rule| rule.target.as_str())
+            .collect();
+        let mut answer = preview(&draft, generation, &payload, sandbox, &limits).await?;
+        if answer.error_field.as_deref() == Some("mapping") {
+            answer.error_field = Some(mapping_field(answer.failed_rule.take(), &targets));
+        }
+        Ok(answer)
     }
 }
 
@@ -103,7 +141,7 @@ async fn preview(
                 return Ok(preview);
             }
             Err(error) => {
-                preview.fail(&error, String::new());
+                preview.fail(&error, String::new(), "filter");
                 return Ok(preview);
             }
         }
@@ -115,7 +153,11 @@ async fn preview(
             .map_err(unavailable)?
         {
             Ok(key) => preview.ordering_key = Some(key),
-            Err(error) => preview.fail(&error.at("ordering key"), "ordering key: ".to_owned()),
+            Err(error) => preview.fail(
+                &error.at("ordering key"),
+                "ordering key: ".to_owned(),
+                "ordering.key",
+            ),
         }
     }
     match sandbox
@@ -124,14 +166,31 @@ async fn preview(
         .map_err(unavailable)?
     {
         Ok(output) => preview.output = Some(output),
-        Err(error) => preview.fail(&error, "mapping failed: ".to_owned()),
+        Err(error) => preview.fail(&error, "mapping failed: ".to_owned(), "mapping"),
     }
     Ok(preview)
 }
 
 impl Preview {
-    fn fail(&mut self, error: &MapError, prefix: String) {
+    fn fail(&mut self, error: &MapError, prefix: String, field: &str) {
         self.error_code = Some(error.code());
+        self.error_field = Some(field.to_owned());
+        self.failed_rule = match error {
+            MapError::Rule { target, .. } => Some(FailedRule::Target(target.clone())),
+            MapError::LimitExceeded { location, .. } => {
+                if location == "program" {
+                    Some(FailedRule::Program)
+                } else {
+                    location
+                        .strip_prefix("rules[")
+                        .and_then(|rest| rest.split(']').next())
+                        .and_then(|index| index.parse().ok())
+                        .map(FailedRule::Index)
+                }
+            }
+            MapError::Program { .. } | MapError::NotAnObject { .. } => Some(FailedRule::Program),
+            _ => None,
+        };
         self.error = Some(match error {
             MapError::LimitExceeded { .. } => format!("{}: {error}", error.code()),
             _ => format!("{prefix}{error}"),
@@ -145,4 +204,27 @@ fn unavailable(error: SandboxError) -> PortalError {
         "EVALUATOR_UNAVAILABLE",
         "no evaluator process could run the preview; it has been logged",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FailedRule, mapping_field};
+
+    #[test]
+    fn a_mapping_error_names_its_rule_or_the_program() {
+        let targets = ["CardCode", "Total", "Total"];
+        let field = |failed| mapping_field(failed, &targets);
+        assert_eq!(field(Some(FailedRule::Program)), "mapping.program");
+        assert_eq!(field(Some(FailedRule::Index(2))), "mapping.rules[2].expr");
+        assert_eq!(
+            field(Some(FailedRule::Target("Total".to_owned()))),
+            "mapping.rules[1].expr",
+            "the first rule with the target is the one that ran"
+        );
+        assert_eq!(
+            field(Some(FailedRule::Target("Gone".to_owned()))),
+            "mapping"
+        );
+        assert_eq!(field(None), "mapping");
+    }
 }

@@ -78,6 +78,7 @@ impl Portal {
                     after,
                     received_from: from,
                     received_to: to,
+                    search: None,
                 })
                 .await?;
             after = page.items.last().map(|e| e.id);

@@ -385,6 +385,9 @@ pub struct EventQuery {
     pub received_from: Option<DateTime<Utc>>,
     /// Only events received at or before this time (inclusive, like `received_from`).
     pub received_to: Option<DateTime<Utc>>,
+    /// Only the event with this id, or events whose de-duplication key or ordering key is
+    /// exactly this (a portal's "search by id or key").
+    pub search: Option<String>,
     /// Page size.
     pub first: u64,
     /// Cursor: only events older than (id less than) this one.

@@ -1,7 +1,7 @@
 //! Reading resync buckets: one event, a page (newest first, by status and time received),
 //! counts per status (per touchpoint or in all), and the backlog of every touchpoint.
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use uuid::Uuid;
 
 use super::{Event, EventQuery, EventStatus, StatusCounts};
@@ -35,6 +35,15 @@ impl Store {
         }
         if let Some(to) = q.received_to {
             query = query.filter(event::Column::ReceivedAt.lte(time::stored(to)));
+        }
+        if let Some(search) = q.search.filter(|search| !search.is_empty()) {
+            let mut matches = Condition::any()
+                .add(event::Column::DedupeKey.eq(search.as_str()))
+                .add(event::Column::OrderingKey.eq(search.as_str()));
+            if let Ok(id) = Uuid::parse_str(&search) {
+                matches = matches.add(event::Column::Id.eq(id));
+            }
+            query = query.filter(matches);
         }
         let rows = query
             .all(self.db())

@@ -23,6 +23,7 @@ backend_tests!(
     a_bad_request_fails_alone,
     a_bad_log_request_fails_alone,
     events_page_newest_first,
+    events_are_found_by_id_or_key,
     events_are_counted_per_status,
     changes_are_published_after_commit,
 );
@@ -72,6 +73,7 @@ async fn concurrent_appends_share_transactions(h: &Harness) {
             status: None,
             received_from: None,
             received_to: None,
+            search: None,
             first: 10_000,
             after: None,
         })
@@ -433,6 +435,7 @@ async fn events_page_newest_first(h: &Harness) {
         status: None,
         received_from: None,
         received_to: None,
+        search: None,
         first,
         after,
     };
@@ -518,6 +521,61 @@ async fn events_page_newest_first(h: &Harness) {
     let event = &rest.items[0];
     assert_eq!(event.raw_body, b"{\"n\":3}");
     assert_eq!(event.headers["content-type"], "application/json");
+}
+
+async fn events_are_found_by_id_or_key(h: &Harness) {
+    let touchpoint = h.running_touchpoint("orders").await;
+    let other = h.running_touchpoint("customers").await;
+    let ids = append(&h.store, touchpoint.id, 5).await;
+    let keyed = h
+        .store
+        .append_events(vec![
+            received(touchpoint.id, json!({"n": "a"}), "delivery-a"),
+            received(other.id, json!({"n": "b"}), "delivery-a"),
+        ])
+        .await
+        .expect("append")[0]
+        .event()
+        .clone();
+    let search = |text: &str| EventQuery {
+        touchpoint_id: touchpoint.id,
+        status: None,
+        received_from: None,
+        received_to: None,
+        search: Some(text.to_owned()),
+        first: 50,
+        after: None,
+    };
+    let found = |page: hookplane_store::Page<hookplane_store::Event>| {
+        page.items.iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+
+    let by_id = h
+        .store
+        .events(search(&ids[2].to_string()))
+        .await
+        .expect("by id");
+    assert_eq!(found(by_id), [ids[2]]);
+    let key = keyed
+        .dedupe_key
+        .clone()
+        .expect("a delivery id is a dedupe key");
+    let by_key = h.store.events(search(&key)).await.expect("by key");
+    assert_eq!(found(by_key), [keyed.id], "only this touchpoint's event");
+    let by_other_id = h.store.events(search(&Uuid::now_v7().to_string())).await;
+    assert!(found(by_other_id.expect("unknown id")).is_empty());
+    let by_text = h
+        .store
+        .events(search("delivery"))
+        .await
+        .expect("a partial key");
+    assert!(found(by_text).is_empty(), "keys match exactly");
+    let everything = h.store.events(search("")).await.expect("empty search");
+    assert_eq!(
+        found(everything).len(),
+        6,
+        "an empty search filters nothing"
+    );
 }
 
 async fn events_are_counted_per_status(h: &Harness) {

@@ -95,6 +95,7 @@ async fn data_survives_close_and_reopen(h: &Harness) {
             status: None,
             received_from: None,
             received_to: None,
+            search: None,
             first: 10,
             after: None,
         })

@@ -49,6 +49,7 @@ async fn events_are_filtered_by_time_received(h: &Harness) {
         status,
         received_from: from.map(|hour| start + TimeDelta::hours(hour)),
         received_to: to.map(|hour| start + TimeDelta::hours(hour)),
+        search: None,
         first,
         after,
     };
