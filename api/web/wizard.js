@@ -175,7 +175,9 @@ export async function wizardPage(session, main, touchpointId) {
       showInAgent: state.showInAgent,
       source: {
         app: state.source.app, endpoint: state.source.endpoint, format: state.source.format,
-        verification: Object.keys(verification).length ? verification : null,
+        // Always an object, never null: a null verification would replace the stored one and
+        // drop its write-only secrets; fields left out of an object keep what is stored.
+        verification,
       },
       destination: {
         method: state.destination.method, url: state.destination.url, format: state.destination.format,

@@ -579,6 +579,52 @@ async fn the_portal_in_a_browser() {
     .await;
     photograph(client, "resync-bucket").await;
 
+    // Editing: the wizard opens on the draft, secrets are never shown (only that one is
+    // stored), and going through it again keeps them: the next webhooks still verify.
+    click(client, "a.brand").await;
+    click(client, "tr[data-touchpoint] a[href$='/edit']").await;
+    let name = css(client, "input[name=name]")
+        .await
+        .prop("value")
+        .await
+        .expect("name");
+    assert_eq!(name.as_deref(), Some("Orders"));
+    click(client, ".wizard button[type=submit]").await;
+    let secret = css(client, "input[name=secret]").await;
+    assert_eq!(
+        secret.prop("value").await.expect("value").as_deref(),
+        Some("")
+    );
+    assert_eq!(
+        secret
+            .attr("placeholder")
+            .await
+            .expect("placeholder")
+            .as_deref(),
+        Some("stored: leave empty to keep it")
+    );
+    let page: Value = client
+        .execute("return document.documentElement.outerHTML", vec![])
+        .await
+        .expect("html");
+    assert!(
+        !page.as_str().unwrap_or("").contains(SECRET),
+        "the secret never comes back"
+    );
+    for step in ["Destination", "Mapping", "Filter", "Review"] {
+        click(client, ".wizard button[type=submit]").await;
+        until(
+            client,
+            step,
+            &format!(
+                "return document.querySelector('#step-title')?.textContent.includes('{step}')"
+            ),
+        )
+        .await;
+    }
+    click(client, ".wizard button[type=submit]").await;
+    css(client, "#bucket").await;
+
     // Search by key, then by event id.
     type_into(
         client,

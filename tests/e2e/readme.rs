@@ -49,5 +49,17 @@ async fn the_readme_quickstart_works() {
     let delivered = sink.received();
     assert_eq!(delivered.len(), 2, "one delivery per run");
     assert!(delivered.iter().all(|d| d.path == "/erp/orders"));
+    // The quickstart ends at the portal, where it says it is.
+    assert!(readme.contains("open the portal at <http://127.0.0.1:8080/>"));
+    let portal = reqwest::get(server.url("/")).await.expect("the portal");
+    assert_eq!(portal.status(), 200);
+    assert!(
+        portal
+            .text()
+            .await
+            .expect("a page")
+            .contains("/assets/portal/app.js"),
+        "the portal's page is served at /"
+    );
     server.stop().await;
 }
