@@ -38,6 +38,7 @@ const session = {
     const data = await api.request(
       "query SignIn { viewer organizations { id slug registeredUrl role } }",
     );
+    if (this.api && this.api !== api) this.api.close();
     this.api = api;
     this.viewer = data.viewer;
     this.organizations = data.organizations;

@@ -54,6 +54,12 @@ export async function touchpointsPage(session, main) {
   const connections = data.connections.filter((c) => !org || c.organizationId === org.id || c.organizationId === null);
   const status = h("div", { "aria-live": "polite" });
   const sections = connections.map((connection) => connectionSection(session, connection, status));
+  if (!org && session.organizations.length === 0) {
+    replace(main, h("div", { class: "page-head" }, h("h1", {}, "Touchpoints")),
+      connections.length ? connections.map((c) => connectionSection(session, c, status)) : null,
+      registerForm(session));
+    return () => {};
+  }
   replace(main,
     h("div", { class: "page-head" },
       h("h1", {}, "Touchpoints"),
@@ -197,4 +203,34 @@ function newConnectionForm(session) {
     field("Destination base URL", baseUrl, "Touchpoint URLs may be relative to it.")),
   message,
   h("button", { type: "submit" }, "Create connection"));
+}
+
+/** A fresh installation has no organization: the owner registers one (its slug and the
+ * public URL sources reach Hookplane at) before anything else. */
+function registerForm(session) {
+  const slug = h("input", { name: "organization", required: true, pattern: "[a-z0-9\\-]{1,63}", placeholder: "acme" });
+  const url = h("input", { name: "registeredUrl", type: "url", required: true, placeholder: "https://hooks.example.com", value: location.origin });
+  const message = h("div", { "aria-live": "polite" });
+  return h("form", {
+    class: "card", id: "register-url",
+    onsubmit: async (event) => {
+      event.preventDefault();
+      try {
+        await session.api.request(
+          "mutation Register($input: RegisterUrlInput!) { registerUrl(input: $input) { id } }",
+          { input: { organization: slug.value.trim(), url: url.value.trim() } });
+        await session.signIn(session.api.token);
+        session.go("/touchpoints");
+      } catch (error) {
+        replace(message, notice("error", describe(error)));
+      }
+    },
+  },
+  h("h2", {}, "Register your organization"),
+  h("p", {}, "Endpoint URLs are the registered URL, then /hooks/, the organization and the touchpoint's endpoint. Only the instance owner creates organizations."),
+  h("div", { class: "grid" },
+    field("Organization (slug)", slug, "Lower-case letters, digits and dashes; it never changes."),
+    field("Public URL", url, "Where source apps reach this server.")),
+  message,
+  h("button", { type: "submit", class: "primary" }, "Register"));
 }

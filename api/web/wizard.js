@@ -97,12 +97,12 @@ export async function wizardPage(session, main, touchpointId) {
     },
   }, nav, body, message, h("div", { class: "wizard-actions" }, back, next));
 
-  if (!session.can("ADMIN")) {
-    replace(main, h("h1", {}, "Touchpoint wizard"), notice("error", "Only admins create and edit touchpoints."));
-    return () => {};
-  }
   if (touchpoint && touchpoint.managedBy === "EXTERNAL") {
     replace(main, h("h1", {}, touchpoint.name), notice("error", "This touchpoint is managed outside the portal: edit its Kubernetes resource."));
+    return () => {};
+  }
+  if (!session.can("ADMIN")) {
+    replace(main, h("h1", {}, "Touchpoint wizard"), notice("error", "Only admins create and edit touchpoints."));
     return () => {};
   }
   replace(main, h("h1", {}, touchpoint ? `Edit ${touchpoint.name}` : "New touchpoint"), form);

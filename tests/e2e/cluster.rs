@@ -21,7 +21,7 @@ use crate::{
     support::{Backend, Server, eventually, gql_error_code, gql_ok, kube_api::FakeKubeApi},
 };
 
-const NAMESPACE: &str = "shop";
+pub(crate) const NAMESPACE: &str = "shop";
 const WAIT: Duration = Duration::from_secs(20);
 
 const TOUCHPOINT: &str = r#"
@@ -59,7 +59,7 @@ on_both_backends!(
 );
 
 /// The fake cluster and `hookplane api --kubernetes` on it, mirrored and ready.
-async fn start(backend: &Backend) -> (FakeKubeApi, Server) {
+pub(crate) async fn start(backend: &Backend) -> (FakeKubeApi, Server) {
     let cluster = FakeKubeApi::start(NAMESPACE).await;
     let kubeconfig = cluster.kubeconfig().display().to_string();
     let server = Server::start_role_with_env(
@@ -93,7 +93,7 @@ async fn signed_touchpoint(server: &Server, connection_id: &str) -> String {
     data["createTouchpoint"]["id"].as_str().unwrap().to_owned()
 }
 
-fn kubectl() -> PatchParams {
+pub(crate) fn kubectl() -> PatchParams {
     PatchParams::apply("kubectl").force()
 }
 
@@ -209,7 +209,7 @@ async fn publishing_applies_the_resources_and_secrets(backend: Backend) {
     server.stop().await;
 }
 
-fn kubectl_touchpoint(name: &str, endpoint: &str, filter: Option<&str>) -> Value {
+pub(crate) fn kubectl_touchpoint(name: &str, endpoint: &str, filter: Option<&str>) -> Value {
     let mut touchpoint = json!({
         "apiVersion": "hookplane.io/v1alpha1",
         "kind": "Touchpoint",

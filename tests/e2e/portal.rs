@@ -325,22 +325,6 @@ async fn the_portal_in_a_browser() {
     let server = Server::start(&backend).await;
     let origin = server.url("");
     let origin = origin.trim_end_matches('/').to_owned();
-    let registered = gql_ok(
-        &server,
-        "mutation { registerUrl(input: { organization: \"acme\", url: \"https://hooks.acme.test\" }) { id } }",
-        json!({}),
-    )
-    .await;
-    let org = registered["registerUrl"]["id"].clone();
-    let viewer = gql_ok(
-        &server,
-        "mutation($org: ID) { createToken(input: { organizationId: $org, name: \"portal-viewer\", role: VIEWER }) { secret } }",
-        json!({ "org": org }),
-    )
-    .await["createToken"]["secret"]
-        .as_str()
-        .expect("a viewer token")
-        .to_owned();
     let destination = Destination::start(Mode::Ok).await;
     let browser = Browser::start(&driver, &chromium).await;
     let client = &browser.client;
@@ -359,6 +343,21 @@ async fn the_portal_in_a_browser() {
     .await;
     type_into(client, "input[name=token]", &server.token).await;
     click(client, "form.signin button[type=submit]").await;
+    // A fresh installation: the owner registers the organization first.
+    until(
+        client,
+        "no organization yet",
+        "return document.querySelector('#organization')?.textContent === 'no organization'",
+    )
+    .await;
+    type_into(client, "#register-url input[name=organization]", "acme").await;
+    type_into(
+        client,
+        "#register-url input[name=registeredUrl]",
+        "https://hooks.acme.test",
+    )
+    .await;
+    click(client, "#register-url button[type=submit]").await;
     let role = until(
         client,
         "the role",
@@ -374,6 +373,18 @@ async fn the_portal_in_a_browser() {
     .await;
     assert_eq!(slug, json!("acme"));
 
+    let org =
+        gql_ok(&server, "{ organizations { id } }", json!({})).await["organizations"][0]["id"]
+            .clone();
+    let viewer = gql_ok(
+        &server,
+        "mutation($org: ID) { createToken(input: { organizationId: $org, name: \"portal-viewer\", role: VIEWER }) { secret } }",
+        json!({ "org": org }),
+    )
+    .await["createToken"]["secret"]
+        .as_str()
+        .expect("a viewer token")
+        .to_owned();
     // A connection.
     css(client, "#new-connection").await;
     until(
@@ -504,9 +515,14 @@ async fn the_portal_in_a_browser() {
     )
     .await;
     assert_eq!(destination.received().len(), 3);
+    // Without an ordering key, deliveries may arrive in any order.
+    let mut delivered: Vec<Value> = destination.received().into_iter().map(|r| r.body).collect();
+    delivered.sort_by_key(|body| body["orderId"].as_u64());
     assert_eq!(
-        destination.received()[0].body,
-        json!({ "orderId": 1, "total": 12.5 })
+        delivered,
+        (1..=3)
+            .map(|id| json!({ "orderId": id, "total": 12.5 }))
+            .collect::<Vec<_>>()
     );
 
     // A failing destination: FAILED, with its attempt history.
@@ -1061,5 +1077,115 @@ async fn the_portal_reads_roles_and_searches_buckets() {
     assert!(
         too_long["errors"].is_array(),
         "a search is at most 512 characters: {too_long}"
+    );
+}
+
+/// In cluster mode, what `kubectl` applied is shown read-only, with its resource: no Edit, no
+/// Auto-sync switch to flip, and the wizard refuses to open on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_applied_outside_the_portal_are_read_only_in_it() {
+    use kube::api::{Api, Patch};
+    let (driver, chromium) = match browser() {
+        Ok(found) => found,
+        Err(reason) => {
+            assert_ne!(
+                std::env::var("HOOKPLANE_TEST_BROWSER").as_deref(),
+                Ok("required"),
+                "HOOKPLANE_TEST_BROWSER=required, but {reason}"
+            );
+            eprintln!("skipping the browser test: {reason}");
+            return;
+        }
+    };
+    let backend = Backend::sqlite();
+    let (cluster, server) = crate::cluster::start(&backend).await;
+    let kube = cluster.client().await;
+    let connections: Api<hookplane_crds::Connection> =
+        Api::namespaced(kube.clone(), crate::cluster::NAMESPACE);
+    let touchpoints: Api<hookplane_crds::Touchpoint> =
+        Api::namespaced(kube, crate::cluster::NAMESPACE);
+    let erp = json!({
+        "apiVersion": "hookplane.io/v1alpha1",
+        "kind": "Connection",
+        "metadata": { "name": "erp", "namespace": crate::cluster::NAMESPACE },
+        "spec": { "name": "ERP", "sourceApp": "generic", "destinationApp": "generic" }
+    });
+    connections
+        .patch("erp", &crate::cluster::kubectl(), &Patch::Apply(&erp))
+        .await
+        .expect("apply Connection");
+    let applied = touchpoints
+        .patch(
+            "orders",
+            &crate::cluster::kubectl(),
+            &Patch::Apply(crate::cluster::kubectl_touchpoint(
+                "orders",
+                "gitops/orders",
+                None,
+            )),
+        )
+        .await
+        .expect("apply Touchpoint");
+    let uid = applied.metadata.uid.expect("a uid");
+
+    let browser = Browser::start(&driver, &chromium).await;
+    let client = &browser.client;
+    client.goto(&server.url("/")).await.expect("the portal");
+    type_into(client, "input[name=token]", &server.token).await;
+    click(client, "form.signin button[type=submit]").await;
+    let row = format!("tr[data-touchpoint='{uid}']");
+    let managed = until(
+        client,
+        "the kubectl touchpoint, read-only",
+        &format!("return document.querySelector(\"{row} .managed\")?.textContent"),
+    )
+    .await;
+    assert_eq!(
+        managed,
+        json!("managed outside the portal (shop/orders), read-only")
+    );
+    let controls = client
+        .execute(
+            &format!(
+                "return [document.querySelector(\"{row} input.switch\").disabled, document.querySelector(\"{row} a[href$='/edit']\") === null]"
+            ),
+            vec![],
+        )
+        .await
+        .expect("js");
+    assert_eq!(controls, json!([true, true]), "no switch to flip, no Edit");
+    client
+        .goto(&format!("{}#/touchpoints/{uid}/edit", server.url("/")))
+        .await
+        .expect("the wizard's address");
+    let refused = until(
+        client,
+        "the wizard refusing",
+        "return document.querySelector('.notice.error')?.textContent",
+    )
+    .await;
+    assert!(
+        refused
+            .as_str()
+            .unwrap_or("")
+            .contains("managed outside the portal"),
+        "{refused}"
+    );
+    // Its buckets are still there to read and resync from.
+    client
+        .goto(&format!("{}#/touchpoints/{uid}", server.url("/")))
+        .await
+        .expect("the bucket");
+    css(client, "#bucket").await;
+    assert_eq!(
+        client
+            .execute(
+                "return document.querySelector('#resync-matching').hidden",
+                vec![]
+            )
+            .await
+            .expect("js"),
+        json!(false),
+        "resync still works on what kubectl manages"
     );
 }
