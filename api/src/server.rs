@@ -169,7 +169,7 @@ pub fn router(state: AppState, role: Role) -> Router {
             limits.websockets,
             &limits.cors_origins,
         ));
-        router = router.merge(crate::web::routes());
+        router = router.merge(crate::web::routes(Arc::clone(&state.metrics)));
     }
     let mut router: Router = router
         .route("/healthz", get(healthz))

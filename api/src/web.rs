@@ -8,26 +8,28 @@
 //! not load even if one got through. The portal's own files are revalidated on every load
 //! (`ETag`); vendored files live under a versioned path and are cached for good.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use axum::{
     Router,
     extract::Path,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
+use hookplane_dataplane::{http_error::HttpError, telemetry::Metrics};
 use sha2::{Digest, Sha256};
 
 /// The portal's policy: nothing but this origin, no inline script or style, no framing.
 pub const PORTAL_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; \
-    form-action 'none'; frame-ancestors 'none'";
+    form-action 'none'; frame-ancestors 'none'; report-uri /csp-report";
 
 /// GraphiQL's: as the portal's, except that its editor and dialogs set inline styles.
 pub const GRAPHIQL_CSP: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
-    font-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+    font-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; \
+    report-uri /csp-report";
 
 /// A file built into the binary.
 struct Asset {
@@ -105,8 +107,12 @@ fn etag(bytes: &[u8]) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{hex}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
-/// `GET /` (the portal) and `GET /assets/{*path}`.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+/// Largest CSP violation report read; a browser's is well under 2 KiB.
+pub const MAX_REPORT_BYTES: usize = 16 * 1024;
+
+/// `GET /` (the portal), `GET /assets/{*path}`, and `POST /csp-report`, where browsers report
+/// what the pages' policy blocked (counted in `hookplane_portal_csp_violations_total`).
+pub fn routes<S: Clone + Send + Sync + 'static>(metrics: Arc<Metrics>) -> Router<S> {
     Router::new()
         .route("/", get(|headers: HeaderMap| async move { portal_page(&headers) }))
         .route(
@@ -115,6 +121,65 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
                 asset(&path, &headers)
             }),
         )
+        .route(
+            "/csp-report",
+            post(move |body: axum::body::Body| async move {
+                match axum::body::to_bytes(body, MAX_REPORT_BYTES).await {
+                    Ok(body) => report(&metrics, &body),
+                    Err(_) => HttpError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "REPORT_TOO_LARGE",
+                        format!("a CSP report is at most {MAX_REPORT_BYTES} bytes"),
+                    )
+                    .into_response(),
+                }
+            }),
+        )
+}
+
+/// One violation report (the `application/csp-report` form of `report-uri`, or the
+/// Reporting API's list): counted and logged with what was blocked, cut short; anything else
+/// is refused. Reports come from any browser, so nothing in one is trusted or kept.
+fn report(metrics: &Metrics, body: &[u8]) -> Response {
+    let Ok(report) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REPORT",
+            "a CSP report is a JSON document",
+        )
+        .into_response();
+    };
+    let reports: Vec<&serde_json::Value> = match &report {
+        serde_json::Value::Array(list) => list.iter().filter_map(|r| r.get("body")).collect(),
+        single => single.get("csp-report").into_iter().collect(),
+    };
+    if reports.is_empty() {
+        return HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REPORT",
+            "no csp-report in the document",
+        )
+        .into_response();
+    }
+    for violation in reports {
+        let text = |names: [&str; 2]| -> String {
+            names
+                .iter()
+                .find_map(|name| violation.get(*name).and_then(|v| v.as_str()))
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect()
+        };
+        metrics.csp_violations.inc();
+        tracing::info!(
+            directive = %text(["effective-directive", "effectiveDirective"]),
+            blocked = %text(["blocked-uri", "blockedURL"]),
+            page = %text(["document-uri", "documentURL"]),
+            "the portal's Content-Security-Policy blocked something"
+        );
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// The portal's single page.
@@ -154,12 +219,7 @@ fn page(
 
 fn asset(path: &str, headers: &HeaderMap) -> Response {
     let Some(index) = ASSETS.iter().position(|asset| asset.path == path) else {
-        return hookplane_dataplane::http_error::HttpError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "no such asset",
-        )
-        .into_response();
+        return HttpError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such asset").into_response();
     };
     let asset = &ASSETS[index];
     let immutable = asset.path.starts_with("vendor/");

@@ -38,6 +38,10 @@ pub struct Metrics {
     /// `events`, `logs`, `outcomes`, `claims` and `claimed` (events leased by those claims).
     /// Read from the store when metrics are scraped.
     pub store_writer: IntCounterVec,
+    /// Content-Security-Policy violations browsers reported from the portal's pages: a page
+    /// tried to load or connect to something outside its origin (an injected script, say).
+    /// Anyone can post a report, so this counts reports, not proven attacks.
+    pub csp_violations: IntCounter,
 }
 
 impl Metrics {
@@ -110,6 +114,11 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric definition");
+        let csp_violations = IntCounter::new(
+            "portal_csp_violations_total",
+            "Content-Security-Policy violations reported by browsers on the portal's pages",
+        )
+        .expect("valid metric definition");
         for collector in [
             Box::new(http_request_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(webhooks_received.clone()),
@@ -121,6 +130,7 @@ impl Metrics {
             Box::new(delivery_retries.clone()),
             Box::new(delivery_throttled.clone()),
             Box::new(store_writer.clone()),
+            Box::new(csp_violations.clone()),
         ] {
             registry
                 .register(collector)
@@ -138,6 +148,7 @@ impl Metrics {
             delivery_retries,
             delivery_throttled,
             store_writer,
+            csp_violations,
         }
     }
 

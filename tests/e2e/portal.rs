@@ -172,6 +172,21 @@ async fn choose(client: &Client, selector: &str, value: &str) {
         .unwrap_or_else(|error| panic!("choosing {value} in {selector}: {error}"));
 }
 
+/// `hookplane_portal_csp_violations_total`, as `/metrics` shows it.
+async fn csp_violations(server: &Server) -> u64 {
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("hookplane_portal_csp_violations_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("the CSP violation counter")
+}
+
 /// Every resource the page has loaded (scripts, styles, fetches) came from `origin`.
 async fn only_own_origin(client: &Client, origin: &str) {
     let loaded = client
@@ -839,6 +854,37 @@ async fn the_portal_in_a_browser() {
         "{refused}"
     );
     only_own_origin(client, &origin).await;
+
+    // No page broke its policy; and a policy breach would have shown: an image from another
+    // origin is blocked (never requested) and reported.
+    assert_eq!(
+        csp_violations(&server).await,
+        0,
+        "no page tried to reach another origin"
+    );
+    client
+        .execute(
+            "const img = new Image(); img.src = 'http://192.0.2.1/tracker.png'; document.body.append(img);",
+            vec![],
+        )
+        .await
+        .expect("js");
+    crate::support::eventually(
+        Duration::from_secs(20),
+        "the blocked image reported",
+        || async { (csp_violations(&server).await == 1).then_some(()) },
+    )
+    .await;
+    // The attempt is in the page's resource timing too, which `only_own_origin` reads: that
+    // check sees blocked attempts, not only requests that left.
+    let seen = client
+        .execute(
+            "return performance.getEntriesByType('resource').some(e => e.name.startsWith('http://192.0.2.1/'))",
+            vec![],
+        )
+        .await
+        .expect("resource timing");
+    assert_eq!(seen, json!(true));
 
     // The README shows every page, as this test photographed it.
     let readme =
