@@ -417,6 +417,28 @@ async fn the_portal_in_a_browser() {
         "return document.querySelector('section.connection h2')?.textContent",
     )
     .await;
+    // The keyboard reaches the controls, and the one it is on shows a focus ring.
+    client
+        .active_element()
+        .await
+        .expect("the focused element")
+        .send_keys("\u{E004}")
+        .await
+        .expect("Tab");
+    let ring = client
+        .execute(
+            "const e = document.activeElement; const s = getComputedStyle(e); return [e.tagName, s.outlineStyle, s.outlineWidth]",
+            vec![],
+        )
+        .await
+        .expect("the focused control");
+    assert_ne!(
+        ring[0],
+        json!("BODY"),
+        "Tab moved the focus to a control: {ring}"
+    );
+    assert_ne!(ring[1], json!("none"), "a visible focus ring: {ring}");
+    assert_ne!(ring[2], json!("0px"), "a visible focus ring: {ring}");
 
     // The wizard: basic info, source, destination, mapping with a live preview, filter, publish.
     click(client, "#new-touchpoint").await;
@@ -732,6 +754,21 @@ async fn the_portal_in_a_browser() {
     css(client, "#event-payload").await;
     click(client, ".tabs a[href$='/logs']").await;
     css(client, "#log-tail li").await;
+    // The level filter keeps ERROR lines only: the failed delivery's.
+    choose(client, "select[name=level]", "ERROR").await;
+    until(
+        client,
+        "only ERROR lines",
+        "const lines = [...document.querySelectorAll('#log-tail li')]; return lines.length > 0 && lines.every(l => l.classList.contains('level-error'))",
+    )
+    .await;
+    choose(client, "select[name=level]", "").await;
+    until(
+        client,
+        "every level again",
+        "return document.querySelectorAll('#log-tail li.level-info').length > 0",
+    )
+    .await;
     photograph(client, "log-bucket").await;
     only_own_origin(client, &origin).await;
 
