@@ -228,7 +228,7 @@ where
     let category = result.as_ref().err().map(Error::category);
     ctx.metrics.reconciled(controller, started, category);
     match &result {
-        Ok(_) => ctx.succeeded(&key(object)),
+        Ok(_) => ctx.succeeded(&backoff_key(object)),
         Err(error) => {
             let note = format!("{error}: {}", source_of(error));
             ctx.event(object, true, "ReconcileFailed", "Reconcile", note)
@@ -244,9 +244,15 @@ where
     K: Resource<DynamicType = ()>,
 {
     let key = key(object.as_ref());
-    let delay = ctx.failed(&key);
+    let delay = ctx.failed(&backoff_key(object.as_ref()));
     tracing::warn!(object = %key, error = %error, cause = ?std::error::Error::source(error), retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+/// What failures are counted by: `Kind/namespace/name`, so a Touchpoint and a Connection of
+/// one name back off separately.
+pub fn backoff_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!("{}/{}", K::kind(&()), key(object))
 }
 
 /// `namespace/name` of an object.

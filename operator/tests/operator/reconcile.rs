@@ -727,3 +727,42 @@ fn as_a_server_stores_it(value: &mut serde_json::Value, quantities: bool) -> usi
     }
     changes
 }
+
+/// Failures back off per object: a Touchpoint and a Connection that share a name keep separate
+/// counts (the key once had no kind, so one's failures lengthened the other's wait).
+#[tokio::test]
+async fn a_touchpoint_and_a_connection_of_one_name_back_off_separately() {
+    let harness = Harness::examples().await;
+    let mut touchpoint: Touchpoint = harness.cluster.api().get("shopify-orders").await.unwrap();
+    touchpoint.metadata.name = Some("same".into());
+    let mut connection: Connection = harness.cluster.api().get(CONNECTION).await.unwrap();
+    connection.metadata.name = Some("same".into());
+    let error = || hookplane_operator::reconcile::Error::Read {
+        what: "a test object".into(),
+        source: kube::Error::TlsRequired,
+    };
+    let delay = |action: Action| format!("{action:?}");
+    let touchpoint = std::sync::Arc::new(touchpoint);
+    let first = hookplane_operator::reconcile::error_policy(
+        touchpoint.clone(),
+        &error(),
+        harness.ctx.clone(),
+    );
+    let second =
+        hookplane_operator::reconcile::error_policy(touchpoint, &error(), harness.ctx.clone());
+    assert_ne!(
+        delay(first.clone()),
+        delay(second),
+        "a second failure waits longer"
+    );
+    let other = hookplane_operator::reconcile::error_policy(
+        std::sync::Arc::new(connection),
+        &error(),
+        harness.ctx.clone(),
+    );
+    assert_eq!(
+        delay(other),
+        delay(first),
+        "the connection's first failure waits as a first"
+    );
+}
