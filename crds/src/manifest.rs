@@ -16,7 +16,53 @@ const HEADER: &str =
 
 /// Every CRD of Hookplane, in the order they are applied.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Connection::crd(), Touchpoint::crd()]
+    vec![
+        for_the_api_server(Connection::crd()),
+        for_the_api_server(Touchpoint::crd()),
+    ]
+}
+
+/// The schema as the API server wants it. schemars writes unsigned integers with the formats
+/// `uint32`/`uint64`, which Kubernetes does not know (1.34 warns on install): they become
+/// `int32`/`int64` with `minimum: 0`. A condition's `status` may only be `True`, `False` or
+/// `Unknown`.
+fn for_the_api_server(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
+    adjust_schema(&mut value, false);
+    serde_json::from_value(value).expect("an adjusted CRD is still a CRD")
+}
+
+fn adjust_schema(value: &mut serde_json::Value, in_conditions: bool) {
+    use serde_json::{Value, json};
+    let Value::Object(map) = value else {
+        if let Value::Array(items) = value {
+            items
+                .iter_mut()
+                .for_each(|item| adjust_schema(item, in_conditions));
+        }
+        return;
+    };
+    if let Some(Value::String(format)) = map.get("format") {
+        let signed = match format.as_str() {
+            "uint32" | "uint16" | "uint8" => Some("int32"),
+            "uint64" | "uint" => Some("int64"),
+            _ => None,
+        };
+        if let Some(signed) = signed {
+            map.insert("format".into(), json!(signed));
+            map.entry("minimum").or_insert(json!(0));
+        }
+    }
+    if in_conditions
+        && let Some(Value::Object(properties)) = map.get_mut("properties")
+        && let Some(Value::Object(status)) = properties.get_mut("status")
+    {
+        status.insert("enum".into(), json!(["True", "False", "Unknown"]));
+    }
+    for (key, child) in map.iter_mut() {
+        let conditions = key == "conditions" || (in_conditions && key == "items");
+        adjust_schema(child, conditions);
+    }
 }
 
 /// One generated file per CRD: (file name, YAML).
@@ -64,6 +110,26 @@ mod tests {
             stale.is_empty(),
             "crds/generated/{stale:?} are stale: run `HOOKPLANE_UPDATE_GENERATED=1 cargo test -p hookplane-crds generated_crds_are_current` and commit the result"
         );
+    }
+
+    #[test]
+    fn the_schemas_use_formats_kubernetes_knows_and_typed_condition_statuses() {
+        let yaml = yaml();
+        for unknown in ["format: uint", "format: uint32", "format: uint64"] {
+            assert!(!yaml.contains(&format!("{unknown}\n")), "{unknown}");
+        }
+        for crd in crds() {
+            let value = serde_json::to_value(&crd).expect("serializes");
+            let schema = &value["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+            let status = &schema["properties"]["status"]["properties"]["conditions"]["items"]["properties"]
+                ["status"];
+            assert_eq!(
+                status["enum"],
+                serde_json::json!(["True", "False", "Unknown"]),
+                "{:?}",
+                crd.metadata.name
+            );
+        }
     }
 
     #[test]

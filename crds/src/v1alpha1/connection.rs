@@ -50,10 +50,10 @@ pub struct ConnectionSpec {
     #[schemars(length(min = 1, max = 200))]
     pub name: String,
     /// Source app from the catalog.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), extend("enum" = crate::SOURCE_APPS))]
     pub source_app: String,
     /// Destination app from the catalog.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), extend("enum" = crate::SOURCE_APPS))]
     pub destination_app: String,
     /// Base URL that relative destination URLs of its touchpoints resolve against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,7 +66,6 @@ pub struct ConnectionSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub credentials: Vec<CredentialSpec>,
-    /// How the webhook receivers run (Kubernetes only).
     /// HTTP basic authentication for the destination app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuthSpec>,

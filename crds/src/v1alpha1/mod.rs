@@ -20,7 +20,7 @@ pub use touchpoint::{
     MappingSpec, OrderingFailure, OrderingSpec, SOURCE_APPS, SourceSpec, Touchpoint,
     TouchpointSpec, TouchpointStatus,
 };
-pub use verification::{SecretKeyRef, VerificationSpec};
+pub use verification::{SecretKeyRef, VERIFICATION_SCHEMES, VerificationSpec};
 
 /// Condition types the operator sets on Touchpoints and Connections.
 pub mod condition {

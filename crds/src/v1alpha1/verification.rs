@@ -17,6 +17,7 @@ pub struct VerificationSpec {
     /// `standardWebhooks`, `token`, `basic` or `bearer`. For `shift4shop` and `prestashop`:
     /// `token` (default) or `hmac`. Other apps have a fixed scheme and ignore this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = VERIFICATION_SCHEMES))]
     pub scheme: Option<String>,
     /// The signing secret (or token, or password for `basic`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,3 +95,14 @@ pub struct SecretKeyRef {
     /// Key within the secret.
     pub key: String,
 }
+
+/// Every verification scheme any app accepts, as `verification.scheme` takes them (which
+/// ones an app accepts is its own: the `apps` query lists them).
+pub const VERIFICATION_SCHEMES: [&str; 6] = [
+    "none",
+    "hmac",
+    "standardWebhooks",
+    "token",
+    "basic",
+    "bearer",
+];

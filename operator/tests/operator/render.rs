@@ -51,6 +51,22 @@ fn rendering_reports_what_would_not_run() {
 }
 
 #[test]
+fn the_crd_accepts_exactly_the_catalog_schemes() {
+    let mut accepted: Vec<&str> = hookplane_sources::catalog()
+        .iter()
+        .flat_map(|app| app.info().schemes.to_vec())
+        .collect();
+    accepted.sort_unstable();
+    accepted.dedup();
+    let mut enumerated = hookplane_crds::VERIFICATION_SCHEMES.to_vec();
+    enumerated.sort_unstable();
+    assert_eq!(
+        enumerated, accepted,
+        "update VERIFICATION_SCHEMES in crds when an app's schemes change"
+    );
+}
+
+#[test]
 fn the_crd_accepts_exactly_the_catalog_apps() {
     let catalog: Vec<&str> = hookplane_sources::catalog()
         .iter()
