@@ -149,11 +149,14 @@ fn the_templates_render_to_kubernetes_objects() {
             "CustomResourceDefinition touchpoints.hookplane.io",
             "Deployment hookplane-api",
             "Deployment hookplane-operator",
+            "PodDisruptionBudget hookplane-api",
+            "PodDisruptionBudget hookplane-operator",
             "Role hookplane-api",
             "Role hookplane-operator-leader",
             "RoleBinding hookplane-api",
             "RoleBinding hookplane-operator-leader",
             "Service hookplane-api",
+            "Service hookplane-operator-metrics",
             "ServiceAccount hookplane-api",
             "ServiceAccount hookplane-operator",
         ]
@@ -353,4 +356,114 @@ fn the_operator_role_covers_what_the_operator_touches() {
             );
         }
     }
+}
+
+/// The production value file turns on what a production install needs: disruption budgets,
+/// pods spread over nodes and zones, NetworkPolicies, an Ingress; each parses as its type.
+#[test]
+fn production_values_add_availability_network_policies_and_an_ingress() {
+    let Some(helm) = helm() else { return };
+    let pinned = template(&helm, &[&chart_dir().join("ci/production-pinned.yaml")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    for component in ["api", "operator"] {
+        let name = format!("hookplane-{component}");
+        let budget = find(&pinned, "PodDisruptionBudget", &name);
+        let budget: k8s_openapi::api::policy::v1::PodDisruptionBudget =
+            serde_json::from_value(budget.clone()).expect("a PodDisruptionBudget");
+        let spec = budget.spec.expect("a spec");
+        assert_eq!(
+            spec.max_unavailable,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+        );
+        let deployment = find(&pinned, "Deployment", &name);
+        let spread = &deployment["spec"]["template"]["spec"]["topologySpreadConstraints"];
+        let keys: Vec<&str> = spread
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} is spread: replicas > 1"))
+            .iter()
+            .map(|c| c["topologyKey"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+        );
+        let policy = find(&pinned, "NetworkPolicy", &name);
+        let policy: k8s_openapi::api::networking::v1::NetworkPolicy =
+            serde_json::from_value(policy.clone()).expect("a NetworkPolicy");
+        let spec = policy.spec.expect("a spec");
+        let egress = serde_json::to_value(spec.egress.expect("egress")).unwrap();
+        assert!(
+            egress
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|rule| rule["ports"][0]["port"] == 5432
+                    && rule["to"][0]["ipBlock"]["cidr"] == "10.20.0.0/16"),
+            "{name} reaches PostgreSQL: {egress}"
+        );
+        let ingress = serde_json::to_value(spec.ingress.expect("ingress")).unwrap();
+        assert!(
+            ingress.to_string().contains("monitoring"),
+            "{name} is scraped from the monitoring namespace: {ingress}"
+        );
+    }
+    let api_policy = find(&pinned, "NetworkPolicy", "hookplane-api");
+    let from = api_policy["spec"]["ingress"][0]["from"].to_string();
+    assert!(
+        from.contains("ingress-nginx") && from.contains("\"operator\""),
+        "the API is reached from the ingress controller and the operator: {from}"
+    );
+    let ingress = find(&pinned, "Ingress", "hookplane-api");
+    let ingress: k8s_openapi::api::networking::v1::Ingress =
+        serde_json::from_value(ingress.clone()).expect("an Ingress");
+    let spec = ingress.spec.expect("a spec");
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    assert_eq!(
+        spec.tls.expect("TLS")[0].secret_name.as_deref(),
+        Some("hookplane-tls")
+    );
+
+    // By default: budgets yes; no policies, no Ingress; one API pod is not spread.
+    let defaults = manifests(&helm);
+    assert!(
+        !defaults
+            .iter()
+            .any(|m| m["kind"] == "NetworkPolicy" || m["kind"] == "Ingress")
+    );
+    let api = find(&defaults, "Deployment", "hookplane-api");
+    assert!(api["spec"]["template"]["spec"]["topologySpreadConstraints"].is_null());
+}
+
+/// A ServiceMonitor and a Gateway API HTTPRoute render when asked for (their kinds are not
+/// Kubernetes' own, so the production files leave them out of kubernetes-validate).
+#[test]
+fn a_service_monitor_and_an_http_route_render_when_asked() {
+    let Some(helm) = helm() else { return };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("values.yaml");
+    std::fs::write(
+        &file,
+        "serviceMonitor:\n  enabled: true\n  interval: 15s\n  labels:\n    release: prometheus\n\
+         gateway:\n  enabled: true\n  parentRefs:\n    - name: public\n      namespace: gateways\n  hostnames: [hooks.example.com]\n",
+    )
+    .unwrap();
+    let rendered = template(&helm, &[&file]).unwrap_or_else(|e| panic!("{e}"));
+    let monitor = find(&rendered, "ServiceMonitor", "hookplane");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "15s");
+    let selector = &monitor["spec"]["selector"]["matchLabels"];
+    for service in ["hookplane-api", "hookplane-operator-metrics"] {
+        let labels = &find(&rendered, "Service", service)["metadata"]["labels"];
+        assert_eq!(
+            labels["hookplane.io/metrics"], selector["hookplane.io/metrics"],
+            "{service}"
+        );
+    }
+    let route = find(&rendered, "HTTPRoute", "hookplane-api");
+    assert_eq!(route["spec"]["parentRefs"][0]["name"], "public");
+    assert_eq!(route["spec"]["hostnames"][0], "hooks.example.com");
+    assert_eq!(
+        route["spec"]["rules"][0]["backendRefs"][0]["name"],
+        "hookplane-api"
+    );
 }
