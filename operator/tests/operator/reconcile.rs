@@ -766,3 +766,74 @@ async fn a_touchpoint_and_a_connection_of_one_name_back_off_separately() {
         "the connection's first failure waits as a first"
     );
 }
+
+/// Many Touchpoints over many Connections: every one reconciles, and a second pass over the
+/// same world writes nothing. 20 Connections of 10 Touchpoints here; the 1,000 over
+/// 100 with `HOOKPLANE_RECONCILE_CONNECTIONS=100` (bench/RESULTS.md keeps that figure: each
+/// pass's time is printed, and a test does not judge speed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_touchpoints_over_many_connections_reconcile_once() {
+    let connections: usize = std::env::var("HOOKPLANE_RECONCILE_CONNECTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    const PER_CONNECTION: usize = 10;
+    let examples = example_documents();
+    let of_kind = |kind: &str, name: &str| {
+        examples
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("the example {kind} {name}"))
+    };
+    let mut documents: Vec<serde_json::Value> = examples
+        .iter()
+        .filter(|d| d["kind"] == "Secret")
+        .cloned()
+        .collect();
+    for c in 0..connections {
+        let mut connection = of_kind("Connection", CONNECTION);
+        connection["metadata"]["name"] = json!(format!("conn-{c}"));
+        documents.push(connection);
+        for t in 0..PER_CONNECTION {
+            let mut touchpoint = of_kind("Touchpoint", "shopify-orders");
+            touchpoint["metadata"]["name"] = json!(format!("tp-{c}-{t}"));
+            touchpoint["spec"]["connectionRef"] = json!(format!("conn-{c}"));
+            touchpoint["spec"]["source"]["endpoint"] = json!(format!("shop/c{c}/t{t}"));
+            documents.push(touchpoint);
+        }
+    }
+    let harness = Harness::new(Cluster::with(documents).await);
+    let pass = || async {
+        let started = std::time::Instant::now();
+        for c in 0..connections {
+            harness
+                .reconcile_connection(&format!("conn-{c}"))
+                .await
+                .expect("a connection reconciles");
+        }
+        for c in 0..connections {
+            for t in 0..PER_CONNECTION {
+                harness
+                    .reconcile_touchpoint(&format!("tp-{c}-{t}"))
+                    .await
+                    .expect("a touchpoint reconciles");
+            }
+        }
+        started.elapsed()
+    };
+    let (first, writes) = harness.writes_during(pass()).await;
+    assert!(
+        writes.len() >= connections * 4,
+        "each connection's objects were written: {} writes",
+        writes.len()
+    );
+    let (second, again) = harness.writes_during(pass()).await;
+    eprintln!(
+        "reconcile of {} touchpoints over {connections} connections: first pass {first:?} ({} writes), second pass {second:?} ({} writes)",
+        connections * PER_CONNECTION,
+        writes.len(),
+        again.len()
+    );
+    assert_eq!(again, Vec::<String>::new(), "a second pass writes nothing");
+}
