@@ -50,6 +50,23 @@ fn browser() -> Result<(PathBuf, PathBuf), String> {
     Ok((driver, chromium))
 }
 
+/// [`browser`], or `None` after saying why the test is skipped; with
+/// `HOOKPLANE_TEST_BROWSER=required` a missing browser fails instead.
+fn browser_or_skip() -> Option<(PathBuf, PathBuf)> {
+    match browser() {
+        Ok(found) => Some(found),
+        Err(reason) => {
+            assert_ne!(
+                std::env::var("HOOKPLANE_TEST_BROWSER").as_deref(),
+                Ok("required"),
+                "HOOKPLANE_TEST_BROWSER=required, but {reason}"
+            );
+            eprintln!("skipping the browser test: {reason}");
+            None
+        }
+    }
+}
+
 /// A running `chromedriver` and a browser session; both end when dropped.
 struct Browser {
     client: Client,
@@ -324,17 +341,8 @@ fn rows_with(status: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_portal_in_a_browser() {
-    let (driver, chromium) = match browser() {
-        Ok(found) => found,
-        Err(reason) => {
-            assert_ne!(
-                std::env::var("HOOKPLANE_TEST_BROWSER").as_deref(),
-                Ok("required"),
-                "HOOKPLANE_TEST_BROWSER=required, but {reason}"
-            );
-            eprintln!("skipping the browser test: {reason}");
-            return;
-        }
+    let Some((driver, chromium)) = browser_or_skip() else {
+        return;
     };
     let backend = Backend::sqlite();
     let server = Server::start(&backend).await;
@@ -1168,17 +1176,8 @@ async fn the_portal_reads_roles_and_searches_buckets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resources_applied_outside_the_portal_are_read_only_in_it() {
     use kube::api::{Api, Patch};
-    let (driver, chromium) = match browser() {
-        Ok(found) => found,
-        Err(reason) => {
-            assert_ne!(
-                std::env::var("HOOKPLANE_TEST_BROWSER").as_deref(),
-                Ok("required"),
-                "HOOKPLANE_TEST_BROWSER=required, but {reason}"
-            );
-            eprintln!("skipping the browser test: {reason}");
-            return;
-        }
+    let Some((driver, chromium)) = browser_or_skip() else {
+        return;
     };
     let backend = Backend::sqlite();
     let (cluster, server) = crate::cluster::start(&backend).await;

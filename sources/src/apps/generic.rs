@@ -25,14 +25,8 @@ use crate::{
     },
 };
 
-const SCHEMES: &[&str] = &[
-    "none",
-    "hmac",
-    "standardWebhooks",
-    "token",
-    "basic",
-    "bearer",
-];
+/// The generic app accepts every scheme there is.
+const SCHEMES: &[&str] = &hookplane_crds::VERIFICATION_SCHEMES;
 const ALLOWED: &str = "none, hmac, standardWebhooks, token, basic, bearer";
 
 /// Any app that can POST.
