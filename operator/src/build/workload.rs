@@ -18,7 +18,8 @@ use k8s_openapi::{
             Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
             EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec,
             Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource,
-            SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+            SecurityContext, Service, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume,
+            VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -209,6 +210,24 @@ fn deployment(
             }),
             ..PodSecurityContext::default()
         }),
+        // Spread over nodes, then zones, so one node going away does not take every receiver
+        // (or worker) of a connection with it; ScheduleAnyway, so a small cluster still runs
+        // them all.
+        topology_spread_constraints: Some(
+            ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+                .into_iter()
+                .map(|key| TopologySpreadConstraint {
+                    max_skew: 1,
+                    topology_key: key.into(),
+                    when_unsatisfiable: "ScheduleAnyway".into(),
+                    label_selector: Some(LabelSelector {
+                        match_labels: Some(selector_labels(connection.name(), role.as_str())),
+                        ..LabelSelector::default()
+                    }),
+                    ..TopologySpreadConstraint::default()
+                })
+                .collect(),
+        ),
         ..PodSpec::default()
     };
     Deployment {

@@ -582,3 +582,28 @@ fn portal_published_resources_render_under_their_portal_id_and_generation() {
         .unwrap();
     assert_eq!((orders.generation, orders.published_generation), (2, 9));
 }
+
+#[test]
+fn receivers_and_workers_spread_over_nodes_and_zones() {
+    let desired = build::desired(&valid(), &settings(), 3);
+    for deployment in [&desired.receiver, &desired.worker] {
+        let spec = deployment.spec.as_ref().unwrap();
+        let pod = spec.template.spec.as_ref().unwrap();
+        let spread = pod.topology_spread_constraints.as_ref().expect("spread");
+        let keys: Vec<&str> = spread.iter().map(|c| c.topology_key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+        );
+        for constraint in spread {
+            assert_eq!(constraint.max_skew, 1);
+            assert_eq!(constraint.when_unsatisfiable, "ScheduleAnyway");
+            assert_eq!(
+                constraint.label_selector.as_ref().unwrap().match_labels,
+                spec.selector.match_labels,
+                "{:?} spreads its own pods",
+                deployment.metadata.name
+            );
+        }
+    }
+}
