@@ -77,6 +77,7 @@ pub fn render(
                     serde_json::to_value(&desired.config_map),
                     serde_json::to_value(&desired.service),
                     serde_json::to_value(&desired.receiver),
+                    serde_json::to_value(&desired.receiver_budget),
                     serde_json::to_value(&desired.worker),
                 ] {
                     objects.push(object.expect("a built object serializes"));

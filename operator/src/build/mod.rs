@@ -1,5 +1,6 @@
 //! Build the objects a validated connection runs as: a ConfigMap with the rendered
-//! configuration, the receiver Deployment and its Service, and the worker Deployment.
+//! configuration, the receiver Deployment with its Service and PodDisruptionBudget, and the
+//! worker Deployment.
 //!
 //! No I/O and no clock: the same [`Validated`] connection and replica count always build the
 //! same objects, byte for byte, so comparing them with what the cluster holds says whether
@@ -16,6 +17,7 @@ use k8s_openapi::{
     api::{
         apps::v1::Deployment,
         core::v1::{ConfigMap, Service},
+        policy::v1::PodDisruptionBudget,
     },
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
@@ -23,7 +25,7 @@ use kube::Resource;
 use sha2::{Digest, Sha256};
 
 pub use config::{config_map, rendered_config};
-pub use workload::{receiver_deployment, receiver_service, worker_deployment};
+pub use workload::{receiver_budget, receiver_deployment, receiver_service, worker_deployment};
 
 use crate::{settings::Settings, validate::Validated};
 
@@ -45,6 +47,8 @@ pub struct Desired {
     pub config_map: ConfigMap,
     pub receiver: Deployment,
     pub service: Service,
+    /// The receivers' PodDisruptionBudget.
+    pub receiver_budget: PodDisruptionBudget,
     pub worker: Deployment,
     /// SHA-256 (hex) of the rendered configuration.
     pub config_hash: String,
@@ -63,6 +67,7 @@ pub fn desired(connection: &Validated, settings: &Settings, workers: i32) -> Des
     Desired {
         receiver: receiver_deployment(connection, settings, &config_hash),
         service: receiver_service(connection),
+        receiver_budget: receiver_budget(connection),
         worker: worker_deployment(connection, settings, &config_hash, workers),
         config_map,
         config_hash,

@@ -21,6 +21,7 @@ use k8s_openapi::{
             SecurityContext, Service, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume,
             VolumeMount,
         },
+        policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
     apimachinery::pkg::{
         apis::meta::v1::{LabelSelector, ObjectMeta},
@@ -89,6 +90,25 @@ pub fn worker_deployment(
         connection.spec().worker.resources.clone(),
         None,
     )
+}
+
+/// At most one receiver down at a time in a voluntary disruption (a node drain), so a
+/// connection keeps answering webhooks while its nodes are replaced. `maxUnavailable`, not
+/// `minAvailable`: a connection left at one receiver can still be drained.
+pub fn receiver_budget(connection: &Validated) -> PodDisruptionBudget {
+    let name = names::receiver(connection.name());
+    PodDisruptionBudget {
+        metadata: metadata(connection, name, Role::Receiver.as_str()),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(connection.name(), Role::Receiver.as_str())),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
 }
 
 /// The Service in front of the receivers, port 80 to their `http` port.

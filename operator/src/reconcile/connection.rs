@@ -13,6 +13,7 @@ use hookplane_crds::{Connection, Touchpoint};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Secret, Service},
+    policy::v1::PodDisruptionBudget,
 };
 use kube::{Api, Resource, ResourceExt, api::ListParams, runtime::controller::Action};
 use serde::{Serialize, de::DeserializeOwned};
@@ -44,6 +45,7 @@ struct World {
     config_maps: Vec<ConfigMap>,
     services: Vec<Service>,
     deployments: Vec<Deployment>,
+    budgets: Vec<PodDisruptionBudget>,
 }
 
 #[tracing::instrument(skip_all, fields(connection = %key(connection)))]
@@ -56,7 +58,9 @@ async fn reconcile_connection(connection: &Connection, ctx: &Context) -> Result<
         ctx.stabilizers.forget(&key(connection));
         return Ok(Action::await_change());
     }
-    let world = fetch(connection, &namespace, ctx).await?;
+    // Both boxed: their futures hold every read and apply of a connection, and inline they
+    // made the reconcile future large enough to overflow a 2 MiB stack in a debug build.
+    let world = Box::pin(fetch(connection, &namespace, ctx)).await?;
     let validated = match validate::validate(connection, &world.touchpoints, &world.secrets) {
         Ok(validated) => validated,
         Err(problem) => {
@@ -81,7 +85,7 @@ async fn reconcile_connection(connection: &Connection, ctx: &Context) -> Result<
     let workers = worker_replicas(&validated, backlog.as_deref(), current_workers, ctx);
     let desired = build::desired(&validated, &ctx.settings, workers);
 
-    let applied = apply_all(&namespace, &desired, &world, ctx).await?;
+    let applied = Box::pin(apply_all(&namespace, &desired, &world, ctx)).await?;
     if !applied.changes.is_empty() {
         let note = format!(
             "applied {} (configuration {})",
@@ -174,6 +178,9 @@ async fn fetch(connection: &Connection, namespace: &str, ctx: &Context) -> Resul
         deployments: apply::list(&api(ctx, namespace), &selector)
             .await
             .map_err(read("Deployments"))?,
+        budgets: apply::list(&api(ctx, namespace), &selector)
+            .await
+            .map_err(read("PodDisruptionBudgets"))?,
         touchpoints,
         secrets,
     })
@@ -231,6 +238,7 @@ async fn apply_all(
     let config_map = apply_one(ctx, namespace, &desired.config_map, &world.config_maps).await?;
     let service = apply_one(ctx, namespace, &desired.service, &world.services).await?;
     let receiver = apply_one(ctx, namespace, &desired.receiver, &world.deployments).await?;
+    let budget = apply_one(ctx, namespace, &desired.receiver_budget, &world.budgets).await?;
     let worker = apply_one(ctx, namespace, &desired.worker, &world.deployments).await?;
     for (kind, applied) in [
         (
@@ -246,6 +254,10 @@ async fn apply_all(
             receiver.changed().then(|| receiver.object().name_any()),
         ),
         (
+            "PodDisruptionBudget",
+            budget.changed().then(|| budget.object().name_any()),
+        ),
+        (
             "Deployment",
             worker.changed().then(|| worker.object().name_any()),
         ),
@@ -259,6 +271,8 @@ async fn apply_all(
     changes.extend(prune(ctx, namespace, &world.services, &[&service_name]).await?);
     let keep: Vec<&str> = deployment_names.iter().map(String::as_str).collect();
     changes.extend(prune(ctx, namespace, &world.deployments, &keep).await?);
+    let budget_name = desired.receiver_budget.name_any();
+    changes.extend(prune(ctx, namespace, &world.budgets, &[&budget_name]).await?);
     Ok(AppliedAll {
         receiver,
         worker,

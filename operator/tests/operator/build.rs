@@ -607,3 +607,37 @@ fn receivers_and_workers_spread_over_nodes_and_zones() {
         }
     }
 }
+
+#[test]
+fn the_receivers_have_a_disruption_budget() {
+    let desired = build::desired(&valid(), &settings(), 3);
+    let budget = &desired.receiver_budget;
+    assert_eq!(
+        budget.metadata.name.as_deref(),
+        Some("hookplane-shop-to-erp-receiver")
+    );
+    let spec = budget.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+    assert_eq!(
+        spec.min_available, None,
+        "one receiver can still be drained"
+    );
+    assert_eq!(
+        spec.selector.as_ref().unwrap().match_labels,
+        desired
+            .receiver
+            .spec
+            .as_ref()
+            .unwrap()
+            .selector
+            .match_labels,
+        "it selects the receivers"
+    );
+    assert_eq!(
+        budget.metadata.owner_references, desired.receiver.metadata.owner_references,
+        "owned by the Connection, like everything it runs as"
+    );
+}

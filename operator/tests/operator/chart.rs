@@ -346,6 +346,11 @@ fn the_operator_role_covers_what_the_operator_touches() {
         ("", "configmaps", &["list", "watch", "patch", "delete"]),
         ("", "services", &["list", "watch", "patch", "delete"]),
         ("apps", "deployments", &["list", "watch", "patch", "delete"]),
+        (
+            "policy",
+            "poddisruptionbudgets",
+            &["list", "watch", "patch", "delete"],
+        ),
         ("", "secrets", &["get", "list", "watch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
     ] {

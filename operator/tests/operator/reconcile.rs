@@ -188,7 +188,7 @@ async fn a_second_reconcile_of_an_unchanged_world_writes_nothing() {
         .await;
     assert_eq!(
         first.iter().filter(|w| w.starts_with("patch ")).count(),
-        4,
+        5,
         "{first:#?}"
     );
     assert_eq!(

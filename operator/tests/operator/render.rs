@@ -7,7 +7,7 @@ use hookplane_operator::render::render;
 use crate::support::{example_documents, settings};
 
 #[test]
-fn the_examples_render_into_four_objects_without_problems() {
+fn the_examples_render_into_five_objects_without_problems() {
     let (objects, problems) = render(&example_documents(), &settings()).unwrap();
     assert_eq!(problems, Vec::<String>::new());
     let kinds: Vec<_> = objects
@@ -26,11 +26,12 @@ fn the_examples_render_into_four_objects_without_problems() {
             "ConfigMap hookplane-shop-to-erp-config",
             "Service hookplane-shop-to-erp-receiver",
             "Deployment hookplane-shop-to-erp-receiver",
+            "PodDisruptionBudget hookplane-shop-to-erp-receiver",
             "Deployment hookplane-shop-to-erp-worker",
         ]
     );
     assert_eq!(
-        objects[3]["spec"]["replicas"], 1,
+        objects[4]["spec"]["replicas"], 1,
         "an empty backlog runs minReplicas workers"
     );
 }
@@ -42,7 +43,7 @@ fn rendering_reports_what_would_not_run() {
         .filter(|d| d["metadata"]["name"] != "partner-hooks")
         .collect();
     let (objects, problems) = render(&documents, &settings()).unwrap();
-    assert_eq!(objects.len(), 4);
+    assert_eq!(objects.len(), 5);
     assert_eq!(problems.len(), 1);
     assert!(
         problems[0].starts_with("Touchpoint partner-shipments: SecretNotFound"),
