@@ -329,16 +329,7 @@ fn the_worker_deployment_and_service() {
         desired.service.metadata.name.as_deref(),
         Some(names::receiver("shop-to-erp").as_str())
     );
-    assert_eq!(
-        service.selector,
-        desired
-            .receiver
-            .spec
-            .as_ref()
-            .unwrap()
-            .selector
-            .match_labels
-    );
+    assert_eq!(service.selector, receiver_labels(&desired));
     let port = &service.ports.as_ref().unwrap()[0];
     assert_eq!(
         (port.port, port.target_port.clone()),
@@ -627,17 +618,23 @@ fn the_receivers_have_a_disruption_budget() {
     );
     assert_eq!(
         spec.selector.as_ref().unwrap().match_labels,
-        desired
-            .receiver
-            .spec
-            .as_ref()
-            .unwrap()
-            .selector
-            .match_labels,
+        receiver_labels(&desired),
         "it selects the receivers"
     );
     assert_eq!(
         budget.metadata.owner_references, desired.receiver.metadata.owner_references,
         "owned by the Connection, like everything it runs as"
     );
+}
+
+/// The labels the receiver Deployment selects its pods by.
+fn receiver_labels(desired: &build::Desired) -> Option<std::collections::BTreeMap<String, String>> {
+    desired
+        .receiver
+        .spec
+        .as_ref()
+        .unwrap()
+        .selector
+        .match_labels
+        .clone()
 }
