@@ -718,6 +718,33 @@ async fn the_portal_in_a_browser() {
         "return document.querySelectorAll('#bucket tr[data-event]').length === 4",
     )
     .await;
+    // The time range: received before 2001 matches nothing; an open range everything again.
+    // (The value is set as the date picker would set it, then `change` fires.)
+    let set_to = |value: &str| {
+        format!(
+            "const to = document.querySelector('input[name=to]'); to.value = '{value}'; to.dispatchEvent(new Event('change'));"
+        )
+    };
+    client
+        .execute(&set_to("2001-01-01T00:00:00"), vec![])
+        .await
+        .expect("set the range");
+    until(
+        client,
+        "nothing received before 2001",
+        "return document.querySelector('#bucket td.muted')?.textContent === 'No events match.'",
+    )
+    .await;
+    client
+        .execute(&set_to(""), vec![])
+        .await
+        .expect("clear the range");
+    until(
+        client,
+        "every row for an open range",
+        "return document.querySelectorAll('#bucket tr[data-event]').length === 4",
+    )
+    .await;
 
     // The log bucket showed each step, live.
     click(client, ".tabs a[href$='/logs']").await;
