@@ -344,6 +344,9 @@ async fn the_portal_in_a_browser() {
     let Some((driver, chromium)) = browser_or_skip() else {
         return;
     };
+    // Chromium (and here a thousand webhooks) load both cores: not beside the tests that
+    // time themselves under load.
+    let _alone = crate::support::CPU_HEAVY.lock().await;
     let backend = Backend::sqlite();
     let server = Server::start(&backend).await;
     let origin = server.url("");
@@ -1206,6 +1209,9 @@ async fn resources_applied_outside_the_portal_are_read_only_in_it() {
     let Some((driver, chromium)) = browser_or_skip() else {
         return;
     };
+    // Chromium (and here a thousand webhooks) load both cores: not beside the tests that
+    // time themselves under load.
+    let _alone = crate::support::CPU_HEAVY.lock().await;
     let backend = Backend::sqlite();
     let (cluster, server) = crate::cluster::start(&backend).await;
     let kube = cluster.client().await;

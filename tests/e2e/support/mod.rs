@@ -66,5 +66,6 @@ pub fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Held by tests that load the cores on purpose (the hostile corpus, the combined API
-/// attacks), so they do not run at the same time and skew each other's timings.
+/// attacks, the portal's browser tests), so they do not run at the same time and skew each
+/// other's timings.
 pub static CPU_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
