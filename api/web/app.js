@@ -112,9 +112,9 @@ async function render() {
   const parts = path.split("/").filter(Boolean);
   try {
     if (parts[0] === "touchpoints" && parts[1] === "new") {
-      dispose = await wizardPage(session, main, null, parts[2] || null);
+      dispose = await wizardPage(session, main, null);
     } else if (parts[0] === "touchpoints" && parts[1] && parts[2] === "edit") {
-      dispose = await wizardPage(session, main, parts[1], null);
+      dispose = await wizardPage(session, main, parts[1]);
     } else if (parts[0] === "touchpoints" && parts[1] && parts[2] === "logs") {
       dispose = await logPage(session, main, parts[1]);
     } else if (parts[0] === "touchpoints" && parts[1]) {

@@ -268,7 +268,7 @@ export async function wizardPage(session, main, touchpointId) {
       options(catalog.apps.map((a) => a.id), catalog.apps.map((a) => a.displayName))), "source.app");
     const renderVerification = () => {
       const chosen = catalog.apps.find((a) => a.id === state.source.app);
-      replace(verificationArea, verificationFields(chosen));
+      replace(verificationArea, verificationFields(chosen, renderVerification));
     };
     app.addEventListener("change", () => {
       state.source.verification = { scheme: "" };
@@ -284,14 +284,15 @@ export async function wizardPage(session, main, touchpointId) {
     ];
   }
 
-  function verificationFields(app) {
+  /** The verification fields of `app`; `redraw` draws them again when the scheme changes. */
+  function verificationFields(app, redraw) {
     if (!app) return [];
     const v = state.source.verification;
     const parts = [h("legend", {}, `Verification: ${app.verification}`)];
     if (app.schemes.length) {
       if (!v.scheme) v.scheme = app.schemes[0];
       const scheme = bind(v, "scheme", h("select", { name: "scheme" }, options(app.schemes)), "source.verification.scheme");
-      scheme.addEventListener("change", () => replace(parts[0].parentElement || h("div"), verificationFields(app)));
+      scheme.addEventListener("change", redraw);
       parts.push(field("Scheme", scheme));
     }
     for (const f of app.fields) {

@@ -5,8 +5,8 @@
 //! object carries the hash of exactly this intent (so a field the operator stopped setting is
 //! noticed too). Fields the API server or others add do not count, nor what a real server does
 //! to what it stores (zero values left out, quantities made canonical; see [`contains`]).
-//! [`status`] writes a status
-//! only when it changed. A reconcile of an unchanged world therefore writes nothing.
+//! [`status`] writes a status only when it changed. A reconcile of an unchanged world
+//! therefore writes nothing.
 
 use std::fmt::Debug;
 
@@ -153,7 +153,7 @@ fn is_zero(value: &Value) -> bool {
 
 /// A Kubernetes quantity (`500m`, `0.5`, `1.5Gi`, `1e3`, `2k`) as a number; `None` for text
 /// that is not one.
-pub fn quantity(text: &str) -> Option<f64> {
+fn quantity(text: &str) -> Option<f64> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '+' | '-')))
         .unwrap_or(text.len());

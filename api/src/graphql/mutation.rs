@@ -57,7 +57,6 @@ impl From<Preview> for MappingPreview {
             error,
             error_code,
             error_field,
-            ..
         } = preview;
         Self {
             generation,

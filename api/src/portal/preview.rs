@@ -34,8 +34,6 @@ pub struct Preview {
     /// Where in the spec it is, named as validation errors name fields: `filter`,
     /// `ordering.key`, `mapping.program`, `mapping.rules[2].expr` or `mapping`.
     pub error_field: Option<String>,
-    /// Which part of the mapping failed, until `error_field` names it.
-    failed_rule: Option<FailedRule>,
 }
 
 /// The part of a mapping an error came from.
@@ -44,6 +42,23 @@ enum FailedRule {
     Program,
     Index(usize),
     Target(String),
+}
+
+/// The part of a mapping `error` came from, when it says.
+fn failed_part(error: &MapError) -> Option<FailedRule> {
+    match error {
+        MapError::Rule { target, .. } => Some(FailedRule::Target(target.clone())),
+        MapError::LimitExceeded { location, .. } if location == "program" => {
+            Some(FailedRule::Program)
+        }
+        MapError::LimitExceeded { location, .. } => location
+            .strip_prefix("rules[")
+            .and_then(|rest| rest.split(']').next())
+            .and_then(|index| index.parse().ok())
+            .map(FailedRule::Index),
+        MapError::Program { .. } | MapError::NotAnObject { .. } => Some(FailedRule::Program),
+        _ => None,
+    }
 }
 
 /// The field a mapping error names: its rule by index (a rule's error names its target; the
@@ -108,18 +123,16 @@ impl Portal {
             .iter()
             .map(|rule| rule.target.as_str())
             .collect();
-        let mut answer = preview(&draft, generation, &payload, sandbox, &limits).await?;
-        if answer.error_field.as_deref() == Some("mapping") {
-            answer.error_field = Some(mapping_field(answer.failed_rule.take(), &targets));
-        }
-        Ok(answer)
+        preview(&draft, &targets, generation, &payload, sandbox, &limits).await
     }
 }
 
 /// Filter, ordering key and mapping, in the sandbox under the touchpoint's limits: what the
-/// worker would do, stopping where it would.
+/// worker would do, stopping where it would. `targets` are the mapping's rule targets, in
+/// order, to name the rule an error came from.
 async fn preview(
     touchpoint: &hookplane_validation::DraftTouchpoint,
+    targets: &[&str],
     generation: i64,
     payload: &Value,
     sandbox: &Sandbox,
@@ -141,7 +154,7 @@ async fn preview(
                 return Ok(preview);
             }
             Err(error) => {
-                preview.fail(&error, String::new(), "filter");
+                preview.fail(&error, String::new(), "filter".to_owned());
                 return Ok(preview);
             }
         }
@@ -156,7 +169,7 @@ async fn preview(
             Err(error) => preview.fail(
                 &error.at("ordering key"),
                 "ordering key: ".to_owned(),
-                "ordering.key",
+                "ordering.key".to_owned(),
             ),
         }
     }
@@ -166,31 +179,18 @@ async fn preview(
         .map_err(unavailable)?
     {
         Ok(output) => preview.output = Some(output),
-        Err(error) => preview.fail(&error, "mapping failed: ".to_owned(), "mapping"),
+        Err(error) => {
+            let field = mapping_field(failed_part(&error), targets);
+            preview.fail(&error, "mapping failed: ".to_owned(), field);
+        }
     }
     Ok(preview)
 }
 
 impl Preview {
-    fn fail(&mut self, error: &MapError, prefix: String, field: &str) {
+    fn fail(&mut self, error: &MapError, prefix: String, field: String) {
         self.error_code = Some(error.code());
-        self.error_field = Some(field.to_owned());
-        self.failed_rule = match error {
-            MapError::Rule { target, .. } => Some(FailedRule::Target(target.clone())),
-            MapError::LimitExceeded { location, .. } => {
-                if location == "program" {
-                    Some(FailedRule::Program)
-                } else {
-                    location
-                        .strip_prefix("rules[")
-                        .and_then(|rest| rest.split(']').next())
-                        .and_then(|index| index.parse().ok())
-                        .map(FailedRule::Index)
-                }
-            }
-            MapError::Program { .. } | MapError::NotAnObject { .. } => Some(FailedRule::Program),
-            _ => None,
-        };
+        self.error_field = Some(field);
         self.error = Some(match error {
             MapError::LimitExceeded { .. } => format!("{}: {error}", error.code()),
             _ => format!("{prefix}{error}"),
