@@ -70,7 +70,21 @@ fn browser_or_skip() -> Option<(PathBuf, PathBuf)> {
 /// A running `chromedriver` and a browser session; both end when dropped.
 struct Browser {
     client: Client,
-    _driver: Child,
+    driver: Child,
+}
+
+/// Chromium outlives a killed `chromedriver`: left running, its pages kept reconnecting their
+/// WebSockets to ports later tests' servers and destinations reused. chromedriver runs in a
+/// process group of its own, and the whole group (Chromium with it) is killed here, also when
+/// a test panics.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(group) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .status();
+        }
+    }
 }
 
 impl Browser {
@@ -83,6 +97,7 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts");
@@ -108,10 +123,7 @@ impl Browser {
                 .await
             {
                 Ok(client) => {
-                    return Self {
-                        client,
-                        _driver: driver,
-                    };
+                    return Self { client, driver };
                 }
                 Err(error) => last = Some(error),
             }
