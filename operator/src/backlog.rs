@@ -1,10 +1,8 @@
 //! Where the backlog comes from: the UNPROCESSED events of each touchpoint, by touchpoint id
 //! (the Touchpoint's `metadata.uid`).
 //!
-//! The operator asks the Hookplane API, so it needs no database credentials:
-//! [`HttpBacklog`] POSTs `{ touchpoints { id bucketCounts { unprocessed } } }` to
-//! `<api>/graphql`. One answer covers every touchpoint, so it is cached for a few seconds and
-//! a poll of many connections costs one request.
+//! [`DatabaseBacklog`] counts them in PostgreSQL, the database the data plane shares. One
+//! answer covers every touchpoint, so a poll of many connections costs one query.
 
 use std::{
     collections::HashMap,
@@ -13,7 +11,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use sqlx::{PgPool, postgres::PgPoolOptions};
 
 /// UNPROCESSED events by touchpoint id.
 pub type Backlog = HashMap<String, i64>;
@@ -21,14 +19,13 @@ pub type Backlog = HashMap<String, i64>;
 /// Reading the backlog failed; the operator keeps the current worker count.
 #[derive(Debug, thiserror::Error)]
 pub enum BacklogError {
-    #[error("requesting the backlog from {url}")]
-    Request {
-        url: String,
+    #[error("counting the backlog in the database")]
+    Database {
         #[source]
-        source: reqwest::Error,
+        source: sqlx::Error,
     },
-    #[error("the API answered the backlog query with errors: {0}")]
-    GraphQl(String),
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A source of backlog counts.
@@ -39,108 +36,80 @@ pub trait BacklogSource: Send + Sync {
     async fn backlog(&self) -> Result<Arc<Backlog>, BacklogError>;
 }
 
-/// The Hookplane API's GraphQL endpoint.
-pub struct HttpBacklog {
-    client: reqwest::Client,
-    url: String,
+/// The database's own count: `UNPROCESSED` events grouped by touchpoint, one query for every
+/// touchpoint, reused for `max_age` unless [`DatabaseBacklog::invalidate`] says the events
+/// changed since (the change relay does, see [`crate::wakeups`]).
+///
+/// The operator reads PostgreSQL with the data plane's URL rather than asking the API: the
+/// API answers only authenticated callers, and a token the operator would have to be given
+/// per organization buys nothing over the Secret the chart already mounts.
+pub struct DatabaseBacklog {
+    pool: PgPool,
     max_age: Duration,
-    cached: Mutex<Option<(Instant, Arc<Backlog>)>>,
+    cached: Mutex<Cached>,
 }
 
-const QUERY: &str = "{ touchpoints { id bucketCounts { unprocessed } } }";
-
-#[derive(Deserialize)]
-struct Response {
-    data: Option<Data>,
-    #[serde(default)]
-    errors: Vec<GraphQlError>,
+#[derive(Default)]
+struct Cached {
+    answer: Option<(Instant, Arc<Backlog>)>,
+    /// An answer read before this is stale whatever its age.
+    stale_before: Option<Instant>,
 }
 
-#[derive(Deserialize)]
-struct Data {
-    touchpoints: Vec<TouchpointCounts>,
-}
+const QUERY: &str = "SELECT touchpoint_id::text, count(*) FROM events \
+                     WHERE status = 'UNPROCESSED' GROUP BY touchpoint_id";
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TouchpointCounts {
-    id: String,
-    bucket_counts: BucketCounts,
-}
-
-#[derive(Deserialize)]
-struct BucketCounts {
-    unprocessed: i64,
-}
-
-#[derive(Deserialize)]
-struct GraphQlError {
-    message: String,
-}
-
-impl HttpBacklog {
-    /// Ask the API at `api_url` (e.g. `http://hookplane-api.hookplane:8080`), reusing an answer
-    /// for `max_age`.
-    pub fn new(api_url: &str, timeout: Duration, max_age: Duration) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .expect("a reqwest client with a timeout builds");
+impl DatabaseBacklog {
+    /// Count on `pool`, reusing an answer for `max_age`.
+    pub fn new(pool: PgPool, max_age: Duration) -> Self {
         Self {
-            client,
-            url: format!("{}/graphql", api_url.trim_end_matches('/')),
+            pool,
             max_age,
-            cached: Mutex::new(None),
+            cached: Mutex::new(Cached::default()),
         }
     }
 
-    async fn fetch(&self) -> Result<Backlog, BacklogError> {
-        let request_error = |source| BacklogError::Request {
-            url: self.url.clone(),
-            source,
-        };
-        let response: Response = self
-            .client
-            .post(&self.url)
-            .json(&serde_json::json!({ "query": QUERY }))
-            .send()
+    /// A small pool on `url` (connections are opened when first used): the operator counts
+    /// and listens, nothing more.
+    pub fn connect(url: &str, timeout: Duration) -> Result<PgPool, BacklogError> {
+        PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(timeout)
+            .connect_lazy(url)
+            .map_err(|source| BacklogError::Database { source })
+    }
+
+    /// The events changed: the next [`BacklogSource::backlog`] counts again.
+    pub fn invalidate(&self) {
+        self.cached.lock().expect("not poisoned").stale_before = Some(Instant::now());
+    }
+
+    async fn count(&self) -> Result<Backlog, BacklogError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(QUERY)
+            .fetch_all(&self.pool)
             .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(request_error)?
-            .json()
-            .await
-            .map_err(request_error)?;
-        match response.data {
-            Some(data) if response.errors.is_empty() => Ok(data
-                .touchpoints
-                .into_iter()
-                .map(|t| (t.id, t.bucket_counts.unprocessed))
-                .collect()),
-            _ => {
-                let messages: Vec<_> = response.errors.into_iter().map(|e| e.message).collect();
-                Err(BacklogError::GraphQl(messages.join("; ")))
-            }
-        }
+            .map_err(|source| BacklogError::Database { source })?;
+        Ok(rows.into_iter().collect())
     }
 }
 
 #[async_trait]
-impl BacklogSource for HttpBacklog {
+impl BacklogSource for DatabaseBacklog {
     async fn backlog(&self) -> Result<Arc<Backlog>, BacklogError> {
-        let fresh = |(at, backlog): &(Instant, Arc<Backlog>)| {
-            (at.elapsed() < self.max_age).then(|| backlog.clone())
-        };
-        if let Some(backlog) = self
-            .cached
-            .lock()
-            .expect("not poisoned")
-            .as_ref()
-            .and_then(fresh)
+        let started = Instant::now();
         {
-            return Ok(backlog);
+            let cached = self.cached.lock().expect("not poisoned");
+            if let Some((at, backlog)) = &cached.answer
+                && at.elapsed() < self.max_age
+                && cached.stale_before.is_none_or(|stale| *at > stale)
+            {
+                return Ok(backlog.clone());
+            }
         }
-        let backlog = Arc::new(self.fetch().await?);
-        *self.cached.lock().expect("not poisoned") = Some((Instant::now(), backlog.clone()));
+        let backlog = Arc::new(self.count().await?);
+        let mut cached = self.cached.lock().expect("not poisoned");
+        // Stamped with the time the count started: a change during it makes it stale.
+        cached.answer = Some((started, backlog.clone()));
         Ok(backlog)
     }
 }
@@ -178,6 +147,6 @@ impl BacklogSource for StaticBacklog {
             .lock()
             .expect("not poisoned")
             .clone()
-            .map_err(BacklogError::GraphQl)
+            .map_err(BacklogError::Unavailable)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use futures::{StreamExt, future};
+use futures::{Stream, StreamExt, future};
 use hookplane_crds::{Connection, Touchpoint};
 use k8s_openapi::{
     NamespaceResourceScope,
@@ -25,18 +25,25 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     build::{MANAGED_BY_LABEL, MANAGER},
     reconcile::{self, Context, Error, error_policy},
+    wakeups::{self, Wake},
     watches,
 };
 
 /// Run both controllers until `shutdown`, watching `namespace` or, with `None`, every
-/// namespace.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: CancellationToken) {
+/// namespace; `wakes` (the database's change relay, see [`crate::wakeups`]) wakes Connections
+/// whose backlog moved.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    wakes: impl Stream<Item = Wake> + Send + 'static,
+    shutdown: CancellationToken,
+) {
     let scoped = Scoped {
         client: ctx.client.clone(),
         namespace,
     };
     let touchpoints = touchpoint_controller(&scoped);
-    let connections = connection_controller(&scoped, touchpoints.store());
+    let connections = connection_controller(&scoped, touchpoints.store(), wakes);
     let touchpoints = touchpoints
         .graceful_shutdown_on(cancelled(shutdown.clone()))
         .run(reconcile::touchpoint::reconcile, error_policy, ctx.clone())
@@ -59,17 +66,27 @@ pub fn touchpoint_controller(scoped: &Scoped) -> Controller<Touchpoint> {
 }
 
 /// The Connection controller, woken by its Connections, the objects they own, the Touchpoints
-/// naming them and the Secrets either refers to. `touchpoints` is a cache of every Touchpoint
-/// (the Touchpoint controller's).
+/// naming them, the Secrets either refers to and `wakes` (backlog changes). `touchpoints` is a
+/// cache of every Touchpoint (the Touchpoint controller's).
 pub fn connection_controller(
     scoped: &Scoped,
     touchpoints: Store<Touchpoint>,
+    wakes: impl Stream<Item = Wake> + Send + 'static,
 ) -> Controller<Connection> {
     let all = watcher::Config::default();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
     let controller = Controller::new(scoped.of::<Connection>(), all.clone());
     let connections = controller.store();
+    let (waking_touchpoints, waking_connections) = (touchpoints.clone(), connections.clone());
+    let woken = wakes.flat_map(move |wake| {
+        futures::stream::iter(wakeups::connections_to_wake(
+            &wake,
+            &waking_touchpoints.state(),
+            &waking_connections.state(),
+        ))
+    });
     controller
+        .reconcile_on(woken)
         .owns(scoped.of::<ConfigMap>(), owned.clone())
         .owns(scoped.of::<Service>(), owned.clone())
         .owns(scoped.of::<Deployment>(), owned)

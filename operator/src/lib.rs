@@ -4,7 +4,7 @@
 //!
 //! Reading order: [`validate`] (the only way to a buildable connection), [`build`] (the
 //! objects, no I/O), [`scaling`], [`status`], [`apply`] (writes only what differs), then the
-//! reconcilers in [`reconcile`] and their wiring in [`controller`] and [`watches`]. The binary
+//! reconcilers in [`reconcile`] and their wiring in [`controller`], [`watches`] and [`wakeups`]. The binary
 //! (`main.rs`) adds leader election ([`leader`]) and the HTTP endpoints ([`server`]).
 
 pub mod apply;
@@ -20,4 +20,5 @@ pub mod server;
 pub mod settings;
 pub mod status;
 pub mod validate;
+pub mod wakeups;
 pub mod watches;

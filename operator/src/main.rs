@@ -4,16 +4,18 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Du
 
 use clap::{Parser, Subcommand};
 use hookplane_operator::{
-    backlog::HttpBacklog,
+    backlog::DatabaseBacklog,
     controller, leader,
     metrics::Metrics,
     reconcile::{Context, SystemClock},
     render, server,
     settings::Settings,
+    wakeups,
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -59,18 +61,24 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     data_plane: DataPlaneArgs,
-    /// Base URL of the Hookplane API, which reports the backlog (`<url>/graphql`).
-    #[arg(long, env = "HOOKPLANE_API_URL")]
-    api_url: String,
+    /// PostgreSQL URL of the data plane's database: the backlog is counted there, and its
+    /// change relay (`LISTEN hookplane_changes`) wakes connections whose backlog moved.
+    #[arg(long, env = "HOOKPLANE_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "HOOKPLANE_WATCH_NAMESPACE")]
     namespace: Option<String>,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "HOOKPLANE_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Seconds between reconciles of a connection without changes (backlog polling).
+    /// Seconds between reconciles of a connection without changes: the fallback when change
+    /// notifications are missed.
     #[arg(long, env = "HOOKPLANE_BACKLOG_POLL_SECONDS", default_value_t = 30)]
     backlog_poll_seconds: u64,
+    /// Milliseconds the change relay's notifications are gathered before the connections
+    /// they concern are reconciled (one wake per window however many events a burst holds).
+    #[arg(long, env = "HOOKPLANE_BACKLOG_WAKE_MILLIS", default_value_t = 500)]
+    backlog_wake_millis: u64,
     /// Name of the leader-election Lease.
     #[arg(
         long,
@@ -237,10 +245,11 @@ fn render_files(data_plane: DataPlaneArgs, files: &[PathBuf]) -> ExitCode {
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let RunArgs {
         data_plane,
-        api_url,
+        database_url,
         namespace,
         listen,
         backlog_poll_seconds,
+        backlog_wake_millis,
         lease_name,
         lease_namespace,
         lease_seconds,
@@ -255,15 +264,12 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| format!("hookplane-operator-{}", std::process::id()));
     let settings = data_plane.settings(Duration::from_secs(backlog_poll_seconds.max(1)));
     let metrics = Arc::new(Metrics::new());
-    let backlog = Arc::new(HttpBacklog::new(
-        &api_url,
-        Duration::from_secs(10),
-        Duration::from_secs(5),
-    ));
+    let pool = DatabaseBacklog::connect(&database_url, Duration::from_secs(10))?;
+    let backlog = Arc::new(DatabaseBacklog::new(pool.clone(), Duration::from_secs(5)));
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,
-        backlog,
+        backlog.clone(),
         metrics.clone(),
         Arc::new(SystemClock),
         Some(identity.clone()),
@@ -307,7 +313,17 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let result = match outcome {
         Ok(()) => {
             metrics.leader.set(1);
-            let controllers = controller::run(ctx, namespace, shutdown.clone());
+            let (wake, wakes) = mpsc::channel(16);
+            tokio::spawn(wakeups::listen(
+                pool,
+                backlog,
+                Duration::from_millis(backlog_wake_millis),
+                wake,
+                metrics.clone(),
+                shutdown.clone(),
+            ));
+            let wakes = ReceiverStream::new(wakes);
+            let controllers = controller::run(ctx, namespace, wakes, shutdown.clone());
             tokio::select! {
                 () = controllers => Ok(()),
                 ended = &mut campaign => match ended {

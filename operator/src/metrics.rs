@@ -20,6 +20,9 @@ pub struct Metrics {
     pub writes: IntCounterVec,
     /// 1 while this replica holds the leader Lease.
     pub leader: IntGauge,
+    /// Wakes from the database's change relay, by reason (`changes`, `reconnected`), and
+    /// listener failures (`listen_error`).
+    pub wakeups: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -62,12 +65,21 @@ impl Metrics {
         .expect("valid metric definition");
         let leader = IntGauge::new("leader", "1 while this replica holds the leader Lease")
             .expect("valid metric definition");
+        let wakeups = IntCounterVec::new(
+            Opts::new(
+                "backlog_wakeups_total",
+                "Wakes from the database's change relay, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric definition");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
             Box::new(duration.clone()),
             Box::new(writes.clone()),
             Box::new(leader.clone()),
+            Box::new(wakeups.clone()),
         ] {
             registry
                 .register(collector)
@@ -80,6 +92,7 @@ impl Metrics {
             duration,
             writes,
             leader,
+            wakeups,
         }
     }
 

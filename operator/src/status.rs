@@ -84,7 +84,7 @@ impl Observed<'_> {
         match self.total_backlog() {
             None => Some((
                 "BacklogUnavailable",
-                "the Hookplane API did not answer the backlog query; worker replicas are kept"
+                "the database did not answer the backlog query; worker replicas are kept"
                     .to_owned(),
             )),
             Some(backlog) if backlog > capacity => Some((

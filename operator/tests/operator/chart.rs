@@ -11,7 +11,7 @@ use std::{
     process::Command,
 };
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/hookplane")
@@ -194,7 +194,18 @@ fn the_templates_render_to_kubernetes_objects() {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    assert!(names.contains(&"HOOKPLANE_API_URL") && names.contains(&"HOOKPLANE_POD_NAME"));
+    assert!(names.contains(&"HOOKPLANE_DATABASE_URL") && names.contains(&"HOOKPLANE_POD_NAME"));
+    let database = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "HOOKPLANE_DATABASE_URL")
+        .unwrap();
+    assert_eq!(
+        database["valueFrom"]["secretKeyRef"],
+        json!({"name": "hookplane-database", "key": "url"}),
+        "the operator counts the backlog with the release's database Secret"
+    );
 
     // The API runs in cluster mode on the release namespace.
     let api = find(&manifests, "Deployment", "hookplane-api");

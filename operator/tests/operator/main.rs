@@ -1,6 +1,7 @@
 //! The operator's tests, cheapest first: validate/build/status on plain values, rendering,
 //! the reconcilers against a stateful in-memory Kubernetes API, the watch wiring against a
-//! scripted API server, leader election, and the HTTP endpoints.
+//! scripted API server, leader election, the HTTP endpoints, and the backlog read from
+//! PostgreSQL with the scaling latency it gives.
 
 mod build;
 mod chart;
@@ -8,5 +9,6 @@ mod endpoints;
 mod leader;
 mod reconcile;
 mod render;
+mod scaling;
 mod support;
 mod watches;

@@ -9,7 +9,7 @@ use std::{
 
 use hookplane_crds::{Connection, Touchpoint};
 use hookplane_operator::{
-    backlog::StaticBacklog,
+    backlog::{BacklogSource, StaticBacklog},
     metrics::Metrics,
     reconcile::{self, Context, ManualClock},
     settings::Settings,
@@ -256,12 +256,25 @@ pub struct Harness {
 impl Harness {
     pub fn new(cluster: Cluster) -> Self {
         let backlog = Arc::new(StaticBacklog::default());
+        Self::with_source(cluster, backlog.clone(), backlog)
+    }
+
+    /// A harness whose reconciles read `source` (`backlog` then sets nothing they see).
+    pub fn with_backlog(cluster: Cluster, source: Arc<dyn BacklogSource>) -> Self {
+        Self::with_source(cluster, Arc::new(StaticBacklog::default()), source)
+    }
+
+    fn with_source(
+        cluster: Cluster,
+        backlog: Arc<StaticBacklog>,
+        source: Arc<dyn BacklogSource>,
+    ) -> Self {
         let clock = Arc::new(ManualClock::default());
         let metrics = Arc::new(Metrics::new());
         let ctx = Arc::new(Context::new(
             cluster.client.clone(),
             settings(),
-            backlog.clone(),
+            source,
             metrics.clone(),
             clock.clone(),
             Some("test".into()),

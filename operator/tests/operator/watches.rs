@@ -15,6 +15,7 @@ use futures::StreamExt;
 use hookplane_crds::{Connection, Touchpoint};
 use hookplane_operator::{
     controller::{Scoped, connection_controller, touchpoint_controller},
+    wakeups::Wake,
     watches,
 };
 use http::{Request, Response};
@@ -186,7 +187,12 @@ async fn touchpoint_secret_and_owned_changes_wake_the_right_connection() {
     };
     let touchpoints = touchpoint_controller(&scoped);
     let touchpoint_store = touchpoints.store();
-    let connections = connection_controller(&scoped, touchpoint_store.clone());
+    let (wake, wakes) = tokio::sync::mpsc::channel(4);
+    let connections = connection_controller(
+        &scoped,
+        touchpoint_store.clone(),
+        tokio_stream::wrappers::ReceiverStream::new(wakes),
+    );
 
     let connections_woken: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let touchpoints_woken: Arc<Mutex<BTreeSet<String>>> = Arc::default();
@@ -298,6 +304,22 @@ async fn touchpoint_secret_and_owned_changes_wake_the_right_connection() {
         set(&["conn-a"])
     );
     touchpoints_woken.lock().unwrap().clear();
+
+    // A backlog change wakes the connection of its touchpoint (by uid), only that one; a
+    // reconnected listener wakes every connection.
+    let uids = |names: &[&str]| names.iter().map(|n| format!("uid-{n}")).collect();
+    wake.send(Wake::Touchpoints(uids(&["tp-2", "tp-unknown"])))
+        .await
+        .unwrap();
+    assert_eq!(
+        woken(&connections_woken, &["conn-b"]).await,
+        set(&["conn-b"])
+    );
+    wake.send(Wake::All).await.unwrap();
+    assert_eq!(
+        woken(&connections_woken, &["conn-a", "conn-b"]).await,
+        set(&["conn-a", "conn-b"])
+    );
 
     // A Connection's change wakes the touchpoints naming it (for ConnectionNotFound).
     server.send("connections", "DELETED", connection("conn-b", None));
