@@ -9,6 +9,7 @@ use k8s_openapi::{
     api::{
         apps::v1::Deployment,
         core::v1::{ConfigMap, Secret, Service},
+        policy::v1::PodDisruptionBudget,
     },
 };
 use kube::{
@@ -65,7 +66,8 @@ pub fn touchpoint_controller(scoped: &Scoped) -> Controller<Touchpoint> {
     })
 }
 
-/// The Connection controller, woken by its Connections, the objects they own, the Touchpoints
+/// The Connection controller, woken by its Connections, the objects they own (the database
+/// Secret among them: deleted, it is made again), the Touchpoints
 /// naming them, the Secrets either refers to and `wakes` (backlog changes). `touchpoints` is a
 /// cache of every Touchpoint (the Touchpoint controller's).
 pub fn connection_controller(
@@ -89,7 +91,9 @@ pub fn connection_controller(
         .reconcile_on(woken)
         .owns(scoped.of::<ConfigMap>(), owned.clone())
         .owns(scoped.of::<Service>(), owned.clone())
-        .owns(scoped.of::<Deployment>(), owned)
+        .owns(scoped.of::<Deployment>(), owned.clone())
+        .owns(scoped.of::<PodDisruptionBudget>(), owned.clone())
+        .owns(scoped.of::<Secret>(), owned)
         .watches(scoped.of::<Touchpoint>(), all.clone(), |touchpoint| {
             watches::connection_of_touchpoint(&touchpoint)
         })

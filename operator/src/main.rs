@@ -9,7 +9,7 @@ use hookplane_operator::{
     metrics::Metrics,
     reconcile::{Context, SystemClock},
     render, server,
-    settings::Settings,
+    settings::{DatabaseUrl, Settings},
     wakeups,
 };
 use k8s_openapi::api::coordination::v1::Lease;
@@ -47,7 +47,8 @@ enum Command {
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
     /// Print, as YAML, the objects the operator would build for the Connections, Touchpoints
-    /// and Secrets in FILES (no cluster needed; the backlog is taken as empty).
+    /// and Secrets in FILES (no cluster needed; the backlog is taken as empty, and the
+    /// database Secret of each connection, which holds the URL, is left out).
     Render {
         #[command(flatten)]
         data_plane: DataPlaneArgs,
@@ -114,16 +115,6 @@ struct DataPlaneArgs {
         default_value = "IfNotPresent"
     )]
     image_pull_policy: String,
-    /// Secret, in each connection's namespace, holding the PostgreSQL URL.
-    #[arg(
-        long,
-        env = "HOOKPLANE_DATABASE_SECRET",
-        default_value = "hookplane-database"
-    )]
-    database_secret: String,
-    /// Key of the PostgreSQL URL in that Secret.
-    #[arg(long, env = "HOOKPLANE_DATABASE_SECRET_KEY", default_value = "url")]
-    database_secret_key: String,
     /// Public base URL webhooks arrive at, for `status.endpointUrl`.
     #[arg(long, env = "HOOKPLANE_PUBLIC_URL")]
     public_url: Option<String>,
@@ -136,12 +127,10 @@ struct DataPlaneArgs {
 }
 
 impl DataPlaneArgs {
-    fn settings(self, backlog_poll: Duration) -> Settings {
+    fn settings(self, backlog_poll: Duration, database_url: Option<String>) -> Settings {
         let Self {
             image,
             image_pull_policy,
-            database_secret,
-            database_secret_key,
             public_url,
             organization,
             data_plane_service_account,
@@ -149,8 +138,7 @@ impl DataPlaneArgs {
         Settings {
             image,
             image_pull_policy,
-            database_secret,
-            database_secret_key,
+            database_url: database_url.map(DatabaseUrl),
             public_base_url: non_empty(public_url),
             organization: non_empty(organization),
             service_account: non_empty(data_plane_service_account),
@@ -220,7 +208,7 @@ fn render_files(data_plane: DataPlaneArgs, files: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    let settings = data_plane.settings(Duration::from_secs(30));
+    let settings = data_plane.settings(Duration::from_secs(30), None);
     match render::render(&documents, &settings) {
         Ok((objects, problems)) => {
             for problem in &problems {
@@ -262,7 +250,10 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let identity = non_empty(identity)
         .or_else(|| non_empty(std::env::var("HOSTNAME").ok()))
         .unwrap_or_else(|| format!("hookplane-operator-{}", std::process::id()));
-    let settings = data_plane.settings(Duration::from_secs(backlog_poll_seconds.max(1)));
+    let settings = data_plane.settings(
+        Duration::from_secs(backlog_poll_seconds.max(1)),
+        Some(database_url.clone()),
+    );
     let metrics = Arc::new(Metrics::new());
     let pool = DatabaseBacklog::connect(&database_url, Duration::from_secs(10))?;
     let backlog = Arc::new(DatabaseBacklog::new(pool.clone(), Duration::from_secs(5)));

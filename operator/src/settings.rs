@@ -2,6 +2,19 @@
 
 use std::time::Duration;
 
+/// The key of the URL in each connection's database Secret.
+pub const DATABASE_SECRET_KEY: &str = "url";
+
+/// A PostgreSQL URL, which holds a password: it never shows in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(<redacted>)")
+    }
+}
+
 /// Cluster-wide settings of the data plane the operator runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -9,10 +22,12 @@ pub struct Settings {
     pub image: String,
     /// `imagePullPolicy` of their containers.
     pub image_pull_policy: String,
-    /// The Secret (in each connection's namespace) holding the PostgreSQL URL.
-    pub database_secret: String,
-    /// The key of the PostgreSQL URL in that Secret.
-    pub database_secret_key: String,
+    /// The data plane's PostgreSQL URL. The operator copies it into a Secret of each
+    /// connection ([`crate::build::names::database`], key [`DATABASE_SECRET_KEY`]), owned by
+    /// the Connection, which its receivers and workers read: nobody copies the database
+    /// Secret into every namespace by hand. `None` (rendering without a cluster) builds no
+    /// Secret; the pods still name it.
+    pub database_url: Option<DatabaseUrl>,
     /// The public base URL webhooks arrive at (the organization's registered URL), used for
     /// `status.endpointUrl`.
     pub public_base_url: Option<String>,
@@ -31,8 +46,7 @@ impl Default for Settings {
         Self {
             image: "ghcr.io/hookplane/hookplane:latest".into(),
             image_pull_policy: "IfNotPresent".into(),
-            database_secret: "hookplane-database".into(),
-            database_secret_key: "url".into(),
+            database_url: None,
             public_base_url: None,
             organization: None,
             service_account: None,

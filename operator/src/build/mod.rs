@@ -1,6 +1,6 @@
 //! Build the objects a validated connection runs as: a ConfigMap with the rendered
-//! configuration, the receiver Deployment with its Service and PodDisruptionBudget, and the
-//! worker Deployment.
+//! configuration, the receiver Deployment with its Service and PodDisruptionBudget, the
+//! worker Deployment, and the Secret with the database URL both read.
 //!
 //! No I/O and no clock: the same [`Validated`] connection and replica count always build the
 //! same objects, byte for byte, so comparing them with what the cluster holds says whether
@@ -16,7 +16,7 @@ use hookplane_crds::{Connection, config::CONFIG_HASH_ANNOTATION};
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
-        core::v1::{ConfigMap, Service},
+        core::v1::{ConfigMap, Secret, Service},
         policy::v1::PodDisruptionBudget,
     },
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
@@ -27,7 +27,10 @@ use sha2::{Digest, Sha256};
 pub use config::{config_map, rendered_config};
 pub use workload::{receiver_budget, receiver_deployment, receiver_service, worker_deployment};
 
-use crate::{settings::Settings, validate::Validated};
+use crate::{
+    settings::{DATABASE_SECRET_KEY, DatabaseUrl, Settings},
+    validate::Validated,
+};
 
 /// The field manager of every server-side apply, and the `managed-by` label value.
 pub const MANAGER: &str = "hookplane-operator";
@@ -50,6 +53,8 @@ pub struct Desired {
     /// The receivers' PodDisruptionBudget.
     pub receiver_budget: PodDisruptionBudget,
     pub worker: Deployment,
+    /// The database URL for the pods (built only when the operator knows the URL).
+    pub database: Option<Secret>,
     /// SHA-256 (hex) of the rendered configuration.
     pub config_hash: String,
 }
@@ -69,6 +74,10 @@ pub fn desired(connection: &Validated, settings: &Settings, workers: i32) -> Des
         service: receiver_service(connection),
         receiver_budget: receiver_budget(connection),
         worker: worker_deployment(connection, settings, &config_hash, workers),
+        database: settings
+            .database_url
+            .as_ref()
+            .map(|url| database_secret(connection, url)),
         config_map,
         config_hash,
     }
@@ -86,6 +95,11 @@ pub mod names {
 
     pub fn worker(connection: &str) -> String {
         format!("hookplane-{connection}-worker")
+    }
+
+    /// The Secret holding the database URL the connection's pods read.
+    pub fn database(connection: &str) -> String {
+        format!("hookplane-{connection}-database")
     }
 }
 
@@ -126,6 +140,20 @@ fn owner_reference(connection: &Validated) -> OwnerReference {
         uid: connection.uid().to_owned(),
         controller: Some(true),
         block_owner_deletion: Some(true),
+    }
+}
+
+/// The connection's copy of the database URL, as the API server stores it (`data`, type
+/// `Opaque`), so an unchanged one compares equal.
+pub fn database_secret(connection: &Validated, url: &DatabaseUrl) -> Secret {
+    Secret {
+        metadata: metadata(connection, names::database(connection.name()), "database"),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            DATABASE_SECRET_KEY.to_owned(),
+            k8s_openapi::ByteString(url.0.clone().into_bytes()),
+        )])),
+        ..Secret::default()
     }
 }
 

@@ -30,7 +30,10 @@ use k8s_openapi::{
 };
 
 use super::{SECRETS_HASH_ANNOTATION, labels, metadata, names, selector_labels, sha256_hex};
-use crate::{settings::Settings, validate::Validated};
+use crate::{
+    settings::{DATABASE_SECRET_KEY, Settings},
+    validate::Validated,
+};
 
 /// The two roles of the data plane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,8 +170,8 @@ fn deployment(
                     name: DATABASE_URL_ENV.into(),
                     value_from: Some(EnvVarSource {
                         secret_key_ref: Some(SecretKeySelector {
-                            name: settings.database_secret.clone(),
-                            key: settings.database_secret_key.clone(),
+                            name: names::database(connection.name()),
+                            key: DATABASE_SECRET_KEY.into(),
                             optional: None,
                         }),
                         ..EnvVarSource::default()

@@ -46,6 +46,8 @@ struct World {
     services: Vec<Service>,
     deployments: Vec<Deployment>,
     budgets: Vec<PodDisruptionBudget>,
+    /// Secrets the operator made for this connection (the database URL).
+    owned_secrets: Vec<Secret>,
 }
 
 #[tracing::instrument(skip_all, fields(connection = %key(connection)))]
@@ -181,6 +183,9 @@ async fn fetch(connection: &Connection, namespace: &str, ctx: &Context) -> Resul
         budgets: apply::list(&api(ctx, namespace), &selector)
             .await
             .map_err(read("PodDisruptionBudgets"))?,
+        owned_secrets: apply::list(&api(ctx, namespace), &selector)
+            .await
+            .map_err(read("Secrets"))?,
         touchpoints,
         secrets,
     })
@@ -235,6 +240,13 @@ async fn apply_all(
     ctx: &Context,
 ) -> Result<AppliedAll, Error> {
     let mut changes = Vec::new();
+    // The database URL first: the pods cannot start without it.
+    if let Some(database) = &desired.database {
+        let applied = apply_one(ctx, namespace, database, &world.owned_secrets).await?;
+        if applied.changed() {
+            changes.push(format!("Secret {}", database.name_any()));
+        }
+    }
     let config_map = apply_one(ctx, namespace, &desired.config_map, &world.config_maps).await?;
     let service = apply_one(ctx, namespace, &desired.service, &world.services).await?;
     let receiver = apply_one(ctx, namespace, &desired.receiver, &world.deployments).await?;
@@ -273,6 +285,11 @@ async fn apply_all(
     changes.extend(prune(ctx, namespace, &world.deployments, &keep).await?);
     let budget_name = desired.receiver_budget.name_any();
     changes.extend(prune(ctx, namespace, &world.budgets, &[&budget_name]).await?);
+    // Without a URL (never in `run`) the Secret is left as it is rather than deleted.
+    if let Some(database) = &desired.database {
+        let keep = database.name_any();
+        changes.extend(prune(ctx, namespace, &world.owned_secrets, &[&keep]).await?);
+    }
     Ok(AppliedAll {
         receiver,
         worker,
@@ -357,6 +374,8 @@ fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
         "ConfigMap" => "ConfigMap",
         "Service" => "Service",
         "Deployment" => "Deployment",
+        "PodDisruptionBudget" => "PodDisruptionBudget",
+        "Secret" => "Secret",
         _ => "object",
     }
 }

@@ -269,7 +269,7 @@ fn the_receiver_deployment_runs_the_receiver_role_with_config_secrets_and_databa
     let env = serde_json::to_value(container.env.as_ref().unwrap()).unwrap();
     assert_eq!(
         env[0],
-        json!({"name": "HOOKPLANE_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "hookplane-database", "key": "url"}}})
+        json!({"name": "HOOKPLANE_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "hookplane-shop-to-erp-database", "key": "url"}}})
     );
     assert_eq!(
         serde_json::to_value(container.resources.as_ref().unwrap()).unwrap(),

@@ -362,7 +362,7 @@ fn the_operator_role_covers_what_the_operator_touches() {
             "poddisruptionbudgets",
             &["list", "watch", "patch", "delete"],
         ),
-        ("", "secrets", &["get", "list", "watch"]),
+        ("", "secrets", &["get", "list", "watch", "patch", "delete"]),
         ("events.k8s.io", "events", &["create", "patch"]),
     ] {
         for verb in verbs {

@@ -19,7 +19,7 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::support::{CONNECTION, Cluster, Harness, NAMESPACE, example_documents};
+use crate::support::{self, CONNECTION, Cluster, Harness, NAMESPACE, example_documents};
 
 const CONFIG: &str = "hookplane-shop-to-erp-config";
 const RECEIVER: &str = "hookplane-shop-to-erp-receiver";
@@ -188,7 +188,7 @@ async fn a_second_reconcile_of_an_unchanged_world_writes_nothing() {
         .await;
     assert_eq!(
         first.iter().filter(|w| w.starts_with("patch ")).count(),
-        5,
+        6,
         "{first:#?}"
     );
     assert_eq!(
@@ -836,4 +836,46 @@ async fn many_touchpoints_over_many_connections_reconcile_once() {
         again.len()
     );
     assert_eq!(again, Vec::<String>::new(), "a second pass writes nothing");
+}
+
+#[tokio::test]
+async fn each_connection_gets_the_database_url_in_a_secret_of_its_own() {
+    let harness = Harness::examples().await;
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    let secrets: kube::Api<Secret> = harness.cluster.api();
+    let name = "hookplane-shop-to-erp-database";
+    let secret = secrets.get(name).await.unwrap();
+    assert_eq!(
+        secret.data.as_ref().unwrap()["url"].0,
+        support::DATABASE_URL.as_bytes(),
+        "the URL the operator runs with"
+    );
+    let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Connection", CONNECTION),
+        "deleted with its Connection"
+    );
+    let worker = deployment(&harness, WORKER).await;
+    let env = serde_json::to_value(&worker.spec.unwrap().template.spec.unwrap().containers[0].env)
+        .unwrap();
+    assert_eq!(env[0]["valueFrom"]["secretKeyRef"]["name"], name);
+
+    // The URL never shows in an Event.
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = harness.cluster.api();
+    for event in events.list(&Default::default()).await.unwrap() {
+        let note = event.note.unwrap_or_default();
+        assert!(!note.contains("s3cret"), "{note}");
+    }
+
+    // Deleted by hand, it is made again; unchanged, it is left alone.
+    secrets.delete(name, &Default::default()).await.unwrap();
+    let (_, writes) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    assert_eq!(writes, [format!("patch Secret shop/{name}")]);
+    let (_, writes) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    assert_eq!(writes, Vec::<String>::new());
 }

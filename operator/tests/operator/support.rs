@@ -12,7 +12,7 @@ use hookplane_operator::{
     backlog::{BacklogSource, StaticBacklog},
     metrics::Metrics,
     reconcile::{self, Context, ManualClock},
-    settings::Settings,
+    settings::{DatabaseUrl, Settings},
 };
 use k8s_openapi::{ByteString, api::apps::v1::Deployment, api::core::v1::Secret};
 use kube::{Api, Client, runtime::controller::Action};
@@ -22,6 +22,8 @@ use serde_json::Value;
 
 pub const NAMESPACE: &str = "shop";
 pub const CONNECTION: &str = "shop-to-erp";
+/// The database URL the operator runs with in the tests.
+pub const DATABASE_URL: &str = "postgres://hookplane:s3cret@postgres.hookplane.svc:5432/hookplane";
 
 /// Every document of `crds/examples/*.yaml`, Secrets with `stringData` turned into `data` as
 /// the API server does.
@@ -102,6 +104,7 @@ pub fn settings() -> Settings {
         image: "registry.example.com/hookplane:1.2.3".into(),
         public_base_url: Some("https://hooks.example.com/".into()),
         organization: Some("acme".into()),
+        database_url: Some(DatabaseUrl(DATABASE_URL.into())),
         ..Settings::default()
     }
 }

@@ -38,13 +38,14 @@ struct ApiServer {
     feeds: HashMap<&'static str, broadcast::Sender<Value>>,
 }
 
-const RESOURCES: [&str; 6] = [
+const RESOURCES: [&str; 7] = [
     "connections",
     "touchpoints",
     "secrets",
     "configmaps",
     "services",
     "deployments",
+    "poddisruptionbudgets",
 ];
 
 impl ApiServer {
