@@ -9,6 +9,7 @@ use k8s_openapi::{
     api::{
         apps::v1::Deployment,
         core::v1::{ConfigMap, Secret, Service},
+        networking::v1::Ingress,
         policy::v1::PodDisruptionBudget,
     },
 };
@@ -93,6 +94,7 @@ pub fn connection_controller(
         .owns(scoped.of::<Service>(), owned.clone())
         .owns(scoped.of::<Deployment>(), owned.clone())
         .owns(scoped.of::<PodDisruptionBudget>(), owned.clone())
+        .owns(scoped.of::<Ingress>(), owned.clone())
         .owns(scoped.of::<Secret>(), owned)
         .watches(scoped.of::<Touchpoint>(), all.clone(), |touchpoint| {
             watches::connection_of_touchpoint(&touchpoint)

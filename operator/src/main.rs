@@ -1,10 +1,14 @@
 //! The `hookplane-operator` binary: parses the command line and wires the library together.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc,
+    time::Duration,
+};
 
 use clap::{Parser, Subcommand};
 use hookplane_operator::{
     backlog::DatabaseBacklog,
+    build::ReceiverIngress,
     controller, leader,
     metrics::Metrics,
     reconcile::{Context, SystemClock},
@@ -124,6 +128,26 @@ struct DataPlaneArgs {
     /// Service account of receiver and worker pods.
     #[arg(long, env = "HOOKPLANE_DATA_PLANE_SERVICE_ACCOUNT")]
     data_plane_service_account: Option<String>,
+    /// Make an Ingress per connection routing its touchpoints' webhook paths
+    /// (`/hooks/<organization>/<endpoint>`, Exact) to its receivers.
+    #[arg(long, env = "HOOKPLANE_RECEIVER_INGRESS", default_value_t = false)]
+    receiver_ingress: bool,
+    /// `ingressClassName` of those Ingresses (default: the cluster's default class).
+    #[arg(long, env = "HOOKPLANE_RECEIVER_INGRESS_CLASS")]
+    receiver_ingress_class: Option<String>,
+    /// Host of those Ingresses (default: every host).
+    #[arg(long, env = "HOOKPLANE_RECEIVER_INGRESS_HOST")]
+    receiver_ingress_host: Option<String>,
+    /// Annotations of those Ingresses: a JSON object of strings.
+    #[arg(long, env = "HOOKPLANE_RECEIVER_INGRESS_ANNOTATIONS", value_parser = annotations)]
+    receiver_ingress_annotations: Option<BTreeMap<String, String>>,
+}
+
+fn annotations(text: &str) -> Result<BTreeMap<String, String>, String> {
+    if text.trim().is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    serde_json::from_str(text).map_err(|e| format!("not a JSON object of strings: {e}"))
 }
 
 impl DataPlaneArgs {
@@ -134,6 +158,10 @@ impl DataPlaneArgs {
             public_url,
             organization,
             data_plane_service_account,
+            receiver_ingress,
+            receiver_ingress_class,
+            receiver_ingress_host,
+            receiver_ingress_annotations,
         } = self;
         Settings {
             image,
@@ -142,6 +170,11 @@ impl DataPlaneArgs {
             public_base_url: non_empty(public_url),
             organization: non_empty(organization),
             service_account: non_empty(data_plane_service_account),
+            receiver_ingress: receiver_ingress.then(|| ReceiverIngress {
+                class_name: non_empty(receiver_ingress_class),
+                host: non_empty(receiver_ingress_host),
+                annotations: receiver_ingress_annotations.unwrap_or_default(),
+            }),
             backlog_poll,
         }
     }

@@ -31,7 +31,9 @@ pub struct RenderError {
 }
 
 /// The built objects for every Connection in `documents`, in order (ConfigMap, Service,
-/// receiver Deployment, worker Deployment per connection), and one line per problem found.
+/// receiver Deployment, its PodDisruptionBudget, worker Deployment, and the receivers'
+/// Ingress when asked, per connection), and one line per problem found. The database Secret
+/// is never rendered (it holds the URL).
 pub fn render(
     documents: &[Value],
     settings: &Settings,
@@ -81,6 +83,11 @@ pub fn render(
                     serde_json::to_value(&desired.worker),
                 ] {
                     objects.push(object.expect("a built object serializes"));
+                }
+                // The database Secret is left out: it holds the URL.
+                if let Some(ingress) = &desired.receiver_ingress {
+                    let ingress = serde_json::to_value(ingress);
+                    objects.push(ingress.expect("a built object serializes"));
                 }
             }
             Err(problem) => problems.push(format!(

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::build::ReceiverIngress;
+
 /// The key of the URL in each connection's database Secret.
 pub const DATABASE_SECRET_KEY: &str = "url";
 
@@ -35,6 +37,8 @@ pub struct Settings {
     /// receivers and workers as `HOOKPLANE_ORGANIZATION`; without it they use the
     /// connection's namespace.
     pub organization: Option<String>,
+    /// Make an Ingress per connection for its webhook paths (none: route them yourself).
+    pub receiver_ingress: Option<ReceiverIngress>,
     /// Service account of receiver and worker pods (none: the namespace's default).
     pub service_account: Option<String>,
     /// How often a connection is reconciled without a watch event, to follow its backlog.
@@ -50,6 +54,7 @@ impl Default for Settings {
             public_base_url: None,
             organization: None,
             service_account: None,
+            receiver_ingress: None,
             backlog_poll: Duration::from_secs(30),
         }
     }

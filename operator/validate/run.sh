@@ -39,7 +39,9 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
 cargo run -q -p hookplane-operator -- crd >"$out/crds.yaml"
-cargo run -q -p hookplane-operator -- render crds/examples/*.yaml >"$out/operator-objects.yaml"
+cargo run -q -p hookplane-operator -- render \
+  --receiver-ingress --receiver-ingress-class nginx --receiver-ingress-host hooks.example.com \
+  crds/examples/*.yaml >"$out/operator-objects.yaml"
 cp crds/examples/secrets.yaml "$out/example-secrets.yaml"
 HOOKPLANE_RENDER_CHART_TO="$out" cargo test -q -p hookplane-operator --test operator \
   chart::the_templates_render_to_kubernetes_objects >/dev/null

@@ -1,6 +1,7 @@
 //! Build the objects a validated connection runs as: a ConfigMap with the rendered
 //! configuration, the receiver Deployment with its Service and PodDisruptionBudget, the
-//! worker Deployment, and the Secret with the database URL both read.
+//! worker Deployment, the Secret with the database URL both read, and optionally an Ingress
+//! routing the touchpoints' webhook paths to the receivers.
 //!
 //! No I/O and no clock: the same [`Validated`] connection and replica count always build the
 //! same objects, byte for byte, so comparing them with what the cluster holds says whether
@@ -8,6 +9,7 @@
 //! controller owner reference to its Connection, so deleting the Connection deletes them.
 
 mod config;
+mod ingress;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -17,6 +19,7 @@ use k8s_openapi::{
     api::{
         apps::v1::Deployment,
         core::v1::{ConfigMap, Secret, Service},
+        networking::v1::Ingress,
         policy::v1::PodDisruptionBudget,
     },
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
@@ -25,6 +28,7 @@ use kube::Resource;
 use sha2::{Digest, Sha256};
 
 pub use config::{config_map, rendered_config};
+pub use ingress::{ReceiverIngress, receiver_ingress};
 pub use workload::{receiver_budget, receiver_deployment, receiver_service, worker_deployment};
 
 use crate::{
@@ -55,6 +59,8 @@ pub struct Desired {
     pub worker: Deployment,
     /// The database URL for the pods (built only when the operator knows the URL).
     pub database: Option<Secret>,
+    /// The route to the receivers (when the operator makes Ingresses).
+    pub receiver_ingress: Option<Ingress>,
     /// SHA-256 (hex) of the rendered configuration.
     pub config_hash: String,
 }
@@ -74,6 +80,7 @@ pub fn desired(connection: &Validated, settings: &Settings, workers: i32) -> Des
         service: receiver_service(connection),
         receiver_budget: receiver_budget(connection),
         worker: worker_deployment(connection, settings, &config_hash, workers),
+        receiver_ingress: receiver_ingress(connection, settings),
         database: settings
             .database_url
             .as_ref()

@@ -13,6 +13,7 @@ use hookplane_crds::{Connection, Touchpoint};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Secret, Service},
+    networking::v1::Ingress,
     policy::v1::PodDisruptionBudget,
 };
 use kube::{Api, Resource, ResourceExt, api::ListParams, runtime::controller::Action};
@@ -48,6 +49,7 @@ struct World {
     budgets: Vec<PodDisruptionBudget>,
     /// Secrets the operator made for this connection (the database URL).
     owned_secrets: Vec<Secret>,
+    ingresses: Vec<Ingress>,
 }
 
 #[tracing::instrument(skip_all, fields(connection = %key(connection)))]
@@ -186,6 +188,9 @@ async fn fetch(connection: &Connection, namespace: &str, ctx: &Context) -> Resul
         owned_secrets: apply::list(&api(ctx, namespace), &selector)
             .await
             .map_err(read("Secrets"))?,
+        ingresses: apply::list(&api(ctx, namespace), &selector)
+            .await
+            .map_err(read("Ingresses"))?,
         touchpoints,
         secrets,
     })
@@ -252,6 +257,12 @@ async fn apply_all(
     let receiver = apply_one(ctx, namespace, &desired.receiver, &world.deployments).await?;
     let budget = apply_one(ctx, namespace, &desired.receiver_budget, &world.budgets).await?;
     let worker = apply_one(ctx, namespace, &desired.worker, &world.deployments).await?;
+    if let Some(ingress) = &desired.receiver_ingress {
+        let applied = apply_one(ctx, namespace, ingress, &world.ingresses).await?;
+        if applied.changed() {
+            changes.push(format!("Ingress {}", ingress.name_any()));
+        }
+    }
     for (kind, applied) in [
         (
             "ConfigMap",
@@ -285,6 +296,9 @@ async fn apply_all(
     changes.extend(prune(ctx, namespace, &world.deployments, &keep).await?);
     let budget_name = desired.receiver_budget.name_any();
     changes.extend(prune(ctx, namespace, &world.budgets, &[&budget_name]).await?);
+    let ingress_name = desired.receiver_ingress.as_ref().map(|i| i.name_any());
+    let keep: Vec<&str> = ingress_name.iter().map(String::as_str).collect();
+    changes.extend(prune(ctx, namespace, &world.ingresses, &keep).await?);
     // Without a URL (never in `run`) the Secret is left as it is rather than deleted.
     if let Some(database) = &desired.database {
         let keep = database.name_any();
@@ -376,6 +390,7 @@ fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
         "Deployment" => "Deployment",
         "PodDisruptionBudget" => "PodDisruptionBudget",
         "Secret" => "Secret",
+        "Ingress" => "Ingress",
         _ => "object",
     }
 }

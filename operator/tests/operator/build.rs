@@ -638,3 +638,74 @@ fn receiver_labels(desired: &build::Desired) -> Option<std::collections::BTreeMa
         .match_labels
         .clone()
 }
+
+#[test]
+fn receivers_get_an_ingress_with_an_exact_path_per_endpoint_when_asked() {
+    assert_eq!(
+        build::desired(&valid(), &settings(), 1).receiver_ingress,
+        None,
+        "none unless asked"
+    );
+    let asked = Settings {
+        receiver_ingress: Some(build::ReceiverIngress {
+            class_name: Some("nginx".into()),
+            host: Some("hooks.example.com".into()),
+            annotations: BTreeMap::from([(
+                "nginx.ingress.kubernetes.io/proxy-body-size".into(),
+                "1m".into(),
+            )]),
+        }),
+        ..settings()
+    };
+    let ingress = build::desired(&valid(), &asked, 1)
+        .receiver_ingress
+        .expect("an Ingress");
+    let ingress = serde_json::to_value(&ingress).unwrap();
+    assert_eq!(
+        ingress["metadata"]["name"],
+        "hookplane-shop-to-erp-receiver"
+    );
+    assert_eq!(ingress["metadata"]["namespace"], "shop");
+    assert_eq!(
+        ingress["metadata"]["ownerReferences"][0]["kind"],
+        "Connection"
+    );
+    assert_eq!(
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"],
+        "1m"
+    );
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    let rule = &ingress["spec"]["rules"][0];
+    assert_eq!(rule["host"], "hooks.example.com");
+    let backend =
+        json!({"service": {"name": "hookplane-shop-to-erp-receiver", "port": {"number": 80}}});
+    assert_eq!(
+        rule["http"]["paths"],
+        json!([
+            {"path": "/hooks/acme/partner/shipments", "pathType": "Exact", "backend": backend},
+            {"path": "/hooks/acme/shopify/orders", "pathType": "Exact", "backend": backend},
+        ]),
+        "the organization's path of each touchpoint, nothing else"
+    );
+
+    // Without an organization, the namespace is the path's; without touchpoints, nothing to
+    // route (an Ingress rule needs a path).
+    let by_namespace = Settings {
+        organization: None,
+        ..asked.clone()
+    };
+    let ingress = build::desired(&valid(), &by_namespace, 1)
+        .receiver_ingress
+        .unwrap();
+    let paths = &ingress.spec.unwrap().rules.unwrap()[0]
+        .http
+        .clone()
+        .unwrap()
+        .paths;
+    assert_eq!(
+        paths[0].path.as_deref(),
+        Some("/hooks/shop/partner/shipments")
+    );
+    let empty = validate::validate(&connection(), &[], &secrets()).unwrap();
+    assert_eq!(build::desired(&empty, &asked, 1).receiver_ingress, None);
+}

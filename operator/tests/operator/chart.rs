@@ -363,6 +363,11 @@ fn the_operator_role_covers_what_the_operator_touches() {
             &["list", "watch", "patch", "delete"],
         ),
         ("", "secrets", &["get", "list", "watch", "patch", "delete"]),
+        (
+            "networking.k8s.io",
+            "ingresses",
+            &["list", "watch", "patch", "delete"],
+        ),
         ("events.k8s.io", "events", &["create", "patch"]),
     ] {
         for verb in verbs {
@@ -481,5 +486,39 @@ fn a_service_monitor_and_an_http_route_render_when_asked() {
     assert_eq!(
         route["spec"]["rules"][0]["backendRefs"][0]["name"],
         "hookplane-api"
+    );
+}
+
+#[test]
+fn the_operator_is_told_to_route_receivers_when_asked() {
+    let Some(helm) = helm() else { return };
+    let defaults = manifests(&helm);
+    let container = |rendered: &[Value]| {
+        find(rendered, "Deployment", "hookplane-operator")["spec"]["template"]["spec"]["containers"]
+            [0]
+        .clone()
+    };
+    assert_eq!(
+        env(&container(&defaults), "HOOKPLANE_RECEIVER_INGRESS"),
+        "false"
+    );
+    let tagged = template(&helm, &[&chart_dir().join("ci/production-tagged.yaml")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let operator = container(&tagged);
+    assert_eq!(env(&operator, "HOOKPLANE_RECEIVER_INGRESS"), "true");
+    assert_eq!(env(&operator, "HOOKPLANE_RECEIVER_INGRESS_CLASS"), "nginx");
+    assert_eq!(
+        env(&operator, "HOOKPLANE_RECEIVER_INGRESS_HOST"),
+        "hooks.example.com"
+    );
+    let annotations: Value = serde_json::from_str(
+        env(&operator, "HOOKPLANE_RECEIVER_INGRESS_ANNOTATIONS")
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        annotations,
+        json!({"nginx.ingress.kubernetes.io/proxy-body-size": "1m"})
     );
 }

@@ -879,3 +879,53 @@ async fn each_connection_gets_the_database_url_in_a_secret_of_its_own() {
         .await;
     assert_eq!(writes, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn the_receiver_ingress_follows_the_touchpoints_and_goes_when_turned_off() {
+    let asked = hookplane_operator::settings::Settings {
+        receiver_ingress: Some(hookplane_operator::build::ReceiverIngress::default()),
+        ..support::settings()
+    };
+    let harness = Harness::with_settings(Cluster::examples().await, asked);
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    let ingresses: kube::Api<k8s_openapi::api::networking::v1::Ingress> = harness.cluster.api();
+    let paths = |ingress: k8s_openapi::api::networking::v1::Ingress| -> Vec<String> {
+        ingress.spec.unwrap().rules.unwrap()[0]
+            .http
+            .clone()
+            .unwrap()
+            .paths
+            .into_iter()
+            .map(|p| p.path.unwrap())
+            .collect()
+    };
+    let name = "hookplane-shop-to-erp-receiver";
+    assert_eq!(
+        paths(ingresses.get(name).await.unwrap()),
+        [
+            "/hooks/acme/partner/shipments",
+            "/hooks/acme/shopify/orders"
+        ]
+    );
+    let (_, writes) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    assert_eq!(writes, Vec::<String>::new(), "unchanged: nothing written");
+
+    // A deleted touchpoint leaves the Ingress.
+    let touchpoints: kube::Api<Touchpoint> = harness.cluster.api();
+    touchpoints
+        .delete("partner-shipments", &DeleteParams::default())
+        .await
+        .unwrap();
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    assert_eq!(
+        paths(ingresses.get(name).await.unwrap()),
+        ["/hooks/acme/shopify/orders"]
+    );
+
+    // An operator told to make none removes the ones it made.
+    let off = Harness::with_settings(harness.cluster, support::settings());
+    off.reconcile_connection(CONNECTION).await.unwrap();
+    assert!(ingresses.get_opt(name).await.unwrap().is_none());
+}

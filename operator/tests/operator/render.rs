@@ -34,6 +34,20 @@ fn the_examples_render_into_five_objects_without_problems() {
         objects[4]["spec"]["replicas"], 1,
         "an empty backlog runs minReplicas workers"
     );
+    assert!(
+        !serde_json::to_string(&objects)
+            .unwrap()
+            .contains(crate::support::DATABASE_URL),
+        "the database URL is never printed"
+    );
+
+    let routed = hookplane_operator::settings::Settings {
+        receiver_ingress: Some(hookplane_operator::build::ReceiverIngress::default()),
+        ..settings()
+    };
+    let (objects, _) = render(&example_documents(), &routed).unwrap();
+    assert_eq!(objects.len(), 6);
+    assert_eq!(objects[5]["kind"], "Ingress");
 }
 
 #[test]

@@ -258,25 +258,36 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(cluster: Cluster) -> Self {
+        Self::with_settings(cluster, settings())
+    }
+
+    /// A harness whose operator runs with `settings`.
+    pub fn with_settings(cluster: Cluster, settings: Settings) -> Self {
         let backlog = Arc::new(StaticBacklog::default());
-        Self::with_source(cluster, backlog.clone(), backlog)
+        Self::with_source(cluster, backlog.clone(), backlog, settings)
     }
 
     /// A harness whose reconciles read `source` (`backlog` then sets nothing they see).
     pub fn with_backlog(cluster: Cluster, source: Arc<dyn BacklogSource>) -> Self {
-        Self::with_source(cluster, Arc::new(StaticBacklog::default()), source)
+        Self::with_source(
+            cluster,
+            Arc::new(StaticBacklog::default()),
+            source,
+            settings(),
+        )
     }
 
     fn with_source(
         cluster: Cluster,
         backlog: Arc<StaticBacklog>,
         source: Arc<dyn BacklogSource>,
+        settings: Settings,
     ) -> Self {
         let clock = Arc::new(ManualClock::default());
         let metrics = Arc::new(Metrics::new());
         let ctx = Arc::new(Context::new(
             cluster.client.clone(),
-            settings(),
+            settings,
             source,
             metrics.clone(),
             clock.clone(),

@@ -38,7 +38,7 @@ struct ApiServer {
     feeds: HashMap<&'static str, broadcast::Sender<Value>>,
 }
 
-const RESOURCES: [&str; 7] = [
+const RESOURCES: [&str; 8] = [
     "connections",
     "touchpoints",
     "secrets",
@@ -46,6 +46,7 @@ const RESOURCES: [&str; 7] = [
     "services",
     "deployments",
     "poddisruptionbudgets",
+    "ingresses",
 ];
 
 impl ApiServer {
