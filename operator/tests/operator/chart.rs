@@ -522,3 +522,72 @@ fn the_operator_is_told_to_route_receivers_when_asked() {
         json!({"nginx.ingress.kubernetes.io/proxy-body-size": "1m"})
     );
 }
+
+/// What `helm upgrade` cannot change in place: the API server refuses a new Deployment
+/// selector or a (Cluster)RoleBinding's roleRef, and the upgrade fails half applied. Between
+/// every two value sets (default and the production files, both ways), each object rendered
+/// by both keeps them.
+#[test]
+fn an_upgrade_between_value_sets_changes_no_immutable_field() {
+    let Some(helm) = helm() else { return };
+    let mut sets = vec![("default".to_owned(), manifests(&helm))];
+    for file in value_files() {
+        let rendered = template(&helm, &[&file]).unwrap_or_else(|e| panic!("{e}"));
+        sets.push((file.display().to_string(), rendered));
+    }
+    let key = |m: &Value| {
+        format!(
+            "{} {}/{}",
+            m["kind"].as_str().unwrap_or_default(),
+            m["metadata"]["namespace"].as_str().unwrap_or_default(),
+            m["metadata"]["name"].as_str().unwrap_or_default()
+        )
+    };
+    let immutable = |m: &Value| -> Vec<(&'static str, Value)> {
+        match m["kind"].as_str().unwrap_or_default() {
+            "Deployment" | "StatefulSet" | "DaemonSet" => {
+                vec![("spec.selector", m["spec"]["selector"].clone())]
+            }
+            "RoleBinding" | "ClusterRoleBinding" => vec![("roleRef", m["roleRef"].clone())],
+            "Service" => vec![("spec.clusterIP", m["spec"]["clusterIP"].clone())],
+            _ => Vec::new(),
+        }
+    };
+    let mut compared = 0;
+    for (from_name, from) in &sets {
+        for (to_name, to) in &sets {
+            if from_name == to_name {
+                continue;
+            }
+            for old in from {
+                let Some(new) = to.iter().find(|n| key(n) == key(old)) else {
+                    continue;
+                };
+                for ((field, before), (_, after)) in immutable(old).into_iter().zip(immutable(new))
+                {
+                    assert_eq!(
+                        before,
+                        after,
+                        "{} {field} changes from {from_name} to {to_name}",
+                        key(old)
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 10, "only {compared} fields compared");
+
+    // A Deployment's selector picks its own pods, so a changed value never orphans them.
+    for (name, rendered) in &sets {
+        for deployment in rendered.iter().filter(|m| m["kind"] == "Deployment") {
+            let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+            let selector = deployment["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .unwrap();
+            for (label, value) in selector {
+                assert_eq!(&labels[label], value, "{name}: {}", key(deployment));
+            }
+        }
+    }
+}
