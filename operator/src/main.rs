@@ -11,7 +11,7 @@ use hookplane_operator::{
     build::ReceiverIngress,
     controller, leader,
     metrics::Metrics,
-    reconcile::{Context, SystemClock},
+    reconcile::{Context, SystemClock, claim::Claim},
     render, server,
     settings::{DatabaseUrl, Settings},
     wakeups,
@@ -290,14 +290,22 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::new());
     let pool = DatabaseBacklog::connect(&database_url, Duration::from_secs(10))?;
     let backlog = Arc::new(DatabaseBacklog::new(pool.clone(), Duration::from_secs(5)));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        settings,
-        backlog.clone(),
-        metrics.clone(),
-        Arc::new(SystemClock),
-        Some(identity.clone()),
-    ));
+    let lease_namespace =
+        non_empty(lease_namespace).unwrap_or_else(|| client.default_namespace().to_owned());
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            settings,
+            backlog.clone(),
+            metrics.clone(),
+            Arc::new(SystemClock),
+            Some(identity.clone()),
+        )
+        .claiming(Claim {
+            lease_namespace: lease_namespace.clone(),
+            lease_name: lease_name.clone(),
+        }),
+    );
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -310,8 +318,6 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
 
-    let lease_namespace =
-        non_empty(lease_namespace).unwrap_or_else(|| client.default_namespace().to_owned());
     let lease_duration = Duration::from_secs(lease_seconds.max(3));
     let lock = leader::LeaseLock::new(
         Api::<Lease>::namespaced(client.clone(), &lease_namespace),

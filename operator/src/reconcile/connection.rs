@@ -20,7 +20,7 @@ use kube::{Api, Resource, ResourceExt, api::ListParams, runtime::controller::Act
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
-    Context, Error, key, observed,
+    Context, Error, claim, key, observed,
     report::{live, report_invalid, write_connection_status, write_touchpoint_status},
     source_of,
 };
@@ -61,6 +61,14 @@ async fn reconcile_connection(connection: &Connection, ctx: &Context) -> Result<
         // Its objects go with it (owner references); only the scaling memory is ours.
         ctx.stabilizers.forget(&key(connection));
         return Ok(Action::await_change());
+    }
+    if let Some(ours) = &ctx.claim
+        && let claim::Verdict::Elsewhere(holder) = claim::claim(connection, ours, ctx).await?
+    {
+        let note = format!("left to the operator of Lease {holder}");
+        ctx.event(connection, true, "ClaimedByAnotherOperator", "Claim", note)
+            .await;
+        return Ok(Action::requeue(ctx.settings.backlog_poll));
     }
     // Both boxed: their futures hold every read and apply of a connection, and inline they
     // made the reconcile future large enough to overflow a 2 MiB stack in a debug build.

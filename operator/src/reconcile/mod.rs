@@ -8,6 +8,7 @@
 //! and an Event, and the reconcile waits for a change. Errors are transient (the API server
 //! failed) and are retried with backoff.
 
+pub mod claim;
 pub mod connection;
 mod report;
 pub mod touchpoint;
@@ -140,6 +141,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub stabilizers: Stabilizers,
+    /// The Lease this operator claims Connections with (see [`claim`]); `None` claims
+    /// nothing (tests, or an operator that is alone by construction).
+    pub claim: Option<claim::Claim>,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -165,8 +169,15 @@ impl Context {
             metrics,
             clock,
             stabilizers: Stabilizers::default(),
+            claim: None,
             failures: Mutex::default(),
         }
+    }
+
+    /// Claim Connections for the operator of `claim`'s Lease.
+    pub fn claiming(mut self, claim: claim::Claim) -> Self {
+        self.claim = Some(claim);
+        self
     }
 
     /// Record a Kubernetes Event on `object`. Failing to record one is logged, not fatal.

@@ -350,8 +350,13 @@ fn the_operator_role_covers_what_the_operator_touches() {
     let Some(helm) = helm() else { return };
     let allows = role_allows(&manifests(&helm), "hookplane-hookplane-operator");
     for (group, resource, verbs) in [
-        ("hookplane.io", "connections", &["get", "list", "watch"][..]),
+        (
+            "hookplane.io",
+            "connections",
+            &["get", "list", "watch", "patch"][..],
+        ),
         ("hookplane.io", "touchpoints", &["get", "list", "watch"]),
+        ("coordination.k8s.io", "leases", &["get"]),
         ("hookplane.io", "connections/status", &["patch"]),
         ("hookplane.io", "touchpoints/status", &["patch"]),
         ("", "configmaps", &["list", "watch", "patch", "delete"]),

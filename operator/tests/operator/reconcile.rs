@@ -1,7 +1,8 @@
 //! The reconcilers against a stateful in-memory Kubernetes API (kube-fake-client): what they
-//! create, that an unchanged world is left alone, scaling, invalid references and clean-up.
+//! create, that an unchanged world is left alone, scaling, invalid references, clean-up, and
+//! two operators claiming one Connection.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use hookplane_crds::{
     Connection, Touchpoint,
@@ -18,6 +19,11 @@ use kube::{
     runtime::controller::Action,
 };
 use serde_json::json;
+
+use hookplane_operator::reconcile::{
+    Clock, Context,
+    claim::{CLAIM_ANNOTATION, Claim},
+};
 
 use crate::support::{self, CONNECTION, Cluster, Harness, NAMESPACE, example_documents};
 
@@ -928,4 +934,128 @@ async fn the_receiver_ingress_follows_the_touchpoints_and_goes_when_turned_off()
     let off = Harness::with_settings(harness.cluster, support::settings());
     off.reconcile_connection(CONNECTION).await.unwrap();
     assert!(ingresses.get_opt(name).await.unwrap().is_none());
+}
+
+/// An operator on the harness's cluster, clock and backlog, claiming with the Lease
+/// `ops/<lease>` and running `image`.
+fn claiming_operator(harness: &Harness, lease: &str, image: &str) -> Arc<Context> {
+    let settings = hookplane_operator::settings::Settings {
+        image: image.into(),
+        ..support::settings()
+    };
+    Arc::new(
+        Context::new(
+            harness.cluster.client.clone(),
+            settings,
+            harness.backlog.clone(),
+            harness.metrics.clone(),
+            harness.clock.clone(),
+            Some(lease.into()),
+        )
+        .claiming(Claim {
+            lease_namespace: "ops".into(),
+            lease_name: lease.into(),
+        }),
+    )
+}
+
+/// The Lease `ops/<lease>` held, renewed now (by the harness's clock), for 15 s.
+async fn hold_lease(harness: &Harness, lease: &str) {
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(harness.cluster.client.clone(), "ops");
+    let renewed = harness.clock.wall().to_string();
+    let object = serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": lease, "namespace": "ops"},
+        "spec": {"holderIdentity": format!("{lease}-pod"), "leaseDurationSeconds": 15, "renewTime": renewed},
+    });
+    leases
+        .patch(
+            lease,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap();
+}
+
+async fn reconcile_as(harness: &Harness, ctx: &Arc<Context>) {
+    let connection: Connection = harness.cluster.api().get(CONNECTION).await.unwrap();
+    hookplane_operator::reconcile::connection::reconcile(Arc::new(connection), ctx.clone())
+        .await
+        .unwrap();
+}
+
+async fn claimed_by(harness: &Harness) -> Option<String> {
+    let connection: Connection = harness.cluster.api().get(CONNECTION).await.unwrap();
+    connection.annotations().get(CLAIM_ANNOTATION).cloned()
+}
+
+async fn worker_image(harness: &Harness) -> String {
+    deployment(harness, WORKER)
+        .await
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_operators_never_fight_over_a_connection() {
+    let harness = Harness::examples().await;
+    let a = claiming_operator(&harness, "a", "registry.example.com/hookplane:a");
+    let b = claiming_operator(&harness, "b", "registry.example.com/hookplane:b");
+    hold_lease(&harness, "a").await;
+    hold_lease(&harness, "b").await;
+
+    reconcile_as(&harness, &a).await;
+    assert_eq!(claimed_by(&harness).await.as_deref(), Some("ops/a"));
+    assert_eq!(
+        worker_image(&harness).await,
+        "registry.example.com/hookplane:a"
+    );
+
+    // B would run another image: while A's Lease is live, B changes nothing.
+    for _ in 0..3 {
+        let (_, writes) = harness.writes_during(reconcile_as(&harness, &b)).await;
+        assert_eq!(writes, Vec::<String>::new());
+    }
+    assert_eq!(
+        worker_image(&harness).await,
+        "registry.example.com/hookplane:a"
+    );
+    let events = harness.cluster.events().await;
+    assert!(
+        events.contains(&(
+            CONNECTION.into(),
+            "Warning".into(),
+            "ClaimedByAnotherOperator".into()
+        )),
+        "{events:?}"
+    );
+    // A keeps reconciling its own.
+    reconcile_as(&harness, &a).await;
+    assert_eq!(claimed_by(&harness).await.as_deref(), Some("ops/a"));
+
+    // A stops renewing (uninstalled): after its Lease's 15 s and the skew allowance, B takes
+    // the Connection over, and A, back with B's Lease live, leaves it to B.
+    harness.clock.advance(Duration::from_secs(46));
+    hold_lease(&harness, "b").await;
+    reconcile_as(&harness, &b).await;
+    assert_eq!(claimed_by(&harness).await.as_deref(), Some("ops/b"));
+    assert_eq!(
+        worker_image(&harness).await,
+        "registry.example.com/hookplane:b"
+    );
+    let (_, writes) = harness.writes_during(reconcile_as(&harness, &a)).await;
+    assert_eq!(writes, Vec::<String>::new());
+    assert_eq!(
+        worker_image(&harness).await,
+        "registry.example.com/hookplane:b"
+    );
 }
