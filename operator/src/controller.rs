@@ -15,6 +15,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource,
+    core::PartialObjectMeta,
     runtime::{
         Controller,
         controller::Action,
@@ -99,9 +100,20 @@ pub fn connection_controller(
         .watches(scoped.of::<Touchpoint>(), all.clone(), |touchpoint| {
             watches::connection_of_touchpoint(&touchpoint)
         })
-        .watches(scoped.of::<Secret>(), all, move |secret| {
-            watches::connections_using_secret(&secret, &connections.state(), &touchpoints.state())
-        })
+        // Metadata only: a change is all that matters here (the reconcile reads the data of
+        // the Secrets it uses), and every Secret of the cluster, Helm's release Secrets among
+        // them, would otherwise sit in memory in full.
+        .watches(
+            scoped.of::<PartialObjectMeta<Secret>>(),
+            all,
+            move |secret| {
+                watches::connections_using_secret(
+                    &secret,
+                    &connections.state(),
+                    &touchpoints.state(),
+                )
+            },
+        )
 }
 
 /// An `Api` in one namespace or in all.

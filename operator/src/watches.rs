@@ -9,8 +9,7 @@
 use std::sync::Arc;
 
 use hookplane_crds::{Connection, Touchpoint};
-use k8s_openapi::api::core::v1::Secret;
-use kube::{ResourceExt, runtime::reflector::ObjectRef};
+use kube::{Resource, ResourceExt, runtime::reflector::ObjectRef};
 
 /// The Connection a Touchpoint belongs to.
 pub fn connection_of_touchpoint(touchpoint: &Touchpoint) -> Option<ObjectRef<Connection>> {
@@ -33,9 +32,10 @@ pub fn touchpoints_of_connection(
 }
 
 /// The Connections (of `connections`) whose spec, or one of whose Touchpoints (of
-/// `touchpoints`), refers to `secret`. Sorted, without duplicates.
+/// `touchpoints`), refers to `secret` (a Secret, or only its metadata). Sorted, without
+/// duplicates.
 pub fn connections_using_secret(
-    secret: &Secret,
+    secret: &impl Resource,
     connections: &[Arc<Connection>],
     touchpoints: &[Arc<Touchpoint>],
 ) -> Vec<ObjectRef<Connection>> {

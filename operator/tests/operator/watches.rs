@@ -36,6 +36,8 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 struct ApiServer {
     lists: HashMap<&'static str, Vec<Value>>,
     feeds: HashMap<&'static str, broadcast::Sender<Value>>,
+    /// Secret requests: (label selector given, metadata only asked for).
+    secret_requests: Mutex<Vec<(bool, bool)>>,
 }
 
 const RESOURCES: [&str; 8] = [
@@ -55,7 +57,11 @@ impl ApiServer {
             .iter()
             .map(|r| (*r, broadcast::channel(64).0))
             .collect();
-        let server = Arc::new(Self { lists, feeds });
+        let server = Arc::new(Self {
+            lists,
+            feeds,
+            secret_requests: Mutex::default(),
+        });
         let (service, mut handle) =
             tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
         let serving = server.clone();
@@ -79,6 +85,18 @@ impl ApiServer {
             .iter()
             .find(|r| **r == resource)
             .unwrap_or_else(|| panic!("unexpected request {}", request.uri()));
+        if *resource == "secrets" {
+            let query = request.uri().query().unwrap_or_default();
+            let accept = request
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or_default();
+            self.secret_requests.lock().unwrap().push((
+                query.contains("labelSelector"),
+                accept.contains("as=PartialObjectMetadata"),
+            ));
+        }
         if request
             .uri()
             .query()
@@ -321,6 +339,17 @@ async fn touchpoint_secret_and_owned_changes_wake_the_right_connection() {
     assert_eq!(
         woken(&connections_woken, &["conn-a", "conn-b"]).await,
         set(&["conn-a", "conn-b"])
+    );
+
+    // Every Secret of the cluster is watched as metadata only; full objects only for the
+    // operator's own (selected by label).
+    let requests = server.secret_requests.lock().unwrap().clone();
+    assert!(requests.contains(&(false, true)), "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|(labelled, metadata)| *labelled || *metadata),
+        "a full Secret watch without a selector: {requests:?}"
     );
 
     // A Connection's change wakes the touchpoints naming it (for ConnectionNotFound).
