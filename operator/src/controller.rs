@@ -17,16 +17,18 @@ use kube::{
     Api, Client, Resource,
     core::PartialObjectMeta,
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Action,
-        reflector::{ObjectRef, Store},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     build::{MANAGED_BY_LABEL, MANAGER},
+    cache::Caches,
     reconcile::{self, Context, Error, error_policy},
     wakeups::{self, Wake},
     watches,
@@ -46,7 +48,9 @@ pub async fn run(
         namespace,
     };
     let touchpoints = touchpoint_controller(&scoped);
-    let connections = connection_controller(&scoped, touchpoints.store(), wakes);
+    let (connections, caches) = connection_controller(&scoped, touchpoints.store(), wakes);
+    // Set once per process: the controllers run once.
+    let _ = ctx.caches.set(caches);
     let touchpoints = touchpoints
         .graceful_shutdown_on(cancelled(shutdown.clone()))
         .run(reconcile::touchpoint::reconcile, error_policy, ctx.clone())
@@ -69,14 +73,15 @@ pub fn touchpoint_controller(scoped: &Scoped) -> Controller<Touchpoint> {
 }
 
 /// The Connection controller, woken by its Connections, the objects they own (the database
-/// Secret among them: deleted, it is made again), the Touchpoints
-/// naming them, the Secrets either refers to and `wakes` (backlog changes). `touchpoints` is a
-/// cache of every Touchpoint (the Touchpoint controller's).
+/// Secret among them: deleted, it is made again), the Touchpoints naming them, the Secrets
+/// either refers to and `wakes` (backlog changes); and the caches its reconciles read, filled
+/// by the same watches. `touchpoints` is a cache of every Touchpoint (the Touchpoint
+/// controller's).
 pub fn connection_controller(
     scoped: &Scoped,
     touchpoints: Store<Touchpoint>,
     wakes: impl Stream<Item = Wake> + Send + 'static,
-) -> Controller<Connection> {
+) -> (Controller<Connection>, Caches) {
     let all = watcher::Config::default();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
     let controller = Controller::new(scoped.of::<Connection>(), all.clone());
@@ -89,14 +94,29 @@ pub fn connection_controller(
             &waking_connections.state(),
         ))
     });
-    controller
+    let (config_maps, config_map_changes) = cached::<ConfigMap>(scoped, &owned);
+    let (services, service_changes) = cached::<Service>(scoped, &owned);
+    let (deployments, deployment_changes) = cached::<Deployment>(scoped, &owned);
+    let (budgets, budget_changes) = cached::<PodDisruptionBudget>(scoped, &owned);
+    let (ingresses, ingress_changes) = cached::<Ingress>(scoped, &owned);
+    let (secrets, secret_changes) = cached::<Secret>(scoped, &owned);
+    let caches = Caches {
+        touchpoints: touchpoints.clone(),
+        config_maps,
+        services,
+        deployments,
+        budgets,
+        secrets,
+        ingresses,
+    };
+    let controller = controller
         .reconcile_on(woken)
-        .owns(scoped.of::<ConfigMap>(), owned.clone())
-        .owns(scoped.of::<Service>(), owned.clone())
-        .owns(scoped.of::<Deployment>(), owned.clone())
-        .owns(scoped.of::<PodDisruptionBudget>(), owned.clone())
-        .owns(scoped.of::<Ingress>(), owned.clone())
-        .owns(scoped.of::<Secret>(), owned)
+        .owns_stream(config_map_changes)
+        .owns_stream(service_changes)
+        .owns_stream(deployment_changes)
+        .owns_stream(budget_changes)
+        .owns_stream(ingress_changes)
+        .owns_stream(secret_changes)
         .watches(scoped.of::<Touchpoint>(), all.clone(), |touchpoint| {
             watches::connection_of_touchpoint(&touchpoint)
         })
@@ -113,7 +133,34 @@ pub fn connection_controller(
                     &touchpoints.state(),
                 )
             },
-        )
+        );
+    (controller, caches)
+}
+
+/// A reflector on the objects of kind `K` that `config` selects: its cache, and the changes
+/// it saw (for `owns_stream`).
+fn cached<K>(
+    scoped: &Scoped,
+    config: &watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let changes = watcher(scoped.of::<K>(), config.clone())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (reader, changes)
 }
 
 /// An `Api` in one namespace or in all.

@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod backlog;
 pub mod build;
+pub mod cache;
 pub mod controller;
 pub mod leader;
 pub mod metrics;

@@ -28,7 +28,7 @@ use crate::{
     apply::{self, Applied},
     backlog::Backlog,
     build::{self, Desired, names},
-    scaling,
+    cache, scaling,
     status::{self, Observed, Rollout},
     validate::{self, Validated},
 };
@@ -160,14 +160,21 @@ async fn fetch(connection: &Connection, namespace: &str, ctx: &Context) -> Resul
         let what = what.to_owned();
         move |source| Error::Read { what, source }
     };
-    let touchpoints: Vec<Touchpoint> = api(ctx, namespace)
-        .list(&ListParams::default())
-        .await
-        .map_err(read("touchpoints"))?
-        .items
-        .into_iter()
-        .filter(|t: &Touchpoint| t.spec.connection_ref == name)
-        .collect();
+    let caches = ctx.caches.get();
+    let touchpoints: Vec<Touchpoint> = match caches {
+        Some(caches) => {
+            caches.ready().await;
+            caches.touchpoints_of(namespace, &name)
+        }
+        None => api(ctx, namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(read("touchpoints"))?
+            .items
+            .into_iter()
+            .filter(|t: &Touchpoint| t.spec.connection_ref == name)
+            .collect(),
+    };
     let secret_api: Api<Secret> = api(ctx, namespace);
     let mut secrets = BTreeMap::new();
     for secret in validate::referenced_secrets(connection, &touchpoints) {
@@ -178,6 +185,18 @@ async fn fetch(connection: &Connection, namespace: &str, ctx: &Context) -> Resul
         if let Some(found) = found {
             secrets.insert(secret, found);
         }
+    }
+    if let Some(caches) = caches {
+        return Ok(World {
+            config_maps: cache::owned(&caches.config_maps, namespace, &name),
+            services: cache::owned(&caches.services, namespace, &name),
+            deployments: cache::owned(&caches.deployments, namespace, &name),
+            budgets: cache::owned(&caches.budgets, namespace, &name),
+            owned_secrets: cache::owned(&caches.secrets, namespace, &name),
+            ingresses: cache::owned(&caches.ingresses, namespace, &name),
+            touchpoints,
+            secrets,
+        });
     }
     let selector = build::selector(&name);
     Ok(World {

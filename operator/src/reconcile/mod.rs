@@ -144,6 +144,9 @@ pub struct Context {
     /// The Lease this operator claims Connections with (see [`claim`]); `None` claims
     /// nothing (tests, or an operator that is alone by construction).
     pub claim: Option<claim::Claim>,
+    /// What reconciles read instead of listing, once the controllers set it up; unset, they
+    /// read the API server (tests, `render`).
+    pub caches: std::sync::OnceLock<crate::cache::Caches>,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -170,6 +173,7 @@ impl Context {
             clock,
             stabilizers: Stabilizers::default(),
             claim: None,
+            caches: std::sync::OnceLock::new(),
             failures: Mutex::default(),
         }
     }

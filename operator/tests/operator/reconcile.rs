@@ -842,6 +842,23 @@ async fn many_touchpoints_over_many_connections_reconcile_once() {
         again.len()
     );
     assert_eq!(again, Vec::<String>::new(), "a second pass writes nothing");
+
+    // As the operator runs: reading the controllers' caches instead of listing.
+    harness
+        .ctx
+        .caches
+        .set(harness.cluster.caches().await)
+        .ok()
+        .expect("caches set once");
+    let lists = harness.cluster.lists();
+    let (cached, written) = harness.writes_during(pass()).await;
+    eprintln!(
+        "the same pass from the caches: {cached:?} ({} writes, {} LISTs)",
+        written.len(),
+        harness.cluster.lists() - lists
+    );
+    assert_eq!(written, Vec::<String>::new());
+    assert_eq!(harness.cluster.lists(), lists);
 }
 
 #[tokio::test]
@@ -1058,4 +1075,53 @@ async fn two_operators_never_fight_over_a_connection() {
         worker_image(&harness).await,
         "registry.example.com/hookplane:b"
     );
+}
+
+#[tokio::test]
+async fn with_the_controllers_caches_a_reconcile_lists_nothing() {
+    let harness = Harness::examples().await;
+    harness.reconcile_connection(CONNECTION).await.unwrap();
+    harness
+        .ctx
+        .caches
+        .set(harness.cluster.caches().await)
+        .ok()
+        .expect("caches set once");
+    let lists = harness.cluster.lists();
+    let (_, writes) = harness
+        .writes_during(harness.reconcile_connection(CONNECTION))
+        .await;
+    assert_eq!(
+        writes,
+        Vec::<String>::new(),
+        "the cached world is up to date"
+    );
+    assert_eq!(
+        harness.cluster.lists(),
+        lists,
+        "no LIST: the caches answered"
+    );
+
+    // What the caches hold is what the reconcile acts on: a worker Deployment missing from
+    // them is applied again.
+    let partial = Harness::new(Cluster::examples().await);
+    partial.reconcile_connection(CONNECTION).await.unwrap();
+    let mut caches = partial.cluster.caches().await;
+    let (reader, mut writer) = kube::runtime::reflector::store();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
+    for deployment in caches.deployments.state() {
+        if deployment.metadata.name.as_deref() != Some(WORKER) {
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(
+                Deployment::clone(&deployment),
+            ));
+        }
+    }
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    caches.deployments = reader;
+    partial.ctx.caches.set(caches).ok().unwrap();
+    let (_, writes) = partial
+        .writes_during(partial.reconcile_connection(CONNECTION))
+        .await;
+    assert_eq!(writes, [format!("patch Deployment {NAMESPACE}/{WORKER}")]);
+    drop(writer);
 }

@@ -10,12 +10,20 @@ use std::{
 use hookplane_crds::{Connection, Touchpoint};
 use hookplane_operator::{
     backlog::{BacklogSource, StaticBacklog},
+    cache::Caches,
     metrics::Metrics,
     reconcile::{self, Context, ManualClock},
     settings::{DatabaseUrl, Settings},
 };
 use k8s_openapi::{ByteString, api::apps::v1::Deployment, api::core::v1::Secret};
-use kube::{Api, Client, runtime::controller::Action};
+use kube::{
+    Api, Client,
+    runtime::{
+        controller::Action,
+        reflector::{self, Store},
+        watcher,
+    },
+};
 use kube_fake_client::{ClientBuilder, interceptor::Funcs};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -114,6 +122,7 @@ pub struct Cluster {
     pub client: Client,
     log: Arc<Mutex<Vec<String>>>,
     failing: Arc<Mutex<Option<String>>>,
+    lists: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Cluster {
@@ -122,6 +131,8 @@ impl Cluster {
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let failing: Arc<Mutex<Option<String>>> = Arc::default();
         let fail = failing.clone();
+        let lists: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let listed = lists.clone();
         let record = |verb: &'static str| {
             let log = log.clone();
             move |entry: String| {
@@ -137,6 +148,10 @@ impl Cluster {
             record("delete"),
         );
         let funcs = Funcs::new()
+            .list(move |_| {
+                listed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(None)
+            })
             .create(move |ctx| {
                 let kind = ctx.object["kind"].as_str().unwrap_or("?");
                 let name = ctx.object["metadata"]["name"].as_str().unwrap_or("?");
@@ -182,7 +197,48 @@ impl Cluster {
             client,
             log,
             failing,
+            lists,
         }
+    }
+
+    /// LIST requests so far.
+    pub fn lists(&self) -> usize {
+        self.lists.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Caches holding what the cluster holds now, as the controllers' reflectors would.
+    pub async fn caches(&self) -> Caches {
+        Caches {
+            touchpoints: self.cache().await,
+            config_maps: self.cache().await,
+            services: self.cache().await,
+            deployments: self.cache().await,
+            budgets: self.cache().await,
+            secrets: self.cache().await,
+            ingresses: self.cache().await,
+        }
+    }
+
+    async fn cache<K>(&self) -> Store<K>
+    where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let (reader, mut writer) = reflector::store();
+        let all: Api<K> = Api::all(self.client.clone());
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for object in all.list(&Default::default()).await.expect("a list").items {
+            writer.apply_watcher_event(&watcher::Event::InitApply(object));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        // The reader outlives the writer: the cache is frozen as listed.
+        std::mem::forget(writer);
+        reader
     }
 
     /// The example Connection, Touchpoints and Secrets.

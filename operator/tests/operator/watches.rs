@@ -208,7 +208,7 @@ async fn touchpoint_secret_and_owned_changes_wake_the_right_connection() {
     let touchpoints = touchpoint_controller(&scoped);
     let touchpoint_store = touchpoints.store();
     let (wake, wakes) = tokio::sync::mpsc::channel(4);
-    let connections = connection_controller(
+    let (connections, caches) = connection_controller(
         &scoped,
         touchpoint_store.clone(),
         tokio_stream::wrappers::ReceiverStream::new(wakes),
@@ -237,6 +237,10 @@ async fn touchpoint_secret_and_owned_changes_wake_the_right_connection() {
             .for_each(|_| async {}),
     );
     cached(&touchpoint_store, 2).await;
+    tokio::time::timeout(Duration::from_secs(5), caches.ready())
+        .await
+        .expect("the reconciles' caches fill from the controller's watches");
+    assert_eq!(caches.touchpoints_of("shop", "conn-a").len(), 1);
 
     assert_eq!(
         woken(&connections_woken, &["conn-a", "conn-b"]).await,
