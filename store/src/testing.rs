@@ -1,11 +1,57 @@
-//! Helpers for tests that run against PostgreSQL (this crate's and the end-to-end tests).
+//! Helpers for tests: a PostgreSQL database of their own (this crate's and the end-to-end
+//! tests), and events made the way intake makes them.
 //!
 //! Tests read `HOOKPLANE_TEST_POSTGRES_URL`. Unset: the test prints why it skips and returns.
 //! Set but unreachable: the test fails; a configured database that does not answer is a
 //! broken setup, not a reason to pass.
 
+use std::time::SystemTime;
+
+use hookplane_crds::VerificationSpec;
+use hookplane_sources::{Incoming, Limits, Received, ResolvedSecrets, VerifierConfig};
+use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
+use serde_json::{Value, json};
 use uuid::Uuid;
+
+use crate::NewEvent;
+
+/// An event the way intake makes one: `payload` as a JSON body with `delivery_id` in its
+/// `webhook-id` header, through a real `hookplane_sources::receive` (the `generic` app,
+/// verification `none`). Its dedupe key is `webhook-id:<delivery_id>`.
+///
+/// # Panics
+/// When `delivery_id` is not a header value.
+pub fn received_event(touchpoint_id: Uuid, payload: &Value, delivery_id: &str) -> NewEvent {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        "webhook-id",
+        HeaderValue::from_str(delivery_id).expect("a test delivery id is a header value"),
+    );
+    let body = payload.to_string().into_bytes();
+    let config = VerifierConfig::new(
+        VerificationSpec {
+            scheme: Some("none".to_owned()),
+            ..VerificationSpec::default()
+        },
+        ResolvedSecrets::new(),
+    );
+    let app = hookplane_sources::app("generic").expect("the generic app is in the catalog");
+    let received = hookplane_sources::receive(
+        app,
+        Incoming::post(&headers, &body),
+        &config,
+        &Limits::default(),
+        SystemTime::now(),
+    );
+    let Ok(Received::Events(mut events)) = received else {
+        panic!("a JSON body with verification none is received: {received:?}");
+    };
+    assert_eq!(events.len(), 1, "one event per generic delivery");
+    let headers = json!({"content-type": "application/json", "webhook-id": delivery_id});
+    NewEvent::received(touchpoint_id, events.remove(0), headers, body)
+}
 
 /// The environment variable naming the PostgreSQL server tests use.
 pub const POSTGRES_URL_VAR: &str = "HOOKPLANE_TEST_POSTGRES_URL";

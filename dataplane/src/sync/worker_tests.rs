@@ -5,14 +5,14 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use axum::{
     Router,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, Uri, header::CONTENT_TYPE},
+    http::{HeaderMap, StatusCode, Uri},
     response::{IntoResponse, Response},
     routing::{any, post},
 };
@@ -21,7 +21,6 @@ use hookplane_crds::{
     SecretKeyRef, SourceSpec, TouchpointSpec, VerificationSpec,
 };
 use hookplane_mapping::{Sandbox, SandboxConfig};
-use hookplane_sources::{Incoming, Limits, Received, ResolvedSecrets, VerifierConfig};
 use hookplane_store::{Event, EventStatus, NewEvent, Store, StoreOptions};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -201,29 +200,7 @@ fn no_verification() -> VerificationSpec {
 /// `payload` as intake stores it: a JSON body with a fresh `webhook-id`, through a real
 /// `hookplane_sources::receive` (the `generic` app, verification `none`).
 fn received(touchpoint: Uuid, payload: &Value) -> NewEvent {
-    let delivery_id = Uuid::now_v7().to_string();
-    let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(
-        "webhook-id",
-        HeaderValue::from_str(&delivery_id).expect("a UUID is a header value"),
-    );
-    let body = payload.to_string().into_bytes();
-    let config = VerifierConfig::new(no_verification(), ResolvedSecrets::new());
-    let app = hookplane_sources::app("generic").expect("the generic app is in the catalog");
-    let received = hookplane_sources::receive(
-        app,
-        Incoming::post(&headers, &body),
-        &config,
-        &Limits::default(),
-        SystemTime::now(),
-    );
-    let Ok(Received::Events(mut events)) = received else {
-        panic!("a JSON body with verification none is received: {received:?}");
-    };
-    assert_eq!(events.len(), 1, "one event per generic delivery");
-    let headers = json!({"content-type": "application/json", "webhook-id": delivery_id});
-    NewEvent::received(touchpoint, events.remove(0), headers, body)
+    hookplane_store::testing::received_event(touchpoint, payload, &Uuid::now_v7().to_string())
 }
 
 fn connection(limits: DestinationLimits) -> ConnectionSpec {

@@ -6,18 +6,16 @@
 
 use std::{
     sync::Arc,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
-use hookplane_crds::{Connection, Touchpoint, VerificationSpec};
+use hookplane_crds::{Connection, Touchpoint};
 use hookplane_operator::{
     backlog::{BacklogSource, DatabaseBacklog},
     metrics::Metrics,
     wakeups,
 };
-use hookplane_sources::{Incoming, Limits, Received, ResolvedSecrets, VerifierConfig};
 use hookplane_store::{ExternalTouchpoint, NewEvent, Outcome, Store, StoreOptions, testing};
-use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use serde_json::json;
@@ -58,31 +56,11 @@ async fn store_with_shopify_orders(url: &str, uid: &str) -> (Store, Uuid) {
 
 /// An event as intake makes one (the generic app, no verification), its own delivery.
 fn event(touchpoint_id: Uuid, n: usize) -> NewEvent {
-    let delivery = Uuid::now_v7().to_string();
-    let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert("webhook-id", HeaderValue::from_str(&delivery).unwrap());
-    let body = json!({ "n": n }).to_string().into_bytes();
-    let config = VerifierConfig::new(
-        VerificationSpec {
-            scheme: Some("none".to_owned()),
-            ..VerificationSpec::default()
-        },
-        ResolvedSecrets::new(),
-    );
-    let app = hookplane_sources::app("generic").unwrap();
-    let received = hookplane_sources::receive(
-        app,
-        Incoming::post(&headers, &body),
-        &config,
-        &Limits::default(),
-        SystemTime::now(),
-    );
-    let Ok(Received::Events(mut events)) = received else {
-        panic!("a JSON body with verification none is received: {received:?}");
-    };
-    let headers = json!({"content-type": "application/json", "webhook-id": delivery});
-    NewEvent::received(touchpoint_id, events.remove(0), headers, body)
+    testing::received_event(
+        touchpoint_id,
+        &json!({ "n": n }),
+        &Uuid::now_v7().to_string(),
+    )
 }
 
 async fn append(store: &Store, touchpoint_id: Uuid, count: usize) {

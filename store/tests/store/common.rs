@@ -2,18 +2,14 @@
 //! `backend_tests!`, which turns one `async fn name(h: &Harness)` into `name::sqlite` and
 //! `name::postgres` tests.
 
-use std::{sync::Mutex, time::SystemTime};
+use std::sync::Mutex;
 
 use chrono::{TimeDelta, Utc};
-use hookplane_crds::{
-    ConnectionSpec, DestinationSpec, SourceSpec, TouchpointSpec, VerificationSpec,
-};
-use hookplane_sources::{Incoming, Limits, Received, ResolvedSecrets, VerifierConfig};
+use hookplane_crds::{ConnectionSpec, DestinationSpec, SourceSpec, TouchpointSpec};
 use hookplane_store::{
     Backend, Connection, Event, LogLevel, NewEvent, NewLog, Outcome, Store, StoreOptions,
     Touchpoint, testing,
 };
-use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -190,35 +186,7 @@ pub fn touchpoint_spec(connection_id: Uuid, endpoint: &str) -> TouchpointSpec {
 /// `webhook-id` header, through a real `hookplane_sources::receive` (the `generic` app,
 /// verification `none`). Its dedupe key is `webhook-id:<delivery_id>`.
 pub fn received(touchpoint_id: Uuid, payload: Value, delivery_id: &str) -> NewEvent {
-    let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(
-        "webhook-id",
-        HeaderValue::from_str(delivery_id).expect("a test delivery id is a header value"),
-    );
-    let body = payload.to_string().into_bytes();
-    let config = VerifierConfig::new(
-        VerificationSpec {
-            scheme: Some("none".to_owned()),
-            ..VerificationSpec::default()
-        },
-        ResolvedSecrets::new(),
-    );
-    let app = hookplane_sources::app("generic").expect("the generic app is in the catalog");
-    let received = hookplane_sources::receive(
-        app,
-        Incoming::post(&headers, &body),
-        &config,
-        &Limits::default(),
-        SystemTime::now(),
-    );
-    let Ok(Received::Events(mut events)) = received else {
-        panic!("a JSON body with verification none is received: {received:?}");
-    };
-    assert_eq!(events.len(), 1, "one event per generic delivery");
-    let parsed = events.remove(0);
-    let headers = json!({"content-type": "application/json", "webhook-id": delivery_id});
-    NewEvent::received(touchpoint_id, parsed, headers, body)
+    hookplane_store::testing::received_event(touchpoint_id, &payload, delivery_id)
 }
 
 /// Event `n` (payload `{"n": n}`) of its own delivery: it never dedupes with another.
