@@ -189,9 +189,7 @@ async fn a_connection_becomes_a_config_map_two_deployments_and_a_service() {
 #[tokio::test]
 async fn a_second_reconcile_of_an_unchanged_world_writes_nothing() {
     let harness = Harness::examples().await;
-    let (_, first) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let first = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(
         first.iter().filter(|w| w.starts_with("patch ")).count(),
         6,
@@ -206,17 +204,13 @@ async fn a_second_reconcile_of_an_unchanged_world_writes_nothing() {
         "{first:#?}"
     );
 
-    let (_, second) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let second = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(second, Vec::<String>::new());
 
     // The Deployment controller reports progress: only statuses change, once.
     roll_out(&harness, RECEIVER).await;
     roll_out(&harness, WORKER).await;
-    let (_, progress) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let progress = harness.writes_of_reconcile(CONNECTION).await;
     assert!(
         progress.iter().all(|w| w.starts_with("patch-status ")),
         "{progress:#?}"
@@ -228,9 +222,7 @@ async fn a_second_reconcile_of_an_unchanged_world_writes_nothing() {
     );
 
     harness.clock.advance(Duration::from_secs(600));
-    let (_, later) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let later = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(
         later,
         Vec::<String>::new(),
@@ -259,9 +251,7 @@ async fn a_touchpoint_change_rolls_the_config_hash() {
         )
         .await
         .unwrap();
-    let (_, writes) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let writes = harness.writes_of_reconcile(CONNECTION).await;
     let applied: Vec<_> = writes.iter().filter(|w| w.starts_with("patch ")).collect();
     assert_eq!(
         applied,
@@ -468,9 +458,7 @@ async fn a_missing_secret_keeps_one_touchpoint_out_until_it_exists() {
         condition(&touchpoint.status.unwrap().conditions, "Published"),
         ("False".into(), "SecretNotFound".into())
     );
-    let (_, again) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let again = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(
         again,
         Vec::<String>::new(),
@@ -543,9 +531,7 @@ async fn an_invalid_connection_creates_nothing_and_reports_on_its_touchpoints() 
         condition(&touchpoint.status.unwrap().conditions, "Published"),
         ("False".into(), "ConnectionInvalid".into())
     );
-    let (_, again) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let again = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(again, Vec::<String>::new());
 }
 
@@ -569,9 +555,7 @@ async fn deleting_the_connection_deletes_what_it_ran_and_unneeded_objects_are_pr
         .create(&PostParams::default(), &legacy)
         .await
         .unwrap();
-    let (_, writes) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let writes = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(
         writes,
         [format!("delete {NAMESPACE}/hookplane-shop-to-erp-legacy")]
@@ -691,9 +675,7 @@ async fn a_world_the_api_server_normalized_is_left_alone() {
         "the fixture exercises readOnly: false and non-canonical quantities ({normalized} changes)"
     );
 
-    let (_, again) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let again = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(again, Vec::<String>::new(), "nothing to apply again");
 }
 
@@ -893,13 +875,9 @@ async fn each_connection_gets_the_database_url_in_a_secret_of_its_own() {
 
     // Deleted by hand, it is made again; unchanged, it is left alone.
     secrets.delete(name, &Default::default()).await.unwrap();
-    let (_, writes) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let writes = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(writes, [format!("patch Secret shop/{name}")]);
-    let (_, writes) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let writes = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(writes, Vec::<String>::new());
 }
 
@@ -930,9 +908,7 @@ async fn the_receiver_ingress_follows_the_touchpoints_and_goes_when_turned_off()
             "/hooks/acme/shopify/orders"
         ]
     );
-    let (_, writes) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let writes = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(writes, Vec::<String>::new(), "unchanged: nothing written");
 
     // A deleted touchpoint leaves the Ingress.
@@ -1088,9 +1064,7 @@ async fn with_the_controllers_caches_a_reconcile_lists_nothing() {
         .ok()
         .expect("caches set once");
     let lists = harness.cluster.lists();
-    let (_, writes) = harness
-        .writes_during(harness.reconcile_connection(CONNECTION))
-        .await;
+    let writes = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(
         writes,
         Vec::<String>::new(),
@@ -1119,9 +1093,7 @@ async fn with_the_controllers_caches_a_reconcile_lists_nothing() {
     writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
     caches.deployments = reader;
     partial.ctx.caches.set(caches).ok().unwrap();
-    let (_, writes) = partial
-        .writes_during(partial.reconcile_connection(CONNECTION))
-        .await;
+    let writes = partial.writes_of_reconcile(CONNECTION).await;
     assert_eq!(writes, [format!("patch Deployment {NAMESPACE}/{WORKER}")]);
     drop(writer);
 }

@@ -374,6 +374,13 @@ impl Harness {
         reconcile::touchpoint::reconcile(Arc::new(touchpoint), self.ctx.clone()).await
     }
 
+    /// Writes made by a reconcile of the connection `name` (which must succeed).
+    pub async fn writes_of_reconcile(&self, name: &str) -> Vec<String> {
+        let (result, writes) = self.writes_during(self.reconcile_connection(name)).await;
+        result.expect("the reconcile succeeds");
+        writes
+    }
+
     /// Writes made by `f`.
     pub async fn writes_during<F: Future>(&self, f: F) -> (F::Output, Vec<String>) {
         let before = self.cluster.writes().len();
