@@ -826,12 +826,7 @@ async fn many_touchpoints_over_many_connections_reconcile_once() {
     assert_eq!(again, Vec::<String>::new(), "a second pass writes nothing");
 
     // As the operator runs: reading the controllers' caches instead of listing.
-    harness
-        .ctx
-        .caches
-        .set(harness.cluster.caches().await)
-        .ok()
-        .expect("caches set once");
+    harness.read_from_caches().await;
     let lists = harness.cluster.lists();
     let (cached, written) = harness.writes_during(pass()).await;
     eprintln!(
@@ -1057,12 +1052,7 @@ async fn two_operators_never_fight_over_a_connection() {
 async fn with_the_controllers_caches_a_reconcile_lists_nothing() {
     let harness = Harness::examples().await;
     harness.reconcile_connection(CONNECTION).await.unwrap();
-    harness
-        .ctx
-        .caches
-        .set(harness.cluster.caches().await)
-        .ok()
-        .expect("caches set once");
+    harness.read_from_caches().await;
     let lists = harness.cluster.lists();
     let writes = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(

@@ -374,6 +374,12 @@ impl Harness {
         reconcile::touchpoint::reconcile(Arc::new(touchpoint), self.ctx.clone()).await
     }
 
+    /// Reconcile from caches of what the cluster holds now, as the running operator does.
+    pub async fn read_from_caches(&self) {
+        let caches = self.cluster.caches().await;
+        assert!(self.ctx.caches.set(caches).is_ok(), "caches are set once");
+    }
+
     /// Writes made by a reconcile of the connection `name` (which must succeed).
     pub async fn writes_of_reconcile(&self, name: &str) -> Vec<String> {
         let (result, writes) = self.writes_during(self.reconcile_connection(name)).await;
