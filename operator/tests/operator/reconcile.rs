@@ -633,7 +633,9 @@ async fn a_failed_write_is_an_error_to_retry_counted_by_category() {
 /// What a real API server stores differs from what was applied: it drops fields at their
 /// zero value (`readOnly: false`) and writes quantities canonically (`cpu: 0.5` -> `500m`,
 /// `memory: 1.5Gi` -> `1536Mi`). The "up to date?" check must see through both, or every
-/// reconcile re-applies both Deployments, for ever.
+/// reconcile re-applies both Deployments, for ever. The harness's cluster stores what the
+/// operator applies that way (`Cluster::store_as_a_server_would`, after every reconcile of
+/// every test); here the worker's resources are written non-canonically on purpose.
 #[tokio::test]
 async fn a_world_the_api_server_normalized_is_left_alone() {
     let documents = example_documents()
@@ -656,64 +658,14 @@ async fn a_world_the_api_server_normalized_is_left_alone() {
         .collect();
     let harness = Harness::new(Cluster::with(documents).await);
     harness.reconcile_connection(CONNECTION).await.unwrap();
-
-    // Store each Deployment as a real server would hold it.
-    let deployments = harness.cluster.api::<Deployment>();
-    let mut normalized = 0;
-    for name in [RECEIVER, WORKER] {
-        let held = deployments.get(name).await.expect("the deployment");
-        let mut value = serde_json::to_value(&held).expect("serializes");
-        normalized += as_a_server_stores_it(&mut value, false);
-        let stored: Deployment = serde_json::from_value(value).expect("still a Deployment");
-        deployments
-            .replace(name, &PostParams::default(), &stored)
-            .await
-            .expect("replace");
-    }
     assert!(
-        normalized >= 3,
-        "the fixture exercises readOnly: false and non-canonical quantities ({normalized} changes)"
+        harness.cluster.normalized() >= 3,
+        "the fixture exercises readOnly: false and non-canonical quantities ({} changes)",
+        harness.cluster.normalized()
     );
 
     let again = harness.writes_of_reconcile(CONNECTION).await;
     assert_eq!(again, Vec::<String>::new(), "nothing to apply again");
-}
-
-/// Drops `false` booleans under `volumeMounts` (`readOnly`) and writes the quantities this test
-/// uses canonically; the number of changes.
-fn as_a_server_stores_it(value: &mut serde_json::Value, quantities: bool) -> usize {
-    use serde_json::Value;
-    let mut changes = 0;
-    match value {
-        Value::Object(map) => {
-            let before = map.len();
-            map.retain(|key, v| !(key == "readOnly" && *v == Value::Bool(false)));
-            changes += before - map.len();
-            for (key, v) in map.iter_mut() {
-                let quantities = quantities || key == "resources";
-                changes += as_a_server_stores_it(v, quantities);
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                changes += as_a_server_stores_it(item, quantities);
-            }
-        }
-        Value::String(text) if quantities => {
-            let canonical = match text.as_str() {
-                "0.5" => Some("500m"),
-                "1.5Gi" => Some("1536Mi"),
-                "2048Mi" => Some("2Gi"),
-                _ => None,
-            };
-            if let Some(canonical) = canonical {
-                *text = canonical.to_owned();
-                changes += 1;
-            }
-        }
-        _ => {}
-    }
-    changes
 }
 
 /// Failures back off per object: a Touchpoint and a Connection that share a name keep separate

@@ -123,6 +123,11 @@ pub struct Cluster {
     log: Arc<Mutex<Vec<String>>>,
     failing: Arc<Mutex<Option<String>>>,
     lists: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set while the cluster rewrites what it stores the way a real API server would have
+    /// stored it: those reads and writes are the server's, not the operator's.
+    normalizing: Arc<std::sync::atomic::AtomicBool>,
+    /// Fields rewritten so far by that normalization.
+    normalized: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Cluster {
@@ -133,6 +138,8 @@ impl Cluster {
         let fail = failing.clone();
         let lists: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let listed = lists.clone();
+        let normalizing: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let (quiet_list, quiet_replace) = (normalizing.clone(), normalizing.clone());
         let record = |verb: &'static str| {
             let log = log.clone();
             move |entry: String| {
@@ -149,7 +156,9 @@ impl Cluster {
         );
         let funcs = Funcs::new()
             .list(move |_| {
-                listed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if !quiet_list.load(std::sync::atomic::Ordering::SeqCst) {
+                    listed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 Ok(None)
             })
             .create(move |ctx| {
@@ -175,7 +184,9 @@ impl Cluster {
                 Ok(None)
             })
             .replace(move |ctx| {
-                replace(format!("{}/{}", ctx.namespace, ctx.name));
+                if !quiet_replace.load(std::sync::atomic::Ordering::SeqCst) {
+                    replace(format!("{}/{}", ctx.namespace, ctx.name));
+                }
                 Ok(None)
             })
             .delete(move |ctx| {
@@ -198,7 +209,40 @@ impl Cluster {
             log,
             failing,
             lists,
+            normalizing,
+            normalized: Arc::default(),
         }
+    }
+
+    /// Rewrite the Deployments the way a real API server stores what it is sent: fields at
+    /// their zero value dropped (`readOnly: false`), resource quantities canonical (`0.5` ->
+    /// `500m`, `1.5Gi` -> `1536Mi`). kube-fake-client stores exactly what it was sent and has no
+    /// hook after its server-side apply, so the harness runs this after every reconcile; the
+    /// operator then reads what a real server would return, and an "up to date?" check that
+    /// compares naively re-applies for ever (the bug this catches).
+    pub async fn store_as_a_server_would(&self) {
+        use std::sync::atomic::Ordering;
+        self.normalizing.store(true, Ordering::SeqCst);
+        let deployments: Api<Deployment> = self.api();
+        for held in deployments.list(&Default::default()).await.expect("a list") {
+            let mut value = serde_json::to_value(&held).expect("serializes");
+            let changes = as_a_server_stores_it(&mut value, false);
+            if changes > 0 {
+                let stored: Deployment = serde_json::from_value(value).expect("a Deployment");
+                let name = held.metadata.name.clone().unwrap_or_default();
+                deployments
+                    .replace(&name, &Default::default(), &stored)
+                    .await
+                    .expect("replace");
+                self.normalized.fetch_add(changes, Ordering::SeqCst);
+            }
+        }
+        self.normalizing.store(false, Ordering::SeqCst);
+    }
+
+    /// Fields [`Cluster::store_as_a_server_would`] rewrote so far.
+    pub fn normalized(&self) -> usize {
+        self.normalized.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// LIST requests so far.
@@ -363,9 +407,12 @@ impl Harness {
     }
 
     /// Reconcile the connection `name` as the controller would: read it, then reconcile.
+    /// What it wrote is then stored as a real API server would store it.
     pub async fn reconcile_connection(&self, name: &str) -> Result<Action, reconcile::Error> {
         let connection: Connection = self.cluster.api().get(name).await.expect("the connection");
-        reconcile::connection::reconcile(Arc::new(connection), self.ctx.clone()).await
+        let result = reconcile::connection::reconcile(Arc::new(connection), self.ctx.clone()).await;
+        self.cluster.store_as_a_server_would().await;
+        result
     }
 
     /// Reconcile the touchpoint `name`.
@@ -393,4 +440,41 @@ impl Harness {
         let output = f.await;
         (output, self.cluster.writes()[before..].to_vec())
     }
+}
+
+/// Drops `false` booleans under `volumeMounts` (`readOnly`) and writes the quantities this test
+/// uses canonically; the number of changes.
+pub fn as_a_server_stores_it(value: &mut serde_json::Value, quantities: bool) -> usize {
+    use serde_json::Value;
+    let mut changes = 0;
+    match value {
+        Value::Object(map) => {
+            let before = map.len();
+            map.retain(|key, v| !(key == "readOnly" && *v == Value::Bool(false)));
+            changes += before - map.len();
+            for (key, v) in map.iter_mut() {
+                let quantities = quantities || key == "resources";
+                changes += as_a_server_stores_it(v, quantities);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                changes += as_a_server_stores_it(item, quantities);
+            }
+        }
+        Value::String(text) if quantities => {
+            let canonical = match text.as_str() {
+                "0.5" => Some("500m"),
+                "1.5Gi" => Some("1536Mi"),
+                "2048Mi" => Some("2Gi"),
+                _ => None,
+            };
+            if let Some(canonical) = canonical {
+                *text = canonical.to_owned();
+                changes += 1;
+            }
+        }
+        _ => {}
+    }
+    changes
 }
