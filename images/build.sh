@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the images localhost/hookplane:dev and localhost/hookplane-operator:dev with podman,
-# without network access beyond the package registries: the release binaries, stripped, on
+# without network access beyond the package registries: the `image`-profile binaries, stripped, on
 # FROM scratch with exactly the shared libraries they link, CA certificates and a non-root
 # user (65532). Prints each image's size.
 set -euo pipefail
@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 export CONTAINERS_CONF="$PWD/images/containers.conf"
 pm() { podman --storage-driver=vfs "$@"; }
 
-cargo build --release -q -p hookplane -p hookplane-operator
-release="${CARGO_TARGET_DIR:-target}/release"
+# The `image` profile (Cargo.toml): release with whole-program LTO, stripped.
+cargo build --profile image -q -p hookplane -p hookplane-operator
+release="${CARGO_TARGET_DIR:-target}/image"
 
 for name in hookplane hookplane-operator; do
   ctx="$(mktemp -d)"
