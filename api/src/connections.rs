@@ -5,7 +5,10 @@
 //! `max_header_bytes` answers 431 with a JSON body (`HEADERS_TOO_LARGE`); the HTTP parser's
 //! buffer is [`HEAD_SLACK`] larger so that it is this check, not the parser's bare 431, that
 //! refuses all but the most oversized heads. On shutdown, no new connection is accepted and
-//! open ones finish their requests.
+//! open ones finish their requests. Each request carries its connection's
+//! [`coalescing::Coalescing`] switch (a WebSocket upgrade turns `TCP_NODELAY` off with it).
+
+pub mod coalescing;
 
 use std::{sync::Arc, time::Duration};
 
@@ -97,8 +100,14 @@ pub async fn serve(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let (stream, coalescing) = coalescing::CoalescingStream::new(stream);
+        let service = TowerToHyperService::new(tower::util::MapRequest::new(
+            app.clone(),
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(coalescing.clone());
+                request
+            },
+        ));
         let connection = http
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();

@@ -168,6 +168,7 @@ pub fn router(state: AppState, role: Role) -> Router {
             limits.http,
             limits.websockets,
             &limits.cors_origins,
+            graphql::shared::Gauges::registered(state.metrics.registry()),
         ));
         router = router.merge(crate::web::routes(Arc::clone(&state.metrics)));
     }

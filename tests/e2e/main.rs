@@ -22,6 +22,7 @@ mod readme;
 mod rejections;
 mod restart;
 mod secrets;
+mod shared;
 mod spine;
 mod support;
 mod transport;

@@ -9,6 +9,7 @@ pub mod http;
 mod inputs;
 mod mutation;
 mod query;
+pub mod shared;
 pub mod slots;
 mod subscription;
 mod types;
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::{Authenticator, Principal},
+    connections::coalescing::Coalescing,
     portal::Portal,
 };
 pub use error::ApiError;
@@ -125,10 +127,11 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
     limits: HttpLimits,
     websockets: WebSocketLimits,
     cors_origins: &[String],
+    gauges: shared::Gauges,
 ) -> Router<S> {
     let slots = slots::Slots::new(websockets.subscriptions);
     let subscriptions = (
-        schema.clone(),
+        shared::SharingExecutor::new(schema.clone(), gauges),
         authenticator.clone(),
         Arc::new(websockets),
         slots,
@@ -153,8 +156,11 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .route(
             "/graphql/ws",
             get(
-                move |headers: HeaderMap, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade| {
-                    let (schema, authenticator, websockets, slots) = subscriptions.clone();
+                move |headers: HeaderMap,
+                      coalescing: Option<axum::Extension<Coalescing>>,
+                      protocol: GraphQLProtocol,
+                      upgrade: WebSocketUpgrade| {
+                    let (executor, authenticator, websockets, slots) = subscriptions.clone();
                     async move {
                         if let Err(origin) = websockets.check_origin(&headers) {
                             tracing::info!(%origin, "WebSocket upgrade refused: origin not allowed");
@@ -181,7 +187,11 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
                             .read_buffer_size(WEBSOCKET_BUFFER_BYTES)
                             .write_buffer_size(WEBSOCKET_BUFFER_BYTES)
                             .on_upgrade(move |socket| async move {
-                                serve_socket(socket, schema, protocol, authenticator, slots).await;
+                                // Changes stream out: let the kernel coalesce them.
+                                if let Some(axum::Extension(coalescing)) = coalescing {
+                                    coalescing.request();
+                                }
+                                serve_socket(socket, executor, protocol, authenticator, slots).await;
                                 drop(permit);
                             })
                             .into_response()
@@ -265,18 +275,18 @@ impl WebSocketLimits {
 const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serve one WebSocket: `connection_init` must carry valid credentials (else the connection
-/// is refused), and the connection is dropped within [`REVOCATION_CHECK`] of its token being
-/// revoked or expiring.
+/// is refused), and the connection is dropped within [`REVOCATION_CHECK`] (and the quarter of
+/// a second a token's answer is reused) of its token being revoked or expiring.
 async fn serve_socket(
     socket: axum::extract::ws::WebSocket,
-    schema: HookplaneSchema,
+    executor: shared::SharingExecutor,
     protocol: GraphQLProtocol,
     authenticator: Authenticator,
     slots: Arc<slots::Slots>,
 ) {
     let (principal_sender, mut principal) = tokio::sync::watch::channel(None::<Principal>);
     let init = authenticator.clone();
-    let served = GraphQLWebSocket::new(socket, schema, protocol)
+    let served = GraphQLWebSocket::new(socket, executor, protocol)
         .on_connection_init(move |payload| async move {
             let principal = init.authenticate_init(&payload).await.map_err(|error| {
                 tracing::info!(reason = %error, "WebSocket connection refused");
