@@ -16,7 +16,7 @@
 //! outcome is recorded, so the next request already obeys. Every HTTP request (to the
 //! destination or, when no token could be had, the OAuth2 token endpoint) becomes an attempt
 //! record. The outcome and its log entry are one commit
-//! ([`Store::record_outcome_with_log`]), never one without the other. An event whose request
+//! ([`Store::record_outcome_of`]), never one without the other. An event whose request
 //! has not started when the worker shuts down is handed back, not left to its lease.
 
 use std::{
@@ -104,7 +104,7 @@ impl Processor {
         self.metrics.events_in_flight.dec();
         let _recording = slot.delivered().await;
         match decision {
-            Some(decision) => self.record(&event, lease_id, decision).await,
+            Some(decision) => self.record(event, lease_id, decision).await,
             None => {
                 debug!("shutting down before the request started; handing the event back");
                 if let Err(error) = self.store.release_lease(event.id, lease_id).await {
@@ -273,8 +273,9 @@ impl Processor {
             .observe(took.as_secs_f64());
     }
 
-    /// The record step: the outcome and its log entry in one commit.
-    async fn record(&self, event: &Event, lease_id: Uuid, decision: Decision) {
+    /// The record step: the outcome and its log entry in one commit. The event goes with
+    /// them, so the store need not read it back.
+    async fn record(&self, event: Event, lease_id: Uuid, decision: Decision) {
         self.metrics
             .events_processed
             .with_label_values(&[decision.metric])
@@ -293,7 +294,7 @@ impl Processor {
         }
         let recorded = self
             .store
-            .record_outcome_with_log(event.id, lease_id, decision.outcome, decision.log)
+            .record_outcome_of(event, lease_id, decision.outcome, decision.log)
             .await;
         if let Err(error) = recorded {
             // The lease expires and the event is processed again: at least once, never lost.

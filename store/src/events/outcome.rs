@@ -9,6 +9,8 @@
 //! not at all, so the log bucket never tells of an outcome the bucket does not hold, nor
 //! misses one it does.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
@@ -51,10 +53,10 @@ impl OutcomeLog {
     }
 }
 
-/// What recording an outcome stored.
+/// What recording an outcome stored. The event is shared with the change feed.
 #[derive(Clone, Debug)]
 pub(crate) struct Recorded {
-    pub(crate) event: Event,
+    pub(crate) event: Arc<Event>,
     pub(crate) log: Option<LogEntry>,
 }
 
@@ -73,9 +75,9 @@ impl Store {
         let recorded = self
             .inner
             .writer
-            .record_outcome(id, lease_id, outcome, None)
+            .record_outcome(id, lease_id, outcome, None, None)
             .await?;
-        Ok(recorded.event)
+        Ok(Arc::unwrap_or_clone(recorded.event))
     }
 
     /// [`Store::record_outcome`] and the event's log entry `log`, in one savepoint of one
@@ -91,12 +93,36 @@ impl Store {
         let recorded = self
             .inner
             .writer
-            .record_outcome(id, lease_id, outcome, Some(log))
+            .record_outcome(id, lease_id, outcome, Some(log), None)
             .await?;
         let entry = recorded
             .log
             .expect("an outcome recorded with a log returns its entry");
-        Ok((recorded.event, entry))
+        Ok((Arc::unwrap_or_clone(recorded.event), entry))
+    }
+
+    /// [`Store::record_outcome_with_log`] for the leased `event` as its claim returned it,
+    /// answering nothing but success. The store then need not read the event's payload,
+    /// headers and raw body back (no statement changes them after the insert): on a
+    /// SQLite file the change feed publishes `event` with what the outcome changed.
+    pub async fn record_outcome_of(
+        &self,
+        event: Event,
+        lease_id: Uuid,
+        outcome: Outcome,
+        log: OutcomeLog,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .writer
+            .record_outcome(
+                event.id,
+                lease_id,
+                outcome,
+                Some(log),
+                Some(Box::new(event)),
+            )
+            .await?;
+        Ok(())
     }
 }
 
@@ -107,6 +133,9 @@ pub(crate) struct Work {
     pub(crate) lease_id: Uuid,
     pub(crate) outcome: Outcome,
     pub(crate) log: Option<OutcomeLog>,
+    /// The event as the caller holds it (from its claim), if it gave it: a path that uses it
+    /// takes it, so a later one reads the row back.
+    pub(crate) held: Option<Box<Event>>,
 }
 
 /// Applies an outcome on `txn` (inside the group-commit writer); its attempt row and log
@@ -123,6 +152,7 @@ pub(crate) async fn apply(
         lease_id,
         outcome,
         log,
+        held: _,
     } = work;
     let (event, attempt) = apply_outcome(txn, id, lease_id, outcome, now).await?;
     Ok(recorded(event, attempt, log, now, deferred))
@@ -239,7 +269,10 @@ pub(crate) fn recorded(
     if let Some(entry) = &log {
         deferred.log(std::slice::from_ref(entry));
     }
-    Recorded { event, log }
+    Recorded {
+        event: Arc::new(event),
+        log,
+    }
 }
 
 /// Updates the event if it still carries `lease_id`; returns it and its attempt row, if any.

@@ -103,8 +103,9 @@ impl Direct {
         let connection = Arc::clone(&self.connection);
         let context = context.clone();
         let ran = tokio::task::spawn_blocking(move || {
+            let mut batch = batch;
             let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-            let result = run(&mut connection, &batch, &context);
+            let result = run(&mut connection, &mut batch, &context);
             (batch, result)
         })
         .await;
@@ -121,7 +122,7 @@ impl Direct {
 /// The whole batch in one transaction; dropped uncommitted (rolled back) on any error.
 fn run(
     connection: &mut Connection,
-    batch: &[Job],
+    batch: &mut [Job],
     context: &Context,
 ) -> Result<Vec<Output>, Fallback> {
     let txn = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -142,7 +143,7 @@ fn run(
                 Output::Logs(entries)
             }
             Job::Outcome(r) => {
-                let recorded = record(&txn, &r.work, now, &mut deferred)?;
+                let recorded = record(&txn, &mut r.work, now, &mut deferred)?;
                 Output::Outcome(Box::new(recorded))
             }
             Job::Claim(r) => Output::Claimed(claim(&txn, &r.work)?),
@@ -228,15 +229,35 @@ const RECORD_OUTCOME: &str = "UPDATE events SET lease_until = NULL, lease_id = N
      last_error = ?8, response_status = ?9, published_generation = ?10 \
      WHERE id = ?11 AND lease_id = ?12";
 
-/// Applies an outcome (see `events::outcome`): the event, if it still holds the lease.
+/// The columns an outcome returns when its caller holds the event, in [`EVENT_COLUMNS`]
+/// order: the headers, raw body and payload (which no statement changes after the insert)
+/// and the mapped output (which the outcome sets) are `NULL` here and come from the caller.
+const HELD_EVENT_COLUMNS: &str = "id, touchpoint_id, received_at, NULL, NULL, NULL, \
+     dedupe_key, duplicates, status, attempts, next_attempt_at, lease_until, NULL, \
+     last_error, response_status, published_generation, updated_at, lease_id, ordering_key, \
+     parked, retired_dedupe_key, last_attempt_at, resynced_at";
+
+/// Applies an outcome (see `events::outcome`): the event, if it still holds the lease. The
+/// event the caller holds, if any, is taken: its large columns are not read back.
 fn record(
     txn: &Transaction<'_>,
-    work: &outcome::Work,
+    work: &mut outcome::Work,
     now: DateTime<Utc>,
     deferred: &mut Deferred,
 ) -> Result<Recorded, Fallback> {
     let mut update = Update::of(work.outcome.clone());
-    let sql = format!("{RECORD_OUTCOME} RETURNING {EVENT_COLUMNS}");
+    let held = work.held.take().map(|event| Held {
+        headers: event.headers,
+        raw_body: event.raw_body,
+        payload: event.payload,
+        mapped_output: update.mapped.clone(),
+    });
+    let columns = if held.is_some() {
+        HELD_EVENT_COLUMNS
+    } else {
+        EVENT_COLUMNS
+    };
+    let sql = format!("{RECORD_OUTCOME} RETURNING {columns}");
     let mut statement = txn.prepare_cached(&sql)?;
     let row = statement
         .query_row(
@@ -257,7 +278,7 @@ fn record(
                 work.id.as_bytes(),
                 work.lease_id.as_bytes(),
             ],
-            event_model,
+            |row| read_model(row, held),
         )
         .optional()?
         .ok_or(Fallback::LeaseLostOrMissing)?;
@@ -382,20 +403,43 @@ fn json(value: &Value) -> String {
 
 /// An `events` row read in [`EVENT_COLUMNS`] order.
 fn event_model(row: &Row<'_>) -> rusqlite::Result<event::Model> {
+    read_model(row, None)
+}
+
+/// What the caller of an outcome holds of its event (see [`HELD_EVENT_COLUMNS`]).
+struct Held {
+    headers: Value,
+    raw_body: Vec<u8>,
+    payload: Value,
+    mapped_output: Option<Value>,
+}
+
+/// An `events` row in [`EVENT_COLUMNS`] order, or in [`HELD_EVENT_COLUMNS`] order with the
+/// rest from `held`.
+fn read_model(row: &Row<'_>, held: Option<Held>) -> rusqlite::Result<event::Model> {
+    let held = match held {
+        Some(held) => held,
+        None => Held {
+            headers: json_at(row, 3)?,
+            raw_body: row.get(4)?,
+            payload: json_at(row, 5)?,
+            mapped_output: optional(row, 12, json_at)?,
+        },
+    };
     Ok(event::Model {
         id: uuid_at(row, 0)?,
         touchpoint_id: uuid_at(row, 1)?,
         received_at: time_at(row, 2)?,
-        headers: json_at(row, 3)?,
-        raw_body: row.get(4)?,
-        payload: json_at(row, 5)?,
+        headers: held.headers,
+        raw_body: held.raw_body,
+        payload: held.payload,
         dedupe_key: row.get(6)?,
         duplicates: row.get(7)?,
         status: row.get(8)?,
         attempts: row.get(9)?,
         next_attempt_at: time_at(row, 10)?,
         lease_until: optional(row, 11, time_at)?,
-        mapped_output: optional(row, 12, json_at)?,
+        mapped_output: held.mapped_output,
         last_error: row.get(13)?,
         response_status: row.get(14)?,
         published_generation: row.get(15)?,
@@ -684,7 +728,9 @@ mod tests {
             },
         ];
         let sqlx_id = through_sqlx[0].event().id;
-        for outcome in outcomes {
+        // The first outcome is recorded for the event as its caller holds it (its large
+        // columns not read back), the second by id.
+        for (index, outcome) in outcomes.into_iter().enumerate() {
             let log = OutcomeLog {
                 level: LogLevel::Warn,
                 message: "delivery failed".to_owned(),
@@ -693,29 +739,35 @@ mod tests {
             let (sqlx_lease, direct_lease) = (Uuid::now_v7(), Uuid::now_v7());
             both.lease(sqlx_id, sqlx_lease).await;
             both.lease(direct.id, direct_lease).await;
-            let work = |id, lease_id| outcome::Work {
+            let held = if index == 0 {
+                Some(Box::new(both.read(direct.id).await))
+            } else {
+                None
+            };
+            let work = |id, lease_id, held| outcome::Work {
                 id,
                 lease_id,
                 outcome: outcome.clone(),
                 log: Some(log.clone()),
+                held,
             };
             let txn = both.sqlx.begin().await.expect("begin");
             let mut deferred = Deferred::default();
             let now = both.context.clock.now();
-            outcome::apply(&txn, work(sqlx_id, sqlx_lease), now, &mut deferred)
+            outcome::apply(&txn, work(sqlx_id, sqlx_lease, None), now, &mut deferred)
                 .await
                 .expect("sqlx outcome");
             deferred.flush(&txn).await.expect("flush");
             txn.commit().await.expect("commit");
             let (reply, _answer) = oneshot::channel();
             let request = Request {
-                work: work(direct.id, direct_lease),
+                work: work(direct.id, direct_lease, held),
                 reply,
             };
             let Output::Outcome(recorded) = both.through_direct(Job::Outcome(request)).await else {
                 panic!("expected an outcome");
             };
-            assert_eq!(recorded.event, both.read(direct.id).await);
+            assert_eq!(*recorded.event, both.read(direct.id).await);
             let (a, b) = (
                 format!("x'{}'", sqlx_id.simple()),
                 format!("x'{}'", direct.id.simple()),
@@ -751,6 +803,7 @@ mod tests {
             lease_id: Uuid::now_v7(),
             outcome: Outcome::Skipped { generation: 3 },
             log: None,
+            held: Some(Box::new(both.read(direct.id).await)),
         };
         let gave_up = both
             .direct

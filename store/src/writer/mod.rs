@@ -173,6 +173,7 @@ impl Writer {
         lease_id: Uuid,
         outcome: Outcome,
         log: Option<OutcomeLog>,
+        held: Option<Box<Event>>,
     ) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
         let work = OutcomeWork {
@@ -180,6 +181,7 @@ impl Writer {
             lease_id,
             outcome,
             log,
+            held,
         };
         self.submit(Job::Outcome(Request { work, reply }), answer)
             .await

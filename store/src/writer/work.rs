@@ -202,7 +202,7 @@ impl Work for OutcomeWork {
             touchpoint_id: event.touchpoint_id,
             id: event.id,
             status: Some(event.status),
-            row: Some(ChangedRow::Event(Arc::new(event.clone()))),
+            row: Some(ChangedRow::Event(Arc::clone(event))),
         }];
         if let Some(entry) = &recorded.log {
             changes.extend(<Vec<NewLog> as Work>::changes(&vec![entry.clone()]));
