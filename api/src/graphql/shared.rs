@@ -10,7 +10,8 @@
 //! What stays per subscriber: its subscription slot (per connection and per token, taken when
 //! it joins, given back when it leaves), its end (a `complete` or a closed socket ends only
 //! its own stream), and its lag (a subscriber too slow for the execution's buffer is told
-//! `SUBSCRIPTION_LAGGED`, as an unshared one is). The execution runs with the rights of the
+//! `SUBSCRIPTION_LAGGED`, as an unshared one is; what it can hold on to is bounded: see
+//! [`kept`]). The execution runs with the rights of the
 //! key, which are every subscriber's rights; it stops when its last subscriber leaves, or at
 //! shutdown. An execution that answers an error (a refused subscription, a lag of its own) is
 //! no longer joined: a later subscriber starts an execution, and its checks, of its own.
@@ -18,12 +19,15 @@
 //! Only a document holding a single subscription operation with one root field is shared;
 //! queries and mutations sent over a socket, and anything else, run as they would alone.
 
+mod gauges;
+mod kept;
+
 use std::{
     any::{Any, TypeId},
     collections::HashMap,
     sync::{
         Arc, Mutex, PoisonError, Weak,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -38,7 +42,6 @@ use futures::{
     StreamExt,
     stream::{self, BoxStream},
 };
-use prometheus::IntGauge;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -49,10 +52,9 @@ use super::{
     slots::{ConnectionSlots, SubscriptionSlot},
 };
 use crate::auth::{Principal, Role};
-
-/// Responses an execution keeps for subscribers that have not read them yet; one further
-/// behind is told it lagged.
-const BUFFERED_RESPONSES: usize = 4096;
+use gauges::GaugeHeld;
+pub use gauges::Gauges;
+use kept::{KEPT_RESPONSES, Kept, SharedResponse};
 
 /// The executor WebSockets run their operations on.
 #[derive(Clone)]
@@ -66,40 +68,9 @@ struct Shared {
     /// is held: a handle dropped under it would stop its execution and take the lock again.
     executions: Mutex<HashMap<Key, (u64, Weak<Execution>)>>,
     next_id: AtomicU64,
+    /// Bytes of responses every execution keeps, together ([`kept`]).
+    kept_in_all: Arc<AtomicUsize>,
     gauges: Gauges,
-}
-
-/// `hookplane_shared_subscribers` and `hookplane_shared_subscription_executions`.
-#[derive(Clone)]
-pub struct Gauges {
-    /// Subscriptions reading a shared execution.
-    pub open: IntGauge,
-    /// Shared executions running.
-    pub executions: IntGauge,
-}
-
-impl Gauges {
-    /// Creates both gauges and registers them in `registry` (a registration error is
-    /// logged: the gauges still count, unexported).
-    pub fn registered(registry: &prometheus::Registry) -> Self {
-        let gauge = |name: &str, help: &str| {
-            let gauge = IntGauge::new(name, help).expect("a valid metric definition");
-            if let Err(error) = registry.register(Box::new(gauge.clone())) {
-                tracing::warn!(%error, name, "registering a subscription metric");
-            }
-            gauge
-        };
-        Self {
-            open: gauge(
-                "shared_subscribers",
-                "WebSocket subscriptions reading a shared execution",
-            ),
-            executions: gauge(
-                "shared_subscription_executions",
-                "Subscription executions shared by WebSocket subscribers that ask the same thing with the same rights",
-            ),
-        }
-    }
 }
 
 /// What a shared subscription's answers depend on.
@@ -174,7 +145,7 @@ impl RootField {
 struct Execution {
     id: u64,
     key: Key,
-    responses: broadcast::WeakSender<Arc<Response>>,
+    responses: broadcast::WeakSender<Weak<SharedResponse>>,
     stop: CancellationToken,
     shared: Weak<Shared>,
 }
@@ -190,26 +161,40 @@ impl Drop for Execution {
 
 /// One subscriber's hold on an execution.
 struct Subscriber {
-    responses: broadcast::Receiver<Arc<Response>>,
+    responses: broadcast::Receiver<Weak<SharedResponse>>,
     root: RootField,
+    /// Responses it came to after the execution had let go of them, not yet reported.
+    missed: u64,
+    /// A response to send after reporting what was missed before it.
+    pending: Option<Arc<SharedResponse>>,
     _execution: Arc<Execution>,
     _slot: SubscriptionSlot,
     _open: GaugeHeld,
 }
 
-/// One unit of a gauge, given back on drop.
-struct GaugeHeld(IntGauge);
-
-impl GaugeHeld {
-    fn new(gauge: &IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
-    }
-}
-
-impl Drop for GaugeHeld {
-    fn drop(&mut self) {
-        self.0.dec();
+impl Subscriber {
+    /// Its next response: a copy of the execution's, or a lag report.
+    async fn next(&mut self) -> Option<Response> {
+        if let Some(pending) = self.pending.take() {
+            return Some(copy(pending.response()));
+        }
+        loop {
+            match self.responses.recv().await {
+                Ok(response) => match response.upgrade() {
+                    Some(response) if self.missed == 0 => return Some(copy(response.response())),
+                    Some(response) => {
+                        self.pending = Some(response);
+                        return Some(self.root.lagged(std::mem::take(&mut self.missed)));
+                    }
+                    None => self.missed += 1,
+                },
+                Err(RecvError::Lagged(missed)) => self.missed += missed,
+                Err(RecvError::Closed) if self.missed > 0 => {
+                    return Some(self.root.lagged(std::mem::take(&mut self.missed)));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
     }
 }
 
@@ -220,6 +205,7 @@ impl SharingExecutor {
                 schema,
                 executions: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(0),
+                kept_in_all: Arc::default(),
                 gauges,
             }),
         }
@@ -253,16 +239,14 @@ impl SharingExecutor {
         let subscriber = Subscriber {
             responses,
             root,
+            missed: 0,
+            pending: None,
             _execution: execution,
             _slot: slot,
             _open: GaugeHeld::new(&self.inner.gauges.open),
         };
         stream::unfold(subscriber, |mut subscriber| async move {
-            let response = match subscriber.responses.recv().await {
-                Ok(response) => copy(&response),
-                Err(RecvError::Lagged(missed)) => subscriber.root.lagged(missed),
-                Err(RecvError::Closed) => return None,
-            };
+            let response = subscriber.next().await?;
             Some((response, subscriber))
         })
         .boxed()
@@ -284,7 +268,7 @@ impl Shared {
         key: Key,
         request: Request,
         principal: &Principal,
-    ) -> (Arc<Execution>, broadcast::Receiver<Arc<Response>>) {
+    ) -> (Arc<Execution>, broadcast::Receiver<Weak<SharedResponse>>) {
         let running = self
             .executions()
             .get(&key)
@@ -295,7 +279,7 @@ impl Shared {
             let receiver = responses.subscribe();
             return (execution, receiver);
         }
-        let (responses, receiver) = broadcast::channel(BUFFERED_RESPONSES);
+        let (responses, receiver) = broadcast::channel(KEPT_RESPONSES);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stop = CancellationToken::new();
         let execution = Arc::new(Execution {
@@ -314,18 +298,17 @@ impl Shared {
         session.insert(principal.clone());
         let stream = Executor::execute_stream(&self.schema, request, Some(Arc::new(session)));
         let span = tracing::info_span!("shared_subscription", execution = id);
-        tokio::spawn(
-            run(
-                stream,
-                responses,
-                stop,
-                Arc::downgrade(self),
-                key,
-                id,
-                GaugeHeld::new(&self.gauges.executions),
-            )
-            .instrument(span),
-        );
+        let running = Running {
+            stream,
+            responses,
+            kept: Kept::new(Arc::clone(&self.kept_in_all)),
+            stop,
+            shared: Arc::downgrade(self),
+            key,
+            id,
+            _running: GaugeHeld::new(&self.gauges.executions),
+        };
+        tokio::spawn(running.run().instrument(span));
         (execution, receiver)
     }
 
@@ -347,34 +330,43 @@ impl Shared {
     }
 }
 
-/// Runs one execution until it ends or is stopped, sending each response to its subscribers.
-async fn run(
-    mut stream: BoxStream<'static, Response>,
-    responses: broadcast::Sender<Arc<Response>>,
+/// One execution's task: each response goes to its subscribers until the execution ends or
+/// is stopped.
+struct Running {
+    stream: BoxStream<'static, Response>,
+    responses: broadcast::Sender<Weak<SharedResponse>>,
+    kept: Kept,
     stop: CancellationToken,
     shared: Weak<Shared>,
     key: Key,
     id: u64,
     _running: GaugeHeld,
-) {
-    loop {
-        let response = tokio::select! {
-            () = stop.cancelled() => break,
-            next = stream.next() => match next {
-                Some(response) => response,
-                None => break,
-            },
-        };
-        if response.is_err()
-            && let Some(shared) = shared.upgrade()
-        {
-            shared.forget(&key, id);
+}
+
+impl Running {
+    async fn run(mut self) {
+        loop {
+            let response = tokio::select! {
+                () = self.stop.cancelled() => break,
+                next = self.stream.next() => match next {
+                    Some(response) => response,
+                    None => break,
+                },
+            };
+            if response.is_err() {
+                self.unlist();
+            }
+            // An error only means every subscriber has just left; the stop follows.
+            let _ = self.responses.send(self.kept.keep(response));
         }
-        // An error only means every subscriber has just left; the stop follows.
-        let _ = responses.send(Arc::new(response));
+        self.unlist();
     }
-    if let Some(shared) = shared.upgrade() {
-        shared.forget(&key, id);
+
+    /// No later subscriber joins this execution.
+    fn unlist(&self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.forget(&self.key, self.id);
+        }
     }
 }
 
