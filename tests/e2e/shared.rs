@@ -279,6 +279,10 @@ async fn a_subscriber_that_stops_reading_holds_no_one_up() {
         }
     }
     assert!(missed > 0, "a stalled subscriber is told it lagged");
-    assert_eq!(entries + missed, WEBHOOKS, "each change arrives or is counted as missed");
+    assert_eq!(
+        entries + missed,
+        WEBHOOKS,
+        "each change arrives or is counted as missed"
+    );
     server.stop().await;
 }

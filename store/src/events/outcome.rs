@@ -103,8 +103,8 @@ impl Store {
 
     /// [`Store::record_outcome_with_log`] for the leased `event` as its claim returned it,
     /// answering nothing but success. The store then need not read the event's payload,
-    /// headers and raw body back (no statement changes them after the insert): on a
-    /// SQLite file the change feed publishes `event` with what the outcome changed.
+    /// headers and raw body back (no statement changes them after the insert): the change
+    /// feed publishes them from `event`, with the rest of the row as the outcome left it.
     pub async fn record_outcome_of(
         &self,
         event: Event,
@@ -119,7 +119,7 @@ impl Store {
                 lease_id,
                 outcome,
                 Some(log),
-                Some(Box::new(event)),
+                Some(Arc::new(event)),
             )
             .await?;
         Ok(())
@@ -134,8 +134,8 @@ pub(crate) struct Work {
     pub(crate) outcome: Outcome,
     pub(crate) log: Option<OutcomeLog>,
     /// The event as the caller holds it (from its claim), if it gave it: a path that uses it
-    /// takes it, so a later one reads the row back.
-    pub(crate) held: Option<Box<Event>>,
+    /// takes it, so a later one reads the row back. Shared, so cloning the work is cheap.
+    pub(crate) held: Option<Arc<Event>>,
 }
 
 /// Applies an outcome on `txn` (inside the group-commit writer); its attempt row and log
@@ -348,6 +348,15 @@ const MANY_COLUMNS: [(&str, &str); 11] = [
     ("published_generation", "bigint"),
 ];
 
+/// What [`apply_many`] returns when every outcome's caller holds its event: the columns no
+/// statement changes after the insert (headers, raw body, payload) and the mapped output the
+/// outcome sets come from the caller, not back over the wire (nor out of TOAST).
+const HELD_RETURNING: &str = "e.id, e.touchpoint_id, e.received_at, 'null'::jsonb AS headers, \
+     ''::bytea AS raw_body, 'null'::jsonb AS payload, e.dedupe_key, e.duplicates, e.status, \
+     e.attempts, e.next_attempt_at, e.lease_until, NULL::jsonb AS mapped_output, e.last_error, \
+     e.response_status, e.published_generation, e.updated_at, e.lease_id, e.ordering_key, \
+     e.parked, e.retired_dedupe_key, e.last_attempt_at, e.resynced_at";
+
 /// Outcomes applied in one statement on PostgreSQL, each as [`apply`] would: their events,
 /// in `works`' order. `Ok(None)` when one of them no longer carries its lease, is gone or is
 /// named twice (nothing is answered: the caller rolls back and applies them one by one,
@@ -360,6 +369,7 @@ pub(crate) async fn apply_many(
 ) -> Result<Option<Vec<Recorded>>, StoreError> {
     use sea_orm::{DbBackend, FromQueryResult, Statement, Value as SqlValue};
 
+    let all_held = works.iter().all(|work| work.held.is_some());
     let mut values: Vec<SqlValue> = Vec::with_capacity(works.len() * MANY_COLUMNS.len());
     let mut rows = Vec::with_capacity(works.len());
     let mut changes = Vec::with_capacity(works.len());
@@ -384,12 +394,12 @@ pub(crate) async fn apply_many(
                 .map(|attempt| time::stored(attempt.started_at))
                 .into(),
             change.status.as_str().into(),
-            change.mapped.take().into(),
+            change.mapped.clone().into(),
             change.error.take().into(),
             change.response_status.into(),
             change.generation.into(),
         ]);
-        changes.push((work.id, change, work.log));
+        changes.push((work.id, change, work.log, work.held));
     }
     let names: Vec<&str> = MANY_COLUMNS.iter().map(|(name, _)| *name).collect();
     let now_at = values.len() + 1;
@@ -403,9 +413,10 @@ pub(crate) async fn apply_many(
          status = v.status, mapped_output = v.mapped_output, last_error = v.last_error, \
          response_status = v.response_status, published_generation = v.published_generation \
          FROM (VALUES {}) AS v({}) \
-         WHERE e.id = v.id AND e.lease_id = v.lease_id RETURNING e.*",
+         WHERE e.id = v.id AND e.lease_id = v.lease_id RETURNING {}",
         rows.join(", "),
         names.join(", "),
+        if all_held { HELD_RETURNING } else { "e.*" },
     );
     let updated = event::Model::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
@@ -418,10 +429,17 @@ pub(crate) async fn apply_many(
     let mut by_id: std::collections::HashMap<Uuid, event::Model> =
         updated.into_iter().map(|row| (row.id, row)).collect();
     let mut recorded_all = Vec::with_capacity(changes.len());
-    for (id, mut change, log) in changes {
-        let Some(row) = by_id.remove(&id) else {
+    for (id, mut change, log, held) in changes {
+        let Some(mut row) = by_id.remove(&id) else {
             return Ok(None);
         };
+        if all_held && let Some(held) = held {
+            let held = Arc::unwrap_or_clone(held);
+            row.headers = held.headers;
+            row.raw_body = held.raw_body;
+            row.payload = held.payload;
+            row.mapped_output = change.mapped.take();
+        }
         let attempt = change.attempt_row(&row);
         recorded_all.push(recorded(Event::try_from(row)?, attempt, log, now, deferred));
     }

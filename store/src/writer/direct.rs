@@ -246,11 +246,14 @@ fn record(
     deferred: &mut Deferred,
 ) -> Result<Recorded, Fallback> {
     let mut update = Update::of(work.outcome.clone());
-    let held = work.held.take().map(|event| Held {
-        headers: event.headers,
-        raw_body: event.raw_body,
-        payload: event.payload,
-        mapped_output: update.mapped.clone(),
+    let held = work.held.take().map(|event| {
+        let event = Arc::unwrap_or_clone(event);
+        Held {
+            headers: event.headers,
+            raw_body: event.raw_body,
+            payload: event.payload,
+            mapped_output: update.mapped.clone(),
+        }
     });
     let columns = if held.is_some() {
         HELD_EVENT_COLUMNS
@@ -740,7 +743,7 @@ mod tests {
             both.lease(sqlx_id, sqlx_lease).await;
             both.lease(direct.id, direct_lease).await;
             let held = if index == 0 {
-                Some(Box::new(both.read(direct.id).await))
+                Some(Arc::new(both.read(direct.id).await))
             } else {
                 None
             };
@@ -803,7 +806,7 @@ mod tests {
             lease_id: Uuid::now_v7(),
             outcome: Outcome::Skipped { generation: 3 },
             log: None,
-            held: Some(Box::new(both.read(direct.id).await)),
+            held: Some(Arc::new(both.read(direct.id).await)),
         };
         let gave_up = both
             .direct

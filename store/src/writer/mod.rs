@@ -173,7 +173,7 @@ impl Writer {
         lease_id: Uuid,
         outcome: Outcome,
         log: Option<OutcomeLog>,
-        held: Option<Box<Event>>,
+        held: Option<Arc<Event>>,
     ) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
         let work = OutcomeWork {

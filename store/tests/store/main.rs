@@ -10,6 +10,7 @@ mod leases;
 mod lifecycle;
 mod logs;
 mod ordering;
+mod outcomes;
 mod pause;
 mod portal;
 mod queue;
