@@ -38,6 +38,15 @@ async fn shared(server: &Server) -> (i64, i64) {
     )
 }
 
+/// Waits until `/metrics` shows `subscribers` reading `executions` shared executions.
+async fn sharing(server: &Server, subscribers: i64, executions: i64) {
+    let what = format!("{subscribers} subscribers on {executions} executions");
+    eventually(Duration::from_secs(10), &what, || async {
+        (shared(server).await == (subscribers, executions)).then_some(())
+    })
+    .await;
+}
+
 /// An organization's touchpoint that stores webhooks without delivering them (Auto-sync
 /// off), so each webhook is one change; returns the touchpoint and organization ids.
 async fn quiet_touchpoint(server: &Server) -> (String, String) {
@@ -142,15 +151,7 @@ async fn the_same_subscription_runs_once_for_every_subscriber_with_the_same_righ
         variables.clone(),
     )
     .await;
-    eventually(
-        Duration::from_secs(10),
-        "six subscribers on three executions",
-        || {
-            let server = &server;
-            async move { (shared(server).await == (6, 3)).then_some(()) }
-        },
-    )
-    .await;
+    sharing(&server, 6, 3).await;
 
     webhooks(&server, 3).await;
     let stored: Vec<String> = {
@@ -180,28 +181,12 @@ async fn the_same_subscription_runs_once_for_every_subscriber_with_the_same_righ
     for subscription in same.iter_mut().chain([&mut as_viewer]) {
         assert_eq!(next(subscription, 1).await.len(), 1);
     }
-    eventually(
-        Duration::from_secs(10),
-        "four subscribers on two executions",
-        || {
-            let server = &server;
-            async move { (shared(server).await == (4, 2)).then_some(()) }
-        },
-    )
-    .await;
+    sharing(&server, 4, 2).await;
 
     drop(same);
     drop(as_viewer);
     webhooks(&server, 1).await;
-    eventually(
-        Duration::from_secs(10),
-        "no subscriber and no execution",
-        || {
-            let server = &server;
-            async move { (shared(server).await == (0, 0)).then_some(()) }
-        },
-    )
-    .await;
+    sharing(&server, 0, 0).await;
     server.stop().await;
 }
 
@@ -237,15 +222,7 @@ async fn a_subscriber_that_stops_reading_holds_no_one_up() {
         .expect("subscribe");
     let mut reader =
         Subscription::start(&server, "graphql-transport-ws", PAYLOADS, variables.clone()).await;
-    eventually(
-        Duration::from_secs(10),
-        "two subscribers on one execution",
-        || {
-            let server = &server;
-            async move { (shared(server).await == (2, 1)).then_some(()) }
-        },
-    )
-    .await;
+    sharing(&server, 2, 1).await;
 
     // `stalled` reads nothing from here on: 16 MiB of changes are far more than loopback
     // buffers hold.
