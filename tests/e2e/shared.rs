@@ -263,3 +263,27 @@ async fn a_subscriber_that_stops_reading_holds_no_one_up() {
     );
     server.stop().await;
 }
+
+/// A refused subscription ends its execution at once; each subscriber is still told why (the
+/// answer outlives the execution's task), never that it missed something.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_subscription_is_told_why_however_fast_its_execution_ends() {
+    let backend = Backend::sqlite();
+    let server = Server::start(&backend).await;
+    quiet_touchpoint(&server).await;
+    let variables = json!({ "id": uuid::Uuid::now_v7().to_string() });
+    let mut subscriptions = Vec::new();
+    for _ in 0..30 {
+        subscriptions.push(
+            Subscription::start(&server, "graphql-transport-ws", ENTRIES, variables.clone()).await,
+        );
+    }
+    for subscription in &mut subscriptions {
+        let answer = next(subscription, 1).await.remove(0);
+        assert_eq!(
+            answer["errors"][0]["extensions"]["code"], "TOUCHPOINT_NOT_FOUND",
+            "{answer}"
+        );
+    }
+    server.stop().await;
+}

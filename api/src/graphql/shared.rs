@@ -146,6 +146,10 @@ struct Execution {
     id: u64,
     key: Key,
     responses: broadcast::WeakSender<Weak<SharedResponse>>,
+    /// Its latest responses. Here rather than in its task, so that they outlive the task for
+    /// as long as a subscriber may still read them (the last ones of an execution that ended,
+    /// such as a refusal).
+    kept: Mutex<Kept>,
     stop: CancellationToken,
     shared: Weak<Shared>,
 }
@@ -286,6 +290,7 @@ impl Shared {
             id,
             key: key.clone(),
             responses: responses.downgrade(),
+            kept: Mutex::new(Kept::new(Arc::clone(&self.kept_in_all))),
             stop: stop.clone(),
             shared: Arc::downgrade(self),
         });
@@ -301,7 +306,7 @@ impl Shared {
         let running = Running {
             stream,
             responses,
-            kept: Kept::new(Arc::clone(&self.kept_in_all)),
+            execution: Arc::downgrade(&execution),
             stop,
             shared: Arc::downgrade(self),
             key,
@@ -335,7 +340,7 @@ impl Shared {
 struct Running {
     stream: BoxStream<'static, Response>,
     responses: broadcast::Sender<Weak<SharedResponse>>,
-    kept: Kept,
+    execution: Weak<Execution>,
     stop: CancellationToken,
     shared: Weak<Shared>,
     key: Key,
@@ -356,8 +361,18 @@ impl Running {
             if response.is_err() {
                 self.unlist();
             }
+            let Some(execution) = self.execution.upgrade() else {
+                // Every subscriber has left.
+                break;
+            };
+            let kept = execution
+                .kept
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .keep(response);
+            drop(execution);
             // An error only means every subscriber has just left; the stop follows.
-            let _ = self.responses.send(self.kept.keep(response));
+            let _ = self.responses.send(kept);
         }
         self.unlist();
     }
