@@ -48,8 +48,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
-    ApiError, HookplaneSchema,
+    HookplaneSchema,
     slots::{ConnectionSlots, SubscriptionSlot},
+    subscription,
 };
 use crate::auth::{Principal, Role};
 use gauges::GaugeHeld;
@@ -130,11 +131,7 @@ impl RootField {
 
     /// What an unshared subscription answers when it falls behind the change feed.
     fn lagged(&self, missed: u64) -> Response {
-        let error: async_graphql::Error = ApiError::invalid(
-            "SUBSCRIPTION_LAGGED",
-            format!("{missed} changes were missed; query the bucket to catch up"),
-        )
-        .into();
+        let error: async_graphql::Error = subscription::lagged(missed).into();
         let mut error = error.into_server_error(self.pos);
         error.path = vec![PathSegment::Field(self.response_key.clone())];
         Response::from_errors(vec![error])
@@ -154,12 +151,19 @@ struct Execution {
     shared: Weak<Shared>,
 }
 
-impl Drop for Execution {
-    fn drop(&mut self) {
-        self.stop.cancel();
+impl Execution {
+    /// No later subscriber joins this execution.
+    fn unlist(&self) {
         if let Some(shared) = self.shared.upgrade() {
             shared.forget(&self.key, self.id);
         }
+    }
+}
+
+impl Drop for Execution {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.unlist();
     }
 }
 
@@ -295,7 +299,7 @@ impl Shared {
             shared: Arc::downgrade(self),
         });
         self.executions()
-            .insert(key.clone(), (id, Arc::downgrade(&execution)));
+            .insert(key, (id, Arc::downgrade(&execution)));
 
         // The execution runs with the key's rights and without a connection's slots: each
         // subscriber holds its own slot.
@@ -308,9 +312,6 @@ impl Shared {
             responses,
             execution: Arc::downgrade(&execution),
             stop,
-            shared: Arc::downgrade(self),
-            key,
-            id,
             _running: GaugeHeld::new(&self.gauges.executions),
         };
         tokio::spawn(running.run().instrument(span));
@@ -342,9 +343,6 @@ struct Running {
     responses: broadcast::Sender<Weak<SharedResponse>>,
     execution: Weak<Execution>,
     stop: CancellationToken,
-    shared: Weak<Shared>,
-    key: Key,
-    id: u64,
     _running: GaugeHeld,
 }
 
@@ -358,13 +356,13 @@ impl Running {
                     None => break,
                 },
             };
-            if response.is_err() {
-                self.unlist();
-            }
             let Some(execution) = self.execution.upgrade() else {
-                // Every subscriber has left.
+                // Every subscriber has left (and the execution is unlisted).
                 break;
             };
+            if response.is_err() {
+                execution.unlist();
+            }
             let kept = execution
                 .kept
                 .lock()
@@ -374,13 +372,8 @@ impl Running {
             // An error only means every subscriber has just left; the stop follows.
             let _ = self.responses.send(kept);
         }
-        self.unlist();
-    }
-
-    /// No later subscriber joins this execution.
-    fn unlist(&self) {
-        if let Some(shared) = self.shared.upgrade() {
-            shared.forget(&self.key, self.id);
+        if let Some(execution) = self.execution.upgrade() {
+            execution.unlist();
         }
     }
 }

@@ -143,10 +143,7 @@ async fn changes_of(
             std::future::ready(match item {
                 Ok(change) if change.touchpoint_id == touchpoint_id => Some(Ok(change)),
                 Ok(_) => None,
-                Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Err(ApiError::invalid(
-                    "SUBSCRIPTION_LAGGED",
-                    format!("{missed} changes were missed; query the bucket to catch up"),
-                ))),
+                Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Err(lagged(missed))),
             })
         })
         .map(move |item| {
@@ -154,4 +151,12 @@ async fn changes_of(
             item
         })
         .take_until(shutdown.cancelled_owned()))
+}
+
+/// What a subscriber that fell `missed` changes behind is told.
+pub(super) fn lagged(missed: u64) -> ApiError {
+    ApiError::invalid(
+        "SUBSCRIPTION_LAGGED",
+        format!("{missed} changes were missed; query the bucket to catch up"),
+    )
 }
