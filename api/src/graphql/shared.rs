@@ -9,9 +9,9 @@
 //!
 //! What stays per subscriber: its subscription slot (per connection and per token, taken when
 //! it joins, given back when it leaves), its end (a `complete` or a closed socket ends only
-//! its own stream), and its lag (a subscriber too slow for the execution's buffer is told
-//! `SUBSCRIPTION_LAGGED`, as an unshared one is; what it can hold on to is bounded: see
-//! [`kept`]). The execution runs with the rights of the
+//! its own stream), and its position in the execution's window of kept responses (a
+//! subscriber that falls behind the window is told `SUBSCRIPTION_LAGGED`, as an unshared one
+//! is; what the window holds is bounded: see [`kept`]). The execution runs with the rights of the
 //! key, which are every subscriber's rights; it stops when its last subscriber leaves, or at
 //! shutdown. An execution that answers an error (a refused subscription, a lag of its own) is
 //! no longer joined: a later subscriber starts an execution, and its checks, of its own.
@@ -42,7 +42,7 @@ use futures::{
     StreamExt,
     stream::{self, BoxStream},
 };
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -55,7 +55,7 @@ use super::{
 use crate::auth::{Principal, Role};
 use gauges::GaugeHeld;
 pub use gauges::Gauges;
-use kept::{KEPT_RESPONSES, Kept, SharedResponse};
+use kept::Kept;
 
 /// The executor WebSockets run their operations on.
 #[derive(Clone)]
@@ -142,16 +142,21 @@ impl RootField {
 struct Execution {
     id: u64,
     key: Key,
-    responses: broadcast::WeakSender<Weak<SharedResponse>>,
-    /// Its latest responses. Here rather than in its task, so that they outlive the task for
-    /// as long as a subscriber may still read them (the last ones of an execution that ended,
-    /// such as a refusal).
+    /// Its latest responses, which its subscribers read. Here rather than in its task, so that
+    /// they outlive the task for as long as a subscriber may still read them (the last ones of
+    /// an execution that ended, such as a refusal).
     kept: Mutex<Kept>,
+    /// Changes when it keeps a response; closed when its task has ended.
+    answered: watch::Receiver<()>,
     stop: CancellationToken,
     shared: Weak<Shared>,
 }
 
 impl Execution {
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// No later subscriber joins this execution.
     fn unlist(&self) {
         if let Some(shared) = self.shared.upgrade() {
@@ -167,15 +172,17 @@ impl Drop for Execution {
     }
 }
 
-/// One subscriber's hold on an execution.
+/// One subscriber's hold on an execution: a position in its kept responses.
 struct Subscriber {
-    responses: broadcast::Receiver<Weak<SharedResponse>>,
+    execution: Arc<Execution>,
+    answered: watch::Receiver<()>,
+    /// The number of the next response it reads.
+    at: u64,
+    /// The execution's task has ended: what is kept is all there will be.
+    ended: bool,
     root: RootField,
-    /// Responses it came to after the execution had let go of them, not yet reported.
-    missed: u64,
     /// A response to send after reporting what was missed before it.
-    pending: Option<Arc<SharedResponse>>,
-    _execution: Arc<Execution>,
+    pending: Option<Arc<Response>>,
     _slot: SubscriptionSlot,
     _open: GaugeHeld,
 }
@@ -184,23 +191,26 @@ impl Subscriber {
     /// Its next response: a copy of the execution's, or a lag report.
     async fn next(&mut self) -> Option<Response> {
         if let Some(pending) = self.pending.take() {
-            return Some(copy(pending.response()));
+            return Some(copy(&pending));
         }
         loop {
-            match self.responses.recv().await {
-                Ok(response) => match response.upgrade() {
-                    Some(response) if self.missed == 0 => return Some(copy(response.response())),
-                    Some(response) => {
-                        self.pending = Some(response);
-                        return Some(self.root.lagged(std::mem::take(&mut self.missed)));
-                    }
-                    None => self.missed += 1,
-                },
-                Err(RecvError::Lagged(missed)) => self.missed += missed,
-                Err(RecvError::Closed) if self.missed > 0 => {
-                    return Some(self.root.lagged(std::mem::take(&mut self.missed)));
+            // Seen before reading: a response kept after the read wakes the wait below.
+            self.answered.mark_unchanged();
+            let read = self.execution.kept().read(self.at);
+            self.at += read.missed + u64::from(read.response.is_some());
+            match (read.missed, read.response) {
+                (0, Some(response)) => return Some(copy(&response)),
+                (0, None) => {}
+                (missed, response) => {
+                    self.pending = response;
+                    return Some(self.root.lagged(missed));
                 }
-                Err(RecvError::Closed) => return None,
+            }
+            if self.ended {
+                return None;
+            }
+            if self.answered.changed().await.is_err() {
+                self.ended = true;
             }
         }
     }
@@ -243,13 +253,14 @@ impl SharingExecutor {
             slot,
             principal,
         } = admitted;
-        let (execution, responses) = self.inner.join(key, request, &principal);
+        let (execution, at) = self.inner.join(key, request, &principal);
         let subscriber = Subscriber {
-            responses,
+            answered: execution.answered.clone(),
+            execution,
+            at,
+            ended: false,
             root,
-            missed: 0,
             pending: None,
-            _execution: execution,
             _slot: slot,
             _open: GaugeHeld::new(&self.inner.gauges.open),
         };
@@ -270,30 +281,31 @@ struct Admitted {
 }
 
 impl Shared {
-    /// Joins the running execution of `key`, or starts one with `request`.
+    /// Joins the running execution of `key`, or starts one with `request`; with the number
+    /// of the first response the subscriber reads.
     fn join(
         self: &Arc<Self>,
         key: Key,
         request: Request,
         principal: &Principal,
-    ) -> (Arc<Execution>, broadcast::Receiver<Weak<SharedResponse>>) {
+    ) -> (Arc<Execution>, u64) {
         let running = self
             .executions()
             .get(&key)
             .map(|(_, execution)| Weak::clone(execution));
         if let Some(execution) = running.as_ref().and_then(Weak::upgrade)
-            && let Some(responses) = execution.responses.upgrade()
+            && execution.answered.has_changed().is_ok()
         {
-            let receiver = responses.subscribe();
-            return (execution, receiver);
+            let at = execution.kept().next();
+            return (execution, at);
         }
-        let (responses, receiver) = broadcast::channel(KEPT_RESPONSES);
+        let (answered, answers) = watch::channel(());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stop = CancellationToken::new();
         let execution = Arc::new(Execution {
             id,
             key: key.clone(),
-            responses: responses.downgrade(),
+            answered: answers,
             kept: Mutex::new(Kept::new(Arc::clone(&self.kept_in_all))),
             stop: stop.clone(),
             shared: Arc::downgrade(self),
@@ -309,13 +321,13 @@ impl Shared {
         let span = tracing::info_span!("shared_subscription", execution = id);
         let running = Running {
             stream,
-            responses,
+            answered,
             execution: Arc::downgrade(&execution),
             stop,
             _running: GaugeHeld::new(&self.gauges.executions),
         };
         tokio::spawn(running.run().instrument(span));
-        (execution, receiver)
+        (execution, 0)
     }
 
     fn executions(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (u64, Weak<Execution>)>> {
@@ -340,7 +352,8 @@ impl Shared {
 /// is stopped.
 struct Running {
     stream: BoxStream<'static, Response>,
-    responses: broadcast::Sender<Weak<SharedResponse>>,
+    /// Dropped when the task ends, which tells subscribers that nothing more comes.
+    answered: watch::Sender<()>,
     execution: Weak<Execution>,
     stop: CancellationToken,
     _running: GaugeHeld,
@@ -363,14 +376,9 @@ impl Running {
             if response.is_err() {
                 execution.unlist();
             }
-            let kept = execution
-                .kept
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .keep(response);
+            execution.kept().keep(response);
             drop(execution);
-            // An error only means every subscriber has just left; the stop follows.
-            let _ = self.responses.send(kept);
+            self.answered.send_replace(());
         }
         if let Some(execution) = self.execution.upgrade() {
             execution.unlist();

@@ -1,26 +1,25 @@
-//! What a shared execution keeps of its latest responses, so that subscribers a little behind
-//! still get them, and what a subscriber that stops reading can hold on to: nothing large.
+//! What a shared execution keeps of its latest responses, which is all its subscribers read:
+//! a subscriber is a position in this window, so one that stops reading holds nothing.
 //!
-//! The channel to subscribers carries weak references; the execution alone holds its
-//! responses, and drops its oldest once it keeps more than [`KEPT_RESPONSES`], more than
-//! [`KEPT_BYTES`] (estimated), or, while all executions together keep more than
-//! [`KEPT_BYTES_IN_ALL`], more than [`KEPT_ALWAYS`]. A subscriber that comes to a dropped
-//! response has fallen behind and is told so (`SUBSCRIPTION_LAGGED`). So a socket that
-//! stops reading pins a few bytes per change it missed (the channel's slots), not the
-//! changes: a thousand stalled subscribers of large payloads cost what one does.
+//! An execution drops its oldest response once it keeps more than [`KEPT_RESPONSES`], more
+//! than [`KEPT_BYTES`] (estimated), or, while all executions together keep more than
+//! [`KEPT_BYTES_IN_ALL`], more than [`KEPT_ALWAYS`]. A subscriber whose position falls before
+//! the window has fallen behind and is told how many it missed (`SUBSCRIPTION_LAGGED`). So a
+//! thousand stalled subscribers of large payloads cost what one does, and an execution costs
+//! only the responses it keeps (no per-execution buffer of slots).
 
 use std::{
     collections::VecDeque,
     sync::{
-        Arc, Weak,
+        Arc,
         atomic::{AtomicUsize, Ordering},
     },
 };
 
 use async_graphql::{Response, Value};
 
-/// Responses an execution keeps at most; also the channel's capacity.
-pub(super) const KEPT_RESPONSES: usize = 512;
+/// Responses an execution keeps at most.
+const KEPT_RESPONSES: usize = 512;
 /// Bytes of responses (estimated) one execution keeps at most (always its latest one).
 const KEPT_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes of responses all executions keep together before each keeps only its latest
@@ -28,54 +27,71 @@ const KEPT_BYTES: usize = 4 * 1024 * 1024;
 const KEPT_BYTES_IN_ALL: usize = 64 * 1024 * 1024;
 const KEPT_ALWAYS: usize = 16;
 
-/// A response as executions keep it (boxed, so a weak reference left in the channel keeps
-/// only a pointer's worth of it once the execution has let go).
-pub(super) struct SharedResponse(Box<Response>);
-
-impl SharedResponse {
-    pub(super) fn response(&self) -> &Response {
-        &self.0
-    }
-}
-
-/// One execution's kept responses; what it keeps counts toward `in_all`.
+/// One execution's kept responses, numbered from 0 in the order it answered them; what it
+/// keeps counts toward `in_all`.
 pub(super) struct Kept {
-    responses: VecDeque<(Arc<SharedResponse>, usize)>,
+    responses: VecDeque<(Arc<Response>, usize)>,
+    /// The number of the oldest kept response.
+    first: u64,
     bytes: usize,
     in_all: Arc<AtomicUsize>,
+}
+
+/// What a subscriber reads at its position.
+pub(super) struct Read {
+    /// Responses between its position and the oldest kept one: dropped before it read them.
+    pub missed: u64,
+    /// The response at its position (after the missed ones), if the execution has answered it.
+    pub response: Option<Arc<Response>>,
 }
 
 impl Kept {
     pub(super) fn new(in_all: Arc<AtomicUsize>) -> Self {
         Self {
             responses: VecDeque::new(),
+            first: 0,
             bytes: 0,
             in_all,
         }
     }
 
-    /// Keeps `response` (dropping the oldest as the bounds say); the weak reference is what
-    /// subscribers get.
-    pub(super) fn keep(&mut self, response: Response) -> Weak<SharedResponse> {
+    /// The number the next response will have: where a subscriber joining now starts.
+    pub(super) fn next(&self) -> u64 {
+        self.first + self.responses.len() as u64
+    }
+
+    /// Keeps `response` (dropping the oldest as the bounds say).
+    pub(super) fn keep(&mut self, response: Response) {
         let bytes = estimated_bytes(&response.data)
             + response
                 .errors
                 .iter()
                 .map(|e| e.message.len() + 64)
                 .sum::<usize>();
-        let shared = Arc::new(SharedResponse(Box::new(response)));
-        let weak = Arc::downgrade(&shared);
-        self.responses.push_back((shared, bytes));
+        self.responses.push_back((Arc::new(response), bytes));
         self.bytes += bytes;
         self.in_all.fetch_add(bytes, Ordering::Relaxed);
         while self.over() {
             let Some((_, bytes)) = self.responses.pop_front() else {
                 break;
             };
+            self.first += 1;
             self.bytes -= bytes;
             self.in_all.fetch_sub(bytes, Ordering::Relaxed);
         }
-        weak
+    }
+
+    /// What a subscriber at position `at` reads.
+    pub(super) fn read(&self, at: u64) -> Read {
+        let missed = self.first.saturating_sub(at);
+        let index = usize::try_from(at + missed - self.first).unwrap_or(usize::MAX);
+        Read {
+            missed,
+            response: self
+                .responses
+                .get(index)
+                .map(|(response, _)| Arc::clone(response)),
+        }
     }
 
     fn over(&self) -> bool {
@@ -117,29 +133,52 @@ mod tests {
         Response::new(Value::String("x".repeat(bytes)))
     }
 
+    fn length_at(kept: &Kept, at: u64) -> Option<usize> {
+        match &kept.read(at).response?.data {
+            Value::String(text) => Some(text.len()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_subscriber_reads_in_order_and_waits_at_the_end() {
+        let mut kept = Kept::new(Arc::default());
+        assert_eq!(kept.next(), 0);
+        assert!(kept.read(0).response.is_none(), "nothing answered yet");
+        kept.keep(response(1));
+        kept.keep(response(2));
+        assert_eq!(kept.next(), 2);
+        assert_eq!(length_at(&kept, 0), Some(1));
+        assert_eq!(length_at(&kept, 1), Some(2));
+        let end = kept.read(2);
+        assert_eq!((end.missed, end.response.is_none()), (0, true));
+    }
+
     #[test]
     fn an_execution_keeps_its_latest_responses_within_count_and_bytes() {
         let in_all = Arc::new(AtomicUsize::new(0));
         let mut kept = Kept::new(Arc::clone(&in_all));
-        let first = kept.keep(response(10));
-        let weaks: Vec<_> = (0..KEPT_RESPONSES)
-            .map(|_| kept.keep(response(10)))
-            .collect();
-        assert!(
-            first.upgrade().is_none(),
-            "the oldest beyond the count is dropped"
-        );
-        assert!(weaks.iter().all(|weak| weak.upgrade().is_some()));
+        for _ in 0..=KEPT_RESPONSES {
+            kept.keep(response(10));
+        }
+        let behind = kept.read(0);
+        assert_eq!(behind.missed, 1, "the oldest beyond the count is dropped");
+        assert_eq!(length_at(&kept, 1), Some(10));
 
-        let big = kept.keep(response(KEPT_BYTES / 2));
-        let bigger = kept.keep(response(KEPT_BYTES / 2 + 1));
-        assert!(big.upgrade().is_none(), "over the bytes: the older ones go");
-        assert!(weaks.iter().all(|weak| weak.upgrade().is_none()));
-        let response = bigger.upgrade().expect("the latest is always kept");
-        assert!(
-            matches!(&response.response().data, Value::String(text) if text.len() == KEPT_BYTES / 2 + 1)
+        kept.keep(response(KEPT_BYTES / 2));
+        let bigger = kept.next();
+        kept.keep(response(KEPT_BYTES / 2 + 1));
+        let behind = kept.read(1);
+        assert_eq!(
+            behind.missed,
+            bigger - 1,
+            "over the bytes: all older ones go"
         );
-        drop(response);
+        assert_eq!(
+            length_at(&kept, bigger),
+            Some(KEPT_BYTES / 2 + 1),
+            "the latest is always kept"
+        );
 
         drop(kept);
         assert_eq!(
@@ -162,21 +201,19 @@ mod tests {
             }
             held.push(one);
         }
-        let weaks: Vec<_> = (0..KEPT_ALWAYS * 2)
-            .map(|_| others.keep(response(10)))
-            .collect();
-        let alive = weaks.iter().filter(|weak| weak.upgrade().is_some()).count();
+        for _ in 0..KEPT_ALWAYS * 2 {
+            others.keep(response(10));
+        }
         assert_eq!(
-            alive, KEPT_ALWAYS,
+            others.read(0).missed,
+            KEPT_ALWAYS as u64,
             "only the latest few while the total is over"
         );
         drop(held);
-        let weaks: Vec<_> = (0..KEPT_ALWAYS * 2)
-            .map(|_| others.keep(response(10)))
-            .collect();
-        assert!(
-            weaks.iter().all(|weak| weak.upgrade().is_some()),
-            "room again"
-        );
+        let from = others.next();
+        for _ in 0..KEPT_ALWAYS * 2 {
+            others.keep(response(10));
+        }
+        assert_eq!(others.read(from).missed, 0, "room again");
     }
 }
