@@ -28,6 +28,10 @@ pub struct Metrics {
     pub purged: IntCounterVec,
     /// Failed delivery attempts that were scheduled to be tried again.
     pub delivery_retries: IntCounter,
+    /// Times an idle sync worker asked the store when its next event is due (a look at the
+    /// backlog). It looks when woken by new work for a touchpoint with Auto-sync on, and at
+    /// its idle poll: webhooks for touchpoints with Auto-sync off do not wake it.
+    pub worker_due_lookups: IntCounter,
     /// Times a destination slowed deliveries down, by reason: it pushed back
     /// (`destination_429`, `destination_503`), asked to wait (`retry_after_hold`), or a claimed
     /// event was handed back because its destination had no room (`concurrency`, `rate`,
@@ -98,6 +102,11 @@ impl Metrics {
             "Failed delivery attempts scheduled to be tried again",
         )
         .expect("valid metric definition");
+        let worker_due_lookups = IntCounter::new(
+            "worker_due_lookups_total",
+            "Times an idle sync worker asked the store when its next event is due",
+        )
+        .expect("valid metric definition");
         let delivery_throttled = IntCounterVec::new(
             Opts::new(
                 "delivery_throttled_total",
@@ -128,6 +137,7 @@ impl Metrics {
             Box::new(bucket_events.clone()),
             Box::new(purged.clone()),
             Box::new(delivery_retries.clone()),
+            Box::new(worker_due_lookups.clone()),
             Box::new(delivery_throttled.clone()),
             Box::new(store_writer.clone()),
             Box::new(csp_violations.clone()),
@@ -146,6 +156,7 @@ impl Metrics {
             bucket_events,
             purged,
             delivery_retries,
+            worker_due_lookups,
             delivery_throttled,
             store_writer,
             csp_violations,

@@ -288,7 +288,12 @@ async fn intake(
             );
             (Outcome::Storage, error)
         })?;
-    state.wake_worker.notify_one();
+    // Only a touchpoint with Auto-sync on has work for the worker (the store's change feed
+    // wakes it too; this saves the hop). Waking it for the others costs a look at the store
+    // per webhook that finds nothing to do.
+    if running.auto_sync {
+        state.wake_worker.notify_one();
+    }
 
     let event_ids: Vec<String> = appended
         .iter()

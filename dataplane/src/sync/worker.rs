@@ -501,6 +501,7 @@ impl Worker {
                     .is_none_or(|only| only.contains(&running.id))
         });
         let due = if any_open || closed.is_empty() {
+            self.metrics.worker_due_lookups.inc();
             self.store.next_due_at_where(&waiting).await
         } else {
             Ok(None)
