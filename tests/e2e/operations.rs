@@ -320,19 +320,9 @@ async fn retention_purges_old_entries_but_never_unprocessed_ones(backend: Backen
     let connection = flows::connection(&server).await;
     let mut ids = Vec::new();
     for (endpoint, auto_sync) in [("delivered", true), ("waiting", false)] {
-        let id = flows::touchpoint(
-            &server,
-            &connection,
-            json!({
-                "name": endpoint,
-                "source": { "endpoint": endpoint, "verification": { "scheme": "none" } },
-                "destination": { "url": destination.url("/erp") },
-                "autoSync": auto_sync,
-            }),
-        )
-        .await;
-        flows::publish(&server, &id).await;
-        ids.push(id);
+        let extra =
+            json!({ "destination": { "url": destination.url("/erp") }, "autoSync": auto_sync });
+        ids.push(flows::published_touchpoint(&server, &connection, endpoint, extra).await);
     }
     let client = reqwest::Client::new();
     for n in 0..5 {
@@ -373,28 +363,11 @@ async fn retention_purges_old_entries_but_never_unprocessed_ones(backend: Backen
     server.stop().await;
 }
 
-/// `hookplane_worker_due_lookups_total` as `/metrics` shows it now.
-async fn due_lookups(client: &reqwest::Client, server: &Server) -> u64 {
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("hookplane_worker_due_lookups_total "))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("hookplane_worker_due_lookups_total in {metrics}"))
-}
-
 /// A webhook for a touchpoint with Auto-sync off gives the worker nothing to do, so it must
 /// not wake it: each wake costs a look at the store (a scan of the backlog), and a busy
 /// endpoint would turn into a query per webhook. One with Auto-sync on does wake it.
 async fn webhooks_without_auto_sync_leave_the_worker_idle(backend: Backend) {
-    const IDLE_POLL_MS: u64 = 1000;
+    const IDLE_POLL_MS: i64 = 1000;
     let destination = Destination::start(Mode::Ok).await;
     let server = Server::start_with(
         &backend,
@@ -403,38 +376,30 @@ async fn webhooks_without_auto_sync_leave_the_worker_idle(backend: Backend) {
     .await;
     let connection = flows::connection(&server).await;
     for (endpoint, auto_sync) in [("collected", false), ("synced", true)] {
-        let touchpoint = flows::touchpoint(
-            &server,
-            &connection,
-            json!({
-                "name": endpoint,
-                "source": { "endpoint": endpoint, "verification": { "scheme": "none" } },
-                "destination": { "url": destination.url("/erp") },
-                "autoSync": auto_sync,
-            }),
-        )
-        .await;
-        flows::publish(&server, &touchpoint).await;
+        let extra =
+            json!({ "destination": { "url": destination.url("/erp") }, "autoSync": auto_sync });
+        flows::published_touchpoint(&server, &connection, endpoint, extra).await;
     }
     let client = reqwest::Client::new();
+    let due_lookups = || server.metric("hookplane_worker_due_lookups_total");
 
-    let before = due_lookups(&client, &server).await;
+    let before = due_lookups().await;
     let started = std::time::Instant::now();
     const WEBHOOKS: u64 = 100;
     for n in 0..WEBHOOKS {
         let (status, _) = post_webhook(&client, &server, "collected", &json!({ "n": n })).await;
         assert_eq!(status, 200);
     }
-    let looked = due_lookups(&client, &server).await - before;
+    let looked = due_lookups().await - before;
     // Only its idle poll (and a look already under way) while they arrived.
-    let polls = started.elapsed().as_millis() as u64 / IDLE_POLL_MS + 2;
+    let polls = started.elapsed().as_millis() as i64 / IDLE_POLL_MS + 2;
     assert!(
         looked <= polls,
         "{looked} looks at the store for {WEBHOOKS} webhooks without Auto-sync in {:?}",
         started.elapsed()
     );
 
-    let before = due_lookups(&client, &server).await;
+    let before = due_lookups().await;
     let (status, _) = post_webhook(&client, &server, "synced", &json!({ "n": 0 })).await;
     assert_eq!(status, 200);
     eventually(Duration::from_secs(10), "delivered", || async {
@@ -444,7 +409,7 @@ async fn webhooks_without_auto_sync_leave_the_worker_idle(backend: Backend) {
     eventually(
         Duration::from_secs(5),
         "the worker looked again",
-        || async { (due_lookups(&client, &server).await > before).then_some(()) },
+        || async { (due_lookups().await > before).then_some(()) },
     )
     .await;
     server.stop().await;

@@ -202,18 +202,8 @@ async fn choose(client: &Client, selector: &str, value: &str) {
 }
 
 /// `hookplane_portal_csp_violations_total`, as `/metrics` shows it.
-async fn csp_violations(server: &Server) -> u64 {
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("hookplane_portal_csp_violations_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("the CSP violation counter")
+async fn csp_violations(server: &Server) -> i64 {
+    server.metric("hookplane_portal_csp_violations_total").await
 }
 
 /// Every resource the page has loaded (scripts, styles, fetches) came from `origin`.

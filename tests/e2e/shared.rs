@@ -20,21 +20,11 @@ const PAYLOADS: &str = "subscription($id: ID!) { resyncBucket(touchpointId: $id)
 
 /// `(subscribers, executions)` as `/metrics` shows them.
 async fn shared(server: &Server) -> (i64, i64) {
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("a body");
-    let gauge = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /metrics"))
-    };
     (
-        gauge("hookplane_shared_subscribers"),
-        gauge("hookplane_shared_subscription_executions"),
+        server.metric("hookplane_shared_subscribers").await,
+        server
+            .metric("hookplane_shared_subscription_executions")
+            .await,
     )
 }
 

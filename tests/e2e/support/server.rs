@@ -167,6 +167,26 @@ impl Server {
         format!("http://{}{path}", self.address)
     }
 
+    /// The value of the unlabelled metric `name` (or of `name{labels}`) on `/metrics`.
+    pub async fn metric(&self, name: &str) -> i64 {
+        let metrics = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("a body");
+        metrics
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://{}/graphql/ws", self.address)
     }
