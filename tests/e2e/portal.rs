@@ -27,6 +27,7 @@ use crate::support::{
     destination::{Destination, Mode},
     gql_ok,
     graphql::gql_as,
+    new_token,
 };
 
 const SECRET: &str = "portal-shopify-secret";
@@ -404,15 +405,7 @@ async fn the_portal_in_a_browser() {
     let org =
         gql_ok(&server, "{ organizations { id } }", json!({})).await["organizations"][0]["id"]
             .clone();
-    let viewer = gql_ok(
-        &server,
-        "mutation($org: ID) { createToken(input: { organizationId: $org, name: \"portal-viewer\", role: VIEWER }) { secret } }",
-        json!({ "org": org }),
-    )
-    .await["createToken"]["secret"]
-        .as_str()
-        .expect("a viewer token")
-        .to_owned();
+    let viewer = new_token(&server, &org, "portal-viewer", "VIEWER").await;
     // A connection.
     css(client, "#new-connection").await;
     until(
@@ -1114,15 +1107,7 @@ async fn the_portal_reads_roles_and_searches_buckets() {
         data["organizations"][0]["id"]
     );
     let org = data["organizations"][0]["id"].clone();
-    let operator = gql_ok(
-        &server,
-        "mutation($org: ID) { createToken(input: { organizationId: $org, name: \"ops\", role: OPERATOR }) { secret } }",
-        json!({ "org": org }),
-    )
-    .await["createToken"]["secret"]
-        .as_str()
-        .expect("a token")
-        .to_owned();
+    let operator = new_token(&server, &org, "ops", "OPERATOR").await;
     let theirs = gql_as(
         &server,
         &operator,

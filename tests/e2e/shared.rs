@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::H
 
 use crate::{
     flows::{self, post_webhook},
-    support::{Backend, Server, Subscription, eventually, gql_ok},
+    support::{Backend, Server, Subscription, eventually, gql_ok, new_token},
 };
 
 const ENTRIES: &str =
@@ -112,15 +112,7 @@ async fn the_same_subscription_runs_once_for_every_subscriber_with_the_same_righ
     let backend = Backend::sqlite();
     let server = Server::start(&backend).await;
     let (touchpoint, organization) = quiet_touchpoint(&server).await;
-    let viewer = gql_ok(
-        &server,
-        "mutation($org: ID!) { createToken(input: { organizationId: $org, name: \"viewer\", role: VIEWER }) { secret } }",
-        json!({ "org": organization }),
-    )
-    .await["createToken"]["secret"]
-        .as_str()
-        .expect("a secret")
-        .to_owned();
+    let viewer = new_token(&server, &json!(organization), "viewer", "VIEWER").await;
     let variables = json!({ "id": touchpoint });
     let start = |protocol: &'static str, query: &'static str| {
         Subscription::start(&server, protocol, query, variables.clone())

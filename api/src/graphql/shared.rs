@@ -129,7 +129,8 @@ impl RootField {
         })
     }
 
-    /// What an unshared subscription answers when it falls behind the change feed.
+    /// What a subscriber that fell behind answers: the error an unshared subscription gives
+    /// when it falls behind the change feed, at this root field.
     fn lagged(&self, missed: u64) -> Response {
         let error: async_graphql::Error = subscription::lagged(missed).into();
         let mut error = error.into_server_error(self.pos);

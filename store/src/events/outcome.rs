@@ -394,7 +394,13 @@ pub(crate) async fn apply_many(
                 .map(|attempt| time::stored(attempt.started_at))
                 .into(),
             change.status.as_str().into(),
-            change.mapped.clone().into(),
+            // Kept for the held event's row when the statement returns none of it.
+            if all_held {
+                change.mapped.clone()
+            } else {
+                change.mapped.take()
+            }
+            .into(),
             change.error.take().into(),
             change.response_status.into(),
             change.generation.into(),

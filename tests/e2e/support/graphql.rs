@@ -48,6 +48,20 @@ pub async fn gql_ok(server: &Server, query: &str, variables: Value) -> Value {
     response["data"].clone()
 }
 
+/// The secret of a new token named `name` with `role` (`VIEWER`, `OPERATOR`, `ADMIN`) in
+/// `organization` (its id), created with the server's owner token.
+pub async fn new_token(server: &Server, organization: &Value, name: &str, role: &str) -> String {
+    gql_ok(
+        server,
+        "mutation($org: ID, $name: String!, $role: TokenRole!) { createToken(input: { organizationId: $org, name: $name, role: $role }) { secret } }",
+        json!({ "org": organization, "name": name, "role": role }),
+    )
+    .await["createToken"]["secret"]
+        .as_str()
+        .expect("a token secret")
+        .to_owned()
+}
+
 /// POST a GraphQL request that must fail; returns the first error's `extensions.code`.
 pub async fn gql_error_code(server: &Server, query: &str, variables: Value) -> String {
     let response = gql(server, query, variables).await;

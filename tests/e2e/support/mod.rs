@@ -10,7 +10,7 @@ pub mod server;
 use std::time::Duration;
 
 pub use destination::Destination;
-pub use graphql::{Subscription, gql_error_code, gql_ok, post_as};
+pub use graphql::{Subscription, gql_error_code, gql_ok, new_token, post_as};
 pub use server::{Backend, Server};
 
 /// Poll `check` until it returns `Some`, or panic after `timeout` with `what`.
