@@ -14,6 +14,8 @@
 //! cases (an unknown touchpoint, a key to retire, one key twice in a batch) run event by
 //! event as above.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
@@ -236,6 +238,7 @@ pub(crate) fn model(id: Uuid, new: NewEvent, now: DateTime<Utc>) -> event::Model
 
 /// Created when the stored event carries the id the insert gave it, else a duplicate.
 pub(crate) fn judged(id: Uuid, stored: Event) -> Appended {
+    let stored = Arc::new(stored);
     if stored.id == id {
         Appended::Created(stored)
     } else {

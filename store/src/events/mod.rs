@@ -6,7 +6,7 @@
 //! [`attempts`] (the delivery attempts behind outcomes), [`ordering`] (the per-key rule claims
 //! follow).
 
-use std::{fmt, str::FromStr};
+use std::{fmt, str::FromStr, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use hookplane_sources::ParsedEvent;
@@ -186,14 +186,15 @@ impl NewEvent {
     }
 }
 
-/// What appending one event did.
+/// What appending one event did. The event is shared with the change it published, so
+/// that every subscriber and the caller hold one copy of its payload.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Appended {
     /// A new event.
-    Created(Event),
+    Created(Arc<Event>),
     /// An event with the same dedupe key already existed; its `duplicates` was incremented
     /// and this is it.
-    Duplicate(Event),
+    Duplicate(Arc<Event>),
 }
 
 impl Appended {
@@ -204,8 +205,15 @@ impl Appended {
         }
     }
 
-    /// The stored event, new or existing.
+    /// The stored event, new or existing (a copy if the change feed still holds it).
     pub fn into_event(self) -> Event {
+        match self {
+            Self::Created(event) | Self::Duplicate(event) => Arc::unwrap_or_clone(event),
+        }
+    }
+
+    /// The stored event, shared.
+    pub fn shared_event(&self) -> &Arc<Event> {
         match self {
             Self::Created(event) | Self::Duplicate(event) => event,
         }

@@ -35,13 +35,14 @@ use uuid::Uuid;
 
 use super::{
     Context, Deferred, Job, Output,
+    checkpoint::Checkpointer,
     work::{Claim, Received},
 };
 use crate::{
     LogEntry,
     entity::event,
     events::{
-        Appended, Event, NewEvent,
+        Appended, Event, EventStatus, NewEvent,
         append::{judged, model},
         attempts::NewAttempt,
         outcome::{self, Recorded, Update},
@@ -72,6 +73,9 @@ pub(super) enum Fallback {
 /// The writer's own connection to the SQLite file.
 pub(crate) struct Direct {
     connection: Arc<Mutex<Connection>>,
+    /// Checkpoints the WAL off this connection's commits; `None` if it could not start (the
+    /// connection then checkpoints as SQLite does, inside a commit now and then).
+    checkpointer: Option<Checkpointer>,
 }
 
 impl Direct {
@@ -87,8 +91,19 @@ impl Direct {
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let checkpointer = match Checkpointer::start(path, busy_timeout) {
+            Ok(checkpointer) => {
+                connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+                Some(checkpointer)
+            }
+            Err(error) => {
+                tracing::warn!(file = %path.display(), error = %error, "the WAL checkpoint thread did not start; the writer checkpoints in its commits");
+                None
+            }
+        };
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
+            checkpointer,
         })
     }
 
@@ -110,7 +125,12 @@ impl Direct {
         })
         .await;
         match ran {
-            Ok((batch, Ok(outputs))) => Ok((batch, outputs)),
+            Ok((batch, Ok(outputs))) => {
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.committed();
+                }
+                Ok((batch, outputs))
+            }
             Ok((batch, Err(fallback))) => Err((batch, fallback)),
             // The batch went down with the task (its callers hear that the writer closed);
             // the transaction was rolled back as it unwound.
@@ -119,21 +139,45 @@ impl Direct {
     }
 }
 
-/// The whole batch in one transaction; dropped uncommitted (rolled back) on any error.
+/// The whole batch in one transaction; dropped uncommitted (rolled back) on any error, and
+/// then the requests get back what their new events took from them.
 fn run(
     connection: &mut Connection,
     batch: &mut [Job],
     context: &Context,
 ) -> Result<Vec<Output>, Fallback> {
+    let mut outputs = Vec::with_capacity(batch.len());
+    match run_into(connection, batch, context, &mut outputs) {
+        Ok(()) => Ok(outputs),
+        Err(fallback) => {
+            for (job, output) in batch.iter_mut().zip(outputs) {
+                match (job, output) {
+                    (Job::Events(r), Output::Events(appended)) => give_back(&mut r.work, appended),
+                    (Job::Intake(r), Output::Intake(received)) => {
+                        give_back(&mut r.work.events, received.appended);
+                    }
+                    _ => {}
+                }
+            }
+            Err(fallback)
+        }
+    }
+}
+
+fn run_into(
+    connection: &mut Connection,
+    batch: &mut [Job],
+    context: &Context,
+    outputs: &mut Vec<Output>,
+) -> Result<(), Fallback> {
     let txn = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = context.clock.now();
     let mut deferred = Deferred::default();
-    let mut outputs = Vec::with_capacity(batch.len());
     for job in batch {
         outputs.push(match job {
-            Job::Events(r) => Output::Events(append(&txn, &r.work, context, now)?),
+            Job::Events(r) => Output::Events(append(&txn, &mut r.work, context, now)?),
             Job::Intake(r) => {
-                let appended = append(&txn, &r.work.events, context, now)?;
+                let appended = append(&txn, &mut r.work.events, context, now)?;
                 let received: Received = r.work.received(appended, context, &mut deferred);
                 Output::Intake(received)
             }
@@ -154,7 +198,7 @@ fn run(
     insert_attempts(&txn, &attempts)?;
     insert_logs(&txn, &entries)?;
     txn.commit()?;
-    Ok(outputs)
+    Ok(())
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events (id, touchpoint_id, received_at, headers, \
@@ -173,32 +217,52 @@ const EVENT_COLUMNS: &str = "id, touchpoint_id, received_at, headers, raw_body, 
 
 /// Appends `events` in order: each new one is built from what was inserted; a duplicate
 /// comes back as its holder, read after the bump.
+///
+/// A new event takes its request's headers, raw body and payload rather than a copy of
+/// them; on any error they are given back (see [`give_back`]), so that the careful path
+/// finds the requests as they came.
 fn append(
     txn: &Transaction<'_>,
-    events: &[NewEvent],
+    events: &mut [NewEvent],
     context: &Context,
     now: DateTime<Utc>,
 ) -> Result<Vec<Appended>, Fallback> {
+    let mut appended = Vec::with_capacity(events.len());
+    match append_into(txn, events, context, now, &mut appended) {
+        Ok(()) => Ok(appended),
+        Err(fallback) => {
+            give_back(events, appended);
+            Err(fallback)
+        }
+    }
+}
+
+fn append_into(
+    txn: &Transaction<'_>,
+    events: &mut [NewEvent],
+    context: &Context,
+    now: DateTime<Utc>,
+    appended: &mut Vec<Appended>,
+) -> Result<(), Fallback> {
     let cutoff = time::before(now, context.dedupe_window);
     let mut insert = txn.prepare_cached(INSERT_EVENT)?;
-    let mut appended = Vec::with_capacity(events.len());
     for new in events {
         let id = Uuid::now_v7();
-        let row = model(id, new.clone(), now);
+        let (status, last_error, parked) = intake_status(new);
         let stored: Option<Vec<u8>> = insert
             .query_row(
                 rusqlite::params![
                     id.as_bytes(),
-                    row.touchpoint_id.as_bytes(),
-                    text(row.received_at),
-                    json(&row.headers),
-                    row.raw_body,
-                    json(&row.payload),
-                    row.dedupe_key,
-                    row.status,
-                    row.last_error,
-                    row.ordering_key,
-                    row.parked,
+                    new.touchpoint_id.as_bytes(),
+                    text(now),
+                    json(&new.headers),
+                    new.raw_body,
+                    json(&new.payload),
+                    new.dedupe_key,
+                    status,
+                    last_error,
+                    new.ordering_key,
+                    parked,
                     text(cutoff),
                 ],
                 |returned| returned.get(0),
@@ -206,14 +270,53 @@ fn append(
             .optional()?;
         let stored = stored.ok_or(Fallback::RetireKey)?;
         let event = if stored.as_slice() == id.as_bytes() {
-            Event::try_from(row)?
+            Event::try_from(model(id, taken(new), now))?
         } else {
             let holder = read_event(txn, &stored)?.ok_or(Fallback::RetireKey)?;
             Event::try_from(holder)?
         };
         appended.push(judged(id, event));
     }
-    Ok(appended)
+    Ok(())
+}
+
+/// The status, error and parking a new event is inserted with (see `append::model`).
+fn intake_status(new: &NewEvent) -> (&'static str, Option<&str>, bool) {
+    match &new.intake_failure {
+        None => (EventStatus::Unprocessed.as_str(), None, false),
+        Some(failure) => (
+            EventStatus::Failed.as_str(),
+            Some(failure.error.as_str()),
+            failure.parked,
+        ),
+    }
+}
+
+/// `new` with its large values moved out: headers, raw body and payload are left empty.
+fn taken(new: &mut NewEvent) -> NewEvent {
+    NewEvent {
+        touchpoint_id: new.touchpoint_id,
+        headers: std::mem::take(&mut new.headers),
+        raw_body: std::mem::take(&mut new.raw_body),
+        payload: std::mem::take(&mut new.payload),
+        dedupe_key: new.dedupe_key.clone(),
+        ordering_key: new.ordering_key.clone(),
+        intake_failure: new.intake_failure.clone(),
+    }
+}
+
+/// Puts back what [`taken`] moved out of `events` into the new events of `appended` (in the
+/// same order; duplicates took nothing).
+fn give_back(events: &mut [NewEvent], appended: Vec<Appended>) {
+    for (new, appended) in events.iter_mut().zip(appended) {
+        let Appended::Created(event) = appended else {
+            continue;
+        };
+        let event = Arc::unwrap_or_clone(event);
+        new.headers = event.headers;
+        new.raw_body = event.raw_body;
+        new.payload = event.payload;
+    }
 }
 
 fn read_event(txn: &Transaction<'_>, id: &[u8]) -> Result<Option<event::Model>, Fallback> {
@@ -512,7 +615,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        LogLevel, ManualClock, Outcome, Store, StoreOptions,
+        Clock, LogLevel, ManualClock, Outcome, Store, StoreOptions,
         events::{AttemptRecord, OutcomeLog, append},
         writer::Request,
     };
@@ -652,10 +755,77 @@ mod tests {
     fn created(output: Output) -> Event {
         match output {
             Output::Events(mut appended) => match appended.pop() {
-                Some(Appended::Created(event)) => event,
+                Some(Appended::Created(event)) => Arc::unwrap_or_clone(event),
                 other => panic!("expected a new event, got {other:?}"),
             },
             _ => panic!("expected appended events"),
+        }
+    }
+
+    /// New events take their requests' large values instead of copying them; a batch that
+    /// falls back must hand every request back as it came, for the careful path to run.
+    #[tokio::test]
+    async fn a_batch_that_falls_back_gives_its_requests_back_whole() {
+        let both = both().await;
+        let touchpoint = Uuid::now_v7();
+        let (reply, _answer) = oneshot::channel();
+        let old = vec![new_event(touchpoint, "old")];
+        both.through_direct(Job::Events(Request { work: old, reply }))
+            .await;
+        let Clock::Manual(clock) = &both.context.clock else {
+            panic!("a manual clock");
+        };
+        let window = TimeDelta::from_std(both.context.dedupe_window).expect("window");
+        clock.advance(window + TimeDelta::seconds(1));
+
+        // Inside one request: a new event, then a key whose holder is past the window.
+        let first = vec![new_event(touchpoint, "fresh"), new_event(touchpoint, "old")];
+        // Across requests: new events, then an outcome for an event that does not exist.
+        let second = vec![new_event(touchpoint, "x"), new_event(touchpoint, "y")];
+        let missing = outcome::Work {
+            id: Uuid::now_v7(),
+            lease_id: Uuid::now_v7(),
+            outcome: Outcome::Skipped { generation: 1 },
+            log: None,
+            held: None,
+        };
+        for (batch, expected) in [
+            (vec![first.clone()], Fallback::RetireKey.to_string()),
+            (
+                vec![second.clone()],
+                Fallback::LeaseLostOrMissing.to_string(),
+            ),
+        ] {
+            let mut jobs: Vec<Job> = batch
+                .into_iter()
+                .map(|work| {
+                    Job::Events(Request {
+                        work,
+                        reply: oneshot::channel().0,
+                    })
+                })
+                .collect();
+            if expected == Fallback::LeaseLostOrMissing.to_string() {
+                let reply = oneshot::channel().0;
+                jobs.push(Job::Outcome(Request {
+                    work: missing.clone(),
+                    reply,
+                }));
+            }
+            let (back, fallback) = match both.direct.commit(jobs, &both.context).await {
+                Ok(_) => panic!("the batch must fall back"),
+                Err(failed) => failed,
+            };
+            assert_eq!(fallback.to_string(), expected);
+            let Some(Job::Events(request)) = back.into_iter().next() else {
+                panic!("the events request comes back first");
+            };
+            let sent = if expected == Fallback::RetireKey.to_string() {
+                &first
+            } else {
+                &second
+            };
+            assert_eq!(&request.work, sent, "handed back as it came");
         }
     }
 
@@ -697,7 +867,7 @@ mod tests {
                 [Appended::Duplicate(holder)] => {
                     assert_eq!(holder.id, through_sqlx[0].event().id);
                     assert_eq!(holder.duplicates, 1);
-                    assert_eq!(*holder, both.read(holder.id).await);
+                    assert_eq!(**holder, both.read(holder.id).await);
                 }
                 other => panic!("expected a duplicate, got {other:?}"),
             },

@@ -56,6 +56,7 @@ use crate::{
     logs::{LogEntry, NewLog},
 };
 
+mod checkpoint;
 mod deferred;
 mod direct;
 mod work;

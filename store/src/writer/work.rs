@@ -67,7 +67,7 @@ impl Work for Vec<NewEvent> {
                     touchpoint_id: event.touchpoint_id,
                     id: event.id,
                     status: Some(event.status),
-                    row: Some(ChangedRow::Event(Arc::new(event.clone()))),
+                    row: Some(ChangedRow::Event(Arc::clone(appended.shared_event()))),
                 }
             })
             .collect()
