@@ -1,8 +1,9 @@
 //! The writer's fast path on a SQLite file: the whole batch on the writer's own `rusqlite`
-//! connection, in one blocking call.
+//! connection, on the writer's own thread (see `run_direct`).
 //!
 //! Through sqlx each statement is a hand-off to its SQLite worker thread and back, built by
-//! sea-query and decoded row by row into models; here a batch crosses threads once, each
+//! sea-query and decoded row by row into models; here a batch does not cross threads (the
+//! thread that takes it from the queue commits it and answers its requests), each
 //! statement is prepared once and cached, and only what the batch needs is read back: a new
 //! event is built from the values it was inserted with; a duplicate's holder and an
 //! outcome's event are read back, because the change feed publishes them as they are now.
@@ -66,9 +67,10 @@ pub(super) enum Fallback {
     Decode(#[from] crate::StoreError),
     #[error("a statement's value has no direct binding: {0}")]
     Value(&'static str),
-    #[error("the blocking task failed")]
-    Task(#[from] tokio::task::JoinError),
 }
+
+/// A batch with its outputs, in order; or the batch with why it was rolled back.
+pub(super) type Committed = Result<(Vec<Job>, Vec<Output>), (Vec<Job>, Fallback)>;
 
 /// The writer's own connection to the SQLite file.
 pub(crate) struct Direct {
@@ -107,34 +109,22 @@ impl Direct {
         })
     }
 
-    /// Runs `batch` in one transaction and commits it. The batch comes back with the outputs
-    /// of its requests in order, or with why the transaction was rolled back (nothing of the
-    /// batch is stored then).
-    pub(super) async fn commit(
-        &self,
-        batch: Vec<Job>,
-        context: &Context,
-    ) -> Result<(Vec<Job>, Vec<Output>), (Vec<Job>, Fallback)> {
-        let connection = Arc::clone(&self.connection);
-        let context = context.clone();
-        let ran = tokio::task::spawn_blocking(move || {
-            let mut batch = batch;
-            let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-            let result = run(&mut connection, &mut batch, &context);
-            (batch, result)
-        })
-        .await;
-        match ran {
-            Ok((batch, Ok(outputs))) => {
+    /// Runs `batch` in one transaction and commits it, on the calling thread (the writer's).
+    /// The batch comes back with the outputs of its requests in order, or with why the
+    /// transaction was rolled back (nothing of the batch is stored then).
+    pub(super) fn commit(&self, mut batch: Vec<Job>, context: &Context) -> Committed {
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match run(&mut connection, &mut batch, context) {
+            Ok(outputs) => {
                 if let Some(checkpointer) = &self.checkpointer {
                     checkpointer.committed();
                 }
                 Ok((batch, outputs))
             }
-            Ok((batch, Err(fallback))) => Err((batch, fallback)),
-            // The batch went down with the task (its callers hear that the writer closed);
-            // the transaction was rolled back as it unwound.
-            Err(error) => Err((Vec::new(), Fallback::Task(error))),
+            Err(fallback) => Err((batch, fallback)),
         }
     }
 }
@@ -721,7 +711,6 @@ mod tests {
             let (_, mut outputs) = self
                 .direct
                 .commit(vec![job], &self.context)
-                .await
                 .map_err(|(_, fallback)| fallback)
                 .expect("the fast path takes it");
             outputs.pop().expect("one output")
@@ -812,7 +801,7 @@ mod tests {
                     reply,
                 }));
             }
-            let (back, fallback) = match both.direct.commit(jobs, &both.context).await {
+            let (back, fallback) = match both.direct.commit(jobs, &both.context) {
                 Ok(_) => panic!("the batch must fall back"),
                 Err(failed) => failed,
             };
@@ -980,8 +969,7 @@ mod tests {
         };
         let gave_up = both
             .direct
-            .commit(vec![Job::Outcome(Request { work, reply })], &both.context)
-            .await;
+            .commit(vec![Job::Outcome(Request { work, reply })], &both.context);
         assert!(matches!(gave_up, Err((_, Fallback::LeaseLostOrMissing))));
     }
 }

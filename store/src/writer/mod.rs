@@ -122,11 +122,21 @@ impl Writer {
     ) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
-        let connections = Connections { db, direct };
-        let task = tokio::spawn(
-            run(connections, queue, feed, context, counters.clone())
-                .instrument(tracing::info_span!("store_writer", ?backend)),
-        );
+        let span = tracing::info_span!("store_writer", ?backend);
+        let task = match direct {
+            // The loop, its SQLite connection and the answers on one thread: a batch does
+            // not cross threads to be committed and back to be answered.
+            Some(direct) => {
+                let counters = counters.clone();
+                let runtime = tokio::runtime::Handle::current();
+                tokio::task::spawn_blocking(move || {
+                    span.in_scope(|| {
+                        run_direct(direct, db, queue, &feed, &context, &counters, &runtime);
+                    });
+                })
+            }
+            None => tokio::spawn(run(db, queue, feed, context, counters.clone()).instrument(span)),
+        };
         Self {
             jobs,
             task: Mutex::new(Some(task)),
@@ -400,14 +410,8 @@ impl StagedJob {
     }
 }
 
-/// What the writer writes through.
-struct Connections {
-    db: DatabaseConnection,
-    direct: Option<Direct>,
-}
-
 async fn run(
-    connections: Connections,
+    db: DatabaseConnection,
     mut queue: mpsc::Receiver<Job>,
     feed: Feed,
     context: Context,
@@ -425,40 +429,78 @@ async fn run(
             .map(|at| batch.split_off(at));
         if !batch.is_empty() {
             let batch = std::mem::take(&mut batch);
-            commit_batch(&connections, batch, &feed, &context, &counters).await;
+            let started = Instant::now();
+            let requests = batch.len();
+            let fast = commit_directly(&db, batch, &feed, &context, &counters).await;
+            commit_carefully(&db, fast, &feed, &context, &counters, started, requests).await;
         }
         if let Some(refused) = after_shutdown {
-            queue.close();
-            refused.into_iter().for_each(Job::refuse);
-            while let Ok(job) = queue.try_recv() {
-                job.refuse();
-            }
-            tracing::debug!("store writer stopped");
+            stop(&mut queue, refused);
             return;
         }
     }
 }
 
-async fn commit_batch(
-    connections: &Connections,
-    batch: Vec<Job>,
+/// The writer on a SQLite file, on a blocking thread: batches commit on `direct`, and a batch
+/// that must go request by request runs on `db` (sqlx) with `runtime`.
+fn run_direct(
+    direct: Direct,
+    db: DatabaseConnection,
+    mut queue: mpsc::Receiver<Job>,
     feed: &Feed,
     context: &Context,
     counters: &Counters,
+    runtime: &tokio::runtime::Handle,
 ) {
-    let started = Instant::now();
-    let requests = batch.len();
-    let db = &connections.db;
-    let fast = match &connections.direct {
-        Some(direct) => commit_direct(direct, batch, feed, context, counters).await,
-        None => commit_directly(db, batch, feed, context, counters).await,
-    };
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        if queue.blocking_recv_many(&mut batch, MAX_BATCH) == 0 {
+            return;
+        }
+        let after_shutdown = batch
+            .iter()
+            .position(|job| matches!(job, Job::Shutdown))
+            .map(|at| batch.split_off(at));
+        if !batch.is_empty() {
+            let batch = std::mem::take(&mut batch);
+            let started = Instant::now();
+            let requests = batch.len();
+            match commit_direct(&direct, batch, feed, context, counters) {
+                Ok(()) => committed(requests, started),
+                fell_back => runtime.block_on(commit_carefully(
+                    &db, fell_back, feed, context, counters, started, requests,
+                )),
+            }
+        }
+        if let Some(refused) = after_shutdown {
+            stop(&mut queue, refused);
+            return;
+        }
+    }
+}
+
+/// Refuses what came after the shutdown request, and everything still queued.
+fn stop(queue: &mut mpsc::Receiver<Job>, refused: Vec<Job>) {
+    queue.close();
+    refused.into_iter().for_each(Job::refuse);
+    while let Ok(job) = queue.try_recv() {
+        job.refuse();
+    }
+    tracing::debug!("store writer stopped");
+}
+
+/// After the fast path: nothing to do if it committed, else the batch request by request.
+async fn commit_carefully(
+    db: &DatabaseConnection,
+    fast: Result<(), Vec<Job>>,
+    feed: &Feed,
+    context: &Context,
+    counters: &Counters,
+    started: Instant,
+    requests: usize,
+) {
     let Err(batch) = fast else {
-        tracing::debug!(
-            requests,
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "committed a write batch"
-        );
+        committed(requests, started);
         return;
     };
     counters.careful_batches.fetch_add(1, Ordering::Relaxed);
@@ -467,6 +509,14 @@ async fn commit_batch(
         requests,
         elapsed_us = started.elapsed().as_micros() as u64,
         "committed a write batch, request by request"
+    );
+}
+
+fn committed(requests: usize, started: Instant) {
+    tracing::debug!(
+        requests,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "committed a write batch"
     );
 }
 
@@ -490,14 +540,14 @@ fn answer_committed(batch: Vec<Job>, outputs: Vec<Output>, feed: &Feed, counters
 
 /// The fast path on the writer's own SQLite connection; `Err(batch)` when the batch must run
 /// request by request (nothing of it was stored and nobody was answered).
-async fn commit_direct(
+fn commit_direct(
     direct: &Direct,
     batch: Vec<Job>,
     feed: &Feed,
     context: &Context,
     counters: &Counters,
 ) -> Result<(), Vec<Job>> {
-    match direct.commit(batch, context).await {
+    match direct.commit(batch, context) {
         Ok((batch, outputs)) => {
             answer_committed(batch, outputs, feed, counters);
             Ok(())
