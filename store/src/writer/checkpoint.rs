@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 /// At most one checkpoint per interval while the writer commits; none while it is idle.
 const INTERVAL: Duration = Duration::from_millis(100);
@@ -55,12 +55,7 @@ struct State {
 impl Checkpointer {
     /// Opens a connection to `path` (a WAL database) and starts the thread.
     pub(crate) fn start(path: &Path, busy_timeout: Duration) -> Result<Self, StartError> {
-        let connection = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        connection.busy_timeout(busy_timeout)?;
-        connection.pragma_update(None, "synchronous", "FULL")?;
+        let connection = super::direct::connect(path, busy_timeout)?;
         let shared = Arc::new(Shared::default());
         let thread = std::thread::Builder::new()
             .name("hookplane-checkpoint".to_owned())

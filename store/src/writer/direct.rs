@@ -85,12 +85,7 @@ impl Direct {
     /// settings every connection of the store has: `synchronous=FULL`, foreign keys on, the
     /// same busy timeout.
     pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Self, rusqlite::Error> {
-        let connection = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        connection.busy_timeout(busy_timeout)?;
-        connection.pragma_update(None, "synchronous", "FULL")?;
+        let connection = connect(path, busy_timeout)?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let checkpointer = match Checkpointer::start(path, busy_timeout) {
@@ -127,6 +122,18 @@ impl Direct {
             Err(fallback) => Err((batch, fallback)),
         }
     }
+}
+
+/// A read-write connection to the WAL file at `path` that waits `busy_timeout` for locks and
+/// syncs as every connection of the store does (`synchronous=FULL`).
+pub(super) fn connect(path: &Path, busy_timeout: Duration) -> Result<Connection, rusqlite::Error> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(busy_timeout)?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    Ok(connection)
 }
 
 /// The whole batch in one transaction; dropped uncommitted (rolled back) on any error, and

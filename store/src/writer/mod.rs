@@ -423,12 +423,8 @@ async fn run(
             // Every handle is gone.
             return;
         }
-        let after_shutdown = batch
-            .iter()
-            .position(|job| matches!(job, Job::Shutdown))
-            .map(|at| batch.split_off(at));
+        let (batch, after_shutdown) = split_at_shutdown(&mut batch);
         if !batch.is_empty() {
-            let batch = std::mem::take(&mut batch);
             let started = Instant::now();
             let requests = batch.len();
             let fast = commit_directly(&db, batch, &feed, &context, &counters).await;
@@ -457,12 +453,8 @@ fn run_direct(
         if queue.blocking_recv_many(&mut batch, MAX_BATCH) == 0 {
             return;
         }
-        let after_shutdown = batch
-            .iter()
-            .position(|job| matches!(job, Job::Shutdown))
-            .map(|at| batch.split_off(at));
+        let (batch, after_shutdown) = split_at_shutdown(&mut batch);
         if !batch.is_empty() {
-            let batch = std::mem::take(&mut batch);
             let started = Instant::now();
             let requests = batch.len();
             match commit_direct(&direct, batch, feed, context, counters) {
@@ -477,6 +469,16 @@ fn run_direct(
             return;
         }
     }
+}
+
+/// What `received` holds before the shutdown request, to commit, and from the request on,
+/// to refuse (`None` without one); `received` is left empty for the next receive.
+fn split_at_shutdown(received: &mut Vec<Job>) -> (Vec<Job>, Option<Vec<Job>>) {
+    let after_shutdown = received
+        .iter()
+        .position(|job| matches!(job, Job::Shutdown))
+        .map(|at| received.split_off(at));
+    (std::mem::take(received), after_shutdown)
 }
 
 /// Refuses what came after the shutdown request, and everything still queued.
