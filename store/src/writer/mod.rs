@@ -549,14 +549,25 @@ fn commit_direct(
     context: &Context,
     counters: &Counters,
 ) -> Result<(), Vec<Job>> {
-    match direct.commit(batch, context) {
-        Ok((batch, outputs)) => {
+    // A panic inside the transaction (a bug) costs its batch, not the writer: the transaction
+    // rolls back as it unwinds, the batch's callers hear that the writer closed, and the next
+    // batch runs, as when each batch ran on a blocking task of its own.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        direct.commit(batch, context)
+    }));
+    match ran {
+        Ok(Ok((batch, outputs))) => {
             answer_committed(batch, outputs, feed, counters);
             Ok(())
         }
-        Err((batch, fallback)) => {
+        Ok(Err((batch, fallback))) => {
             tracing::debug!(reason = %fallback, error = ?std::error::Error::source(&fallback), "a write batch goes request by request");
             Err(batch)
+        }
+        Err(_) => {
+            tracing::error!("a write batch panicked; its requests failed");
+            counters.failed_transactions.fetch_add(1, Ordering::Relaxed);
+            Err(Vec::new())
         }
     }
 }
