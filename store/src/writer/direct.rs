@@ -179,6 +179,8 @@ fn run_into(
                 Output::Intake(received)
             }
             Job::Logs(r) => {
+                #[cfg(test)]
+                tests::panic_if_planted(&r.work);
                 let entries = logs::entries(r.work.clone(), now);
                 deferred.log(&entries);
                 Output::Logs(entries)
@@ -756,6 +758,49 @@ mod tests {
             },
             _ => panic!("expected appended events"),
         }
+    }
+
+    /// The message of a log entry that makes the batch holding it panic (tests only).
+    const PLANTED_PANIC: &str = "a panic planted in the writer";
+
+    pub(super) fn panic_if_planted(logs: &[crate::NewLog]) {
+        assert!(
+            logs.iter().all(|log| log.message != PLANTED_PANIC),
+            "{PLANTED_PANIC}"
+        );
+    }
+
+    /// A bug that panics inside a batch's transaction costs that batch, not the writer.
+    #[tokio::test]
+    async fn a_panic_in_a_batch_fails_that_batch_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = Store::open(&url, StoreOptions::default())
+            .await
+            .expect("open");
+        store.migrate().await.expect("migrate");
+        let log = |message: &str| crate::NewLog {
+            touchpoint_id: Uuid::now_v7(),
+            event_id: None,
+            level: LogLevel::Info,
+            message: message.to_owned(),
+            fields: json!({}),
+        };
+
+        let failed = store.append_logs(vec![log(PLANTED_PANIC)]).await;
+        assert!(
+            matches!(failed, Err(crate::StoreError::WriterClosed)),
+            "{failed:?}"
+        );
+        // The writer goes on: the next request gets its own answer (its touchpoint does
+        // not exist), from the careful path, which only a running writer reaches.
+        let next = store.append_logs(vec![log("after the panic")]).await;
+        assert!(
+            matches!(next, Err(crate::StoreError::TouchpointNotFound)),
+            "{next:?}"
+        );
+        assert_eq!(store.writer_stats().failed_transactions, 1);
+        store.close().await;
     }
 
     /// New events take their requests' large values instead of copying them; a batch that
