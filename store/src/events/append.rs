@@ -204,11 +204,24 @@ fn row(id: Uuid, new: NewEvent, now: DateTime<Utc>) -> event::ActiveModel {
 
 /// A new event's row as it is stored, with `id`, received at `now` (both of the writer's
 /// paths insert exactly this).
+impl NewEvent {
+    /// The status, error and parking it is stored with: UNPROCESSED, or FAILED as it
+    /// arrives (see [`NewEvent::failed_at_intake`]).
+    pub(crate) fn intake_status(&self) -> (EventStatus, Option<&str>, bool) {
+        match &self.intake_failure {
+            None => (EventStatus::Unprocessed, None, false),
+            Some(failure) => (
+                EventStatus::Failed,
+                Some(failure.error.as_str()),
+                failure.parked,
+            ),
+        }
+    }
+}
+
 pub(crate) fn model(id: Uuid, new: NewEvent, now: DateTime<Utc>) -> event::Model {
-    let (status, last_error, parked) = match new.intake_failure {
-        None => (EventStatus::Unprocessed, None, false),
-        Some(failure) => (EventStatus::Failed, Some(failure.error), failure.parked),
-    };
+    let (status, last_error, parked) = new.intake_status();
+    let last_error = last_error.map(str::to_owned);
     event::Model {
         id,
         touchpoint_id: new.touchpoint_id,

@@ -19,11 +19,7 @@
 //! (sqlx, a savepoint per request), which answers each request with its own result. Nothing
 //! here answers a request; the caller does, after the commit.
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use rusqlite::{
@@ -43,7 +39,7 @@ use crate::{
     LogEntry,
     entity::event,
     events::{
-        Appended, Event, EventStatus, NewEvent,
+        Appended, Event, NewEvent,
         append::{judged, model},
         attempts::NewAttempt,
         outcome::{self, Recorded, Update},
@@ -74,7 +70,7 @@ pub(super) type Committed = Result<(Vec<Job>, Vec<Output>), (Vec<Job>, Fallback)
 
 /// The writer's own connection to the SQLite file.
 pub(crate) struct Direct {
-    connection: Arc<Mutex<Connection>>,
+    connection: Connection,
     /// Checkpoints the WAL off this connection's commits; `None` if it could not start (the
     /// connection then checkpoints as SQLite does, inside a commit now and then).
     checkpointer: Option<Checkpointer>,
@@ -99,7 +95,7 @@ impl Direct {
             }
         };
         Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
+            connection,
             checkpointer,
         })
     }
@@ -107,12 +103,8 @@ impl Direct {
     /// Runs `batch` in one transaction and commits it, on the calling thread (the writer's).
     /// The batch comes back with the outputs of its requests in order, or with why the
     /// transaction was rolled back (nothing of the batch is stored then).
-    pub(super) fn commit(&self, mut batch: Vec<Job>, context: &Context) -> Committed {
-        let mut connection = self
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match run(&mut connection, &mut batch, context) {
+    pub(super) fn commit(&mut self, mut batch: Vec<Job>, context: &Context) -> Committed {
+        match run(&mut self.connection, &mut batch, context) {
             Ok(outputs) => {
                 if let Some(checkpointer) = &self.checkpointer {
                     checkpointer.committed();
@@ -247,7 +239,7 @@ fn append_into(
     let mut insert = txn.prepare_cached(INSERT_EVENT)?;
     for new in events {
         let id = Uuid::now_v7();
-        let (status, last_error, parked) = intake_status(new);
+        let (status, last_error, parked) = new.intake_status();
         let stored: Option<Vec<u8>> = insert
             .query_row(
                 rusqlite::params![
@@ -258,7 +250,7 @@ fn append_into(
                     new.raw_body,
                     json(&new.payload),
                     new.dedupe_key,
-                    status,
+                    status.as_str(),
                     last_error,
                     new.ordering_key,
                     parked,
@@ -277,18 +269,6 @@ fn append_into(
         appended.push(judged(id, event));
     }
     Ok(())
-}
-
-/// The status, error and parking a new event is inserted with (see `append::model`).
-fn intake_status(new: &NewEvent) -> (&'static str, Option<&str>, bool) {
-    match &new.intake_failure {
-        None => (EventStatus::Unprocessed.as_str(), None, false),
-        Some(failure) => (
-            EventStatus::Failed.as_str(),
-            Some(failure.error.as_str()),
-            failure.parked,
-        ),
-    }
 }
 
 /// `new` with its large values moved out: headers, raw body and payload are left empty.
@@ -645,8 +625,6 @@ mod tests {
         let direct = Direct::open(&path, Duration::from_secs(5)).expect("rusqlite");
         direct
             .connection
-            .lock()
-            .expect("lock")
             .execute_batch("PRAGMA foreign_keys = OFF")
             .expect("pragma");
         // Fraction digits that AutoSi would write as six.
@@ -716,7 +694,7 @@ mod tests {
                 .collect()
         }
 
-        async fn through_direct(&self, job: Job) -> Output {
+        async fn through_direct(&mut self, job: Job) -> Output {
             let (_, mut outputs) = self
                 .direct
                 .commit(vec![job], &self.context)
@@ -807,7 +785,7 @@ mod tests {
     /// falls back must hand every request back as it came, for the careful path to run.
     #[tokio::test]
     async fn a_batch_that_falls_back_gives_its_requests_back_whole() {
-        let both = both().await;
+        let mut both = both().await;
         let touchpoint = Uuid::now_v7();
         let (reply, _answer) = oneshot::channel();
         let old = vec![new_event(touchpoint, "old")];
@@ -830,41 +808,32 @@ mod tests {
             log: None,
             held: None,
         };
-        for (batch, expected) in [
-            (vec![first.clone()], Fallback::RetireKey.to_string()),
+        let events = |work| {
+            Job::Events(Request {
+                work,
+                reply: oneshot::channel().0,
+            })
+        };
+        let lost = Job::Outcome(Request {
+            work: missing,
+            reply: oneshot::channel().0,
+        });
+        let cases = [
+            (vec![events(first.clone())], &first, Fallback::RetireKey),
             (
-                vec![second.clone()],
-                Fallback::LeaseLostOrMissing.to_string(),
+                vec![events(second.clone()), lost],
+                &second,
+                Fallback::LeaseLostOrMissing,
             ),
-        ] {
-            let mut jobs: Vec<Job> = batch
-                .into_iter()
-                .map(|work| {
-                    Job::Events(Request {
-                        work,
-                        reply: oneshot::channel().0,
-                    })
-                })
-                .collect();
-            if expected == Fallback::LeaseLostOrMissing.to_string() {
-                let reply = oneshot::channel().0;
-                jobs.push(Job::Outcome(Request {
-                    work: missing.clone(),
-                    reply,
-                }));
-            }
+        ];
+        for (jobs, sent, expected) in cases {
             let (back, fallback) = match both.direct.commit(jobs, &both.context) {
                 Ok(_) => panic!("the batch must fall back"),
                 Err(failed) => failed,
             };
-            assert_eq!(fallback.to_string(), expected);
+            assert_eq!(fallback.to_string(), expected.to_string());
             let Some(Job::Events(request)) = back.into_iter().next() else {
                 panic!("the events request comes back first");
-            };
-            let sent = if expected == Fallback::RetireKey.to_string() {
-                &first
-            } else {
-                &second
             };
             assert_eq!(&request.work, sent, "handed back as it came");
         }
@@ -872,7 +841,7 @@ mod tests {
 
     #[tokio::test]
     async fn rows_written_directly_are_the_rows_sqlx_writes() {
-        let both = both().await;
+        let mut both = both().await;
         let touchpoint = Uuid::now_v7();
 
         let txn = both.sqlx.begin().await.expect("begin");

@@ -440,7 +440,7 @@ async fn run(
 /// The writer on a SQLite file, on a blocking thread: batches commit on `direct`, and a batch
 /// that must go request by request runs on `db` (sqlx) with `runtime`.
 fn run_direct(
-    direct: Direct,
+    mut direct: Direct,
     db: DatabaseConnection,
     mut queue: mpsc::Receiver<Job>,
     feed: &Feed,
@@ -457,7 +457,7 @@ fn run_direct(
         if !batch.is_empty() {
             let started = Instant::now();
             let requests = batch.len();
-            match commit_direct(&direct, batch, feed, context, counters) {
+            match commit_direct(&mut direct, batch, feed, context, counters) {
                 Ok(()) => committed(requests, started),
                 fell_back => runtime.block_on(commit_carefully(
                     &db, fell_back, feed, context, counters, started, requests,
@@ -543,7 +543,7 @@ fn answer_committed(batch: Vec<Job>, outputs: Vec<Output>, feed: &Feed, counters
 /// The fast path on the writer's own SQLite connection; `Err(batch)` when the batch must run
 /// request by request (nothing of it was stored and nobody was answered).
 fn commit_direct(
-    direct: &Direct,
+    direct: &mut Direct,
     batch: Vec<Job>,
     feed: &Feed,
     context: &Context,
